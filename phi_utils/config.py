@@ -1,0 +1,484 @@
+"""Every knob of the pipeline, as dataclasses, and the three profiles.
+
+Profiles (`smoke`, `tiny`, `paper`) differ only in sizes and endpoints, never in code path.
+Each field has a one-line docstring (the string literal right under it, as in litgpt);
+`__post_init__` checks values so a bad profile fails at load time, not an hour in.
+
+Each pipeline stage owns one dataclass below. `ProfileConfig` bundles them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The repository root (where `notebooks/`, `figures/` and `runs/` live)."""
+
+SHARED_DATA = Path(os.environ.get("PHI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+"""Optional offline copies of MBPP, EvalPlus and open synthetic datasets (never copied into the repo)."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+# --------------------------------------------------------------------------- teacher (issue 3)
+@dataclass
+class TeacherConfig:
+    backend: str = "local"
+    """`local` (llama-cpp-python server started on demand) or `openai` (any OpenAI-compatible endpoint)."""
+    local_model: str = "qwen2.5-coder-1.5b"
+    """For `local`: a known model name (`smollm2-135m`, `qwen2.5-coder-0.5b`, `qwen2.5-coder-1.5b`) or a GGUF path."""
+    base_url: str | None = None
+    """For `openai`: the endpoint URL (None = OpenAI's own)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (`openai` backend)."""
+    model: str = "local"
+    """Model name sent to the endpoint (e.g. `gpt-4-0613`, `gpt-3.5-turbo-0301`)."""
+    rating_model: str | None = None
+    """Model for ratings and grading (GPT-4's role); None = `model`."""
+    temperature: float = 0.7
+    """Sampling temperature for generation (ratings always use 0)."""
+    top_p: float = 0.95
+    """Nucleus sampling for generation."""
+    max_tokens: int = 512
+    """Default completion length cap."""
+    seed: int = 0
+    """Base seed sent with each request (the sample index is added)."""
+    concurrency: int = 1
+    """Requests in flight at once (the local server serialises; OpenAI benefits from 8-32)."""
+    requests_per_minute: float = 0.0
+    """Client-side request rate limit; 0 = unlimited."""
+    tokens_per_minute: float = 0.0
+    """Client-side token rate limit; 0 = unlimited."""
+    price_per_1k_prompt: float = 0.0
+    """USD per 1k prompt tokens, for the cost estimate and budget."""
+    price_per_1k_completion: float = 0.0
+    """USD per 1k completion tokens."""
+    budget_usd: float = 0.0
+    """Stop a stage cleanly once spent cost reaches this; 0 = no limit."""
+    request_timeout_s: float = 300.0
+    """Per-request timeout before a retry."""
+    max_retries: int = 6
+    """Retries on 429/5xx/timeouts/connection resets (exponential backoff with jitter)."""
+    n_ctx: int = 4096
+    """Context window of the local server."""
+    use_batch_api: bool = False
+    """Use OpenAI's Batch API (half price, asynchronous) for paper-scale jobs."""
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("local", "openai"), f"teacher.backend must be 'local' or 'openai', got {self.backend!r}")
+        _check(0.0 <= self.temperature <= 2.0, "teacher.temperature must be in [0, 2]")
+        _check(0.0 < self.top_p <= 1.0, "teacher.top_p must be in (0, 1]")
+        _check(self.max_tokens > 0, "teacher.max_tokens must be positive")
+        _check(self.concurrency >= 1, "teacher.concurrency must be >= 1")
+        _check(self.budget_usd >= 0, "teacher.budget_usd must be >= 0")
+
+
+# --------------------------------------------------------------------------- corpus + filtering (issue 7)
+@dataclass
+class CorpusConfig:
+    source: str = "local"
+    """`local` (Python files on this machine) or `hub` (The Stack Python dedup + StackOverflow, streamed)."""
+    extra_dirs: list[str] = field(default_factory=list)
+    """Extra directories of Python files to include (`local`)."""
+    max_files: int = 2000
+    """Cap on files kept after dedup (0 = all)."""
+    max_file_bytes: int = 100_000
+    """Files larger than this are skipped as huge."""
+    near_dup_threshold: float = 0.85
+    """MinHash-LSH Jaccard threshold for near-duplicate removal."""
+    hub_stack_dataset: str = "bigcode/the-stack-dedup"
+    """Hub name of The Stack (Python subset via `data_dir`)."""
+    hub_stackoverflow_dataset: str = "mikex86/stackoverflow-posts"
+    """Hub name of a StackOverflow dataset."""
+
+    def __post_init__(self) -> None:
+        _check(self.source in ("local", "hub"), f"corpus.source must be 'local' or 'hub', got {self.source!r}")
+        _check(0.0 < self.near_dup_threshold <= 1.0, "corpus.near_dup_threshold must be in (0, 1]")
+        _check(self.max_files >= 0, "corpus.max_files must be >= 0")
+
+
+@dataclass
+class AnnotationConfig:
+    n_samples: int = 200
+    """Corpus samples rated by the teacher (the paper: ~100k)."""
+    reliability_subset: int = 30
+    """Samples rated twice, independently, to measure agreement."""
+    max_prompt_chars: int = 3000
+    """Long files are cut to this many characters before the teacher sees them."""
+    prompt_version: str = "v1"
+    """Version tag of the rating prompt (recorded with every label)."""
+
+    def __post_init__(self) -> None:
+        _check(self.n_samples > 0, "annotation.n_samples must be positive")
+        _check(0 <= self.reliability_subset <= self.n_samples, "annotation.reliability_subset must be in [0, n_samples]")
+
+
+@dataclass
+class FilterConfig:
+    embedder: str = "minilm"
+    """`minilm` (offline all-MiniLM-L6-v2), `codegen` (CodeGen-350M-mono, hub) or `own` (this run's model)."""
+    n_estimators: int = 200
+    """Random-forest trees."""
+    keep_fraction: float = 0.5
+    """Fraction of the corpus kept by the filter (sets the threshold)."""
+    test_fraction: float = 0.25
+    """Held-out share of the annotations for evaluating the classifier."""
+    batch_size: int = 32
+    """Embedding batch size."""
+    num_proc: int = 1
+    """Processes for embedding/scoring (`datasets` num_proc)."""
+
+    def __post_init__(self) -> None:
+        _check(self.embedder in ("minilm", "codegen", "own"), f"filter.embedder unknown: {self.embedder!r}")
+        _check(0.0 < self.keep_fraction <= 1.0, "filter.keep_fraction must be in (0, 1]")
+        _check(0.0 < self.test_fraction < 1.0, "filter.test_fraction must be in (0, 1)")
+
+
+# --------------------------------------------------------------------------- synthetic data (issue 8)
+@dataclass
+class TextbookConfig:
+    source: str = "generate"
+    """`generate` with the teacher, or a hub dataset name / local path of an open synthetic dataset."""
+    n_passages: int = 30
+    """Passages to generate (the paper: <1B tokens)."""
+    max_tokens: int = 450
+    """Completion cap per passage."""
+    n_random_words: int = 3
+    """Random words injected per prompt (TinyStories-style diversity)."""
+    ablation_passages: int = 8
+    """Passages generated without randomisation for the diversity ablation (0 = skip)."""
+
+    def __post_init__(self) -> None:
+        _check(self.n_passages >= 0, "textbooks.n_passages must be >= 0")
+
+
+@dataclass
+class ExerciseConfig:
+    source: str = "generate"
+    """`generate` with the teacher, or a hub dataset name / local path (e.g. `jinaai/code_exercises`)."""
+    n_exercises: int = 40
+    """Exercises to generate (the paper: ~880k)."""
+    max_tokens: int = 400
+    """Completion cap per exercise."""
+    decontaminate: bool = True
+    """Exclude exercises that share a 13-gram with, or embed very close to, HumanEval/MBPP."""
+    ngram: int = 13
+    """n for the n-gram decontamination check."""
+
+    def __post_init__(self) -> None:
+        _check(self.n_exercises >= 0, "exercises.n_exercises must be >= 0")
+        _check(self.ngram >= 1, "exercises.ngram must be >= 1")
+
+
+# --------------------------------------------------------------------------- model + training (issues 4, 6)
+@dataclass
+class TokenizerConfig:
+    name_or_path: str | None = None
+    """Hub name or local path of a pretrained tokenizer (paper: `Salesforce/codegen-350M-mono`); None = train one."""
+    vocab_size: int = 4096
+    """Vocabulary size of the byte-level BPE trained offline."""
+    train_chars: int = 20_000_000
+    """Characters of training text used to train the BPE."""
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size >= 259, "tokenizer.vocab_size must be >= 259 (bytes + specials)")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "tiny"
+    """Model preset name (`phi-1`, `phi-1-small`, `tiny`, `smoke`); see `phi_utils.model`."""
+    max_steps: int = 200
+    """Optimizer steps."""
+    global_batch_size: int = 16
+    """Sequences per optimizer step across all devices (gradient accumulation fills the rest)."""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward on one device."""
+    seq_len: int = 256
+    """Tokens per training sequence."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.0
+    """Final LR as a fraction of the peak (linear decay target)."""
+    warmup_steps: int = 20
+    """Linear warmup steps."""
+    weight_decay: float = 0.1
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (not reported by the paper)."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip; 0 disables (not reported by the paper)."""
+    dropout: float = 0.1
+    """Attention and residual dropout during training."""
+    precision: str = "fp32"
+    """`fp32`, `bf16` or `fp16` (autocast; fp16 uses loss scaling)."""
+    eval_interval: int = 50
+    """Steps between validation-loss evaluations."""
+    eval_batches: int = 4
+    """Batches per validation evaluation."""
+    checkpoint_interval: int = 100
+    """Steps between checkpoints."""
+    val_fraction: float = 0.05
+    """Share of packed sequences held out for validation."""
+    loss_on_solution_only: bool = True
+    """Finetuning: compute the loss only on solution tokens."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+        _check(self.max_steps > 0, "train.max_steps must be positive")
+        _check(self.global_batch_size % self.micro_batch_size == 0, "train.global_batch_size must be a multiple of micro_batch_size")
+        _check(self.precision in ("fp32", "bf16", "fp16"), f"train.precision unknown: {self.precision!r}")
+        _check(0 <= self.warmup_steps <= self.max_steps, "train.warmup_steps must be in [0, max_steps]")
+        _check(0.0 <= self.dropout < 1.0, "train.dropout must be in [0, 1)")
+
+
+# --------------------------------------------------------------------------- evaluation (issue 5)
+@dataclass
+class EvalConfig:
+    benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    """Benchmarks to run: `humaneval`, `mbpp`, `humaneval+`, `mbpp+`."""
+    limit: int = 0
+    """Evaluate only the first N problems per benchmark (0 = all)."""
+    n_samples: int = 1
+    """Samples per problem (1 with temperature 0 = greedy pass@1)."""
+    temperature: float = 0.0
+    """0 = greedy."""
+    top_p: float = 0.95
+    """Nucleus sampling when temperature > 0."""
+    max_new_tokens: int = 256
+    """Generation cap per completion."""
+    timeout_s: float = 5.0
+    """Wall-time limit per program."""
+    workers: int = 2
+    """Parallel sandboxed programs."""
+    teacher_limit: int = 20
+    """Problems on which the teacher itself is evaluated (0 = skip)."""
+    mbpp_path: str | None = None
+    """Local MBPP copy (None = hub `mbpp`, then `shared/data/mbpp`)."""
+
+    def __post_init__(self) -> None:
+        known = {"humaneval", "mbpp", "humaneval+", "mbpp+"}
+        _check(set(self.benchmarks) <= known, f"eval.benchmarks must be within {sorted(known)}")
+        _check(self.n_samples >= 1, "eval.n_samples must be >= 1")
+        _check(self.timeout_s > 0, "eval.timeout_s must be positive")
+
+
+# --------------------------------------------------------------------------- qualitative + unconventional (issue 9)
+@dataclass
+class QualitativeConfig:
+    max_new_tokens: int = 256
+    """Generation cap for the §3 prompts."""
+    run_timeout_s: float = 10.0
+    """Sandbox time limit when running a completion headlessly."""
+    n_problems: int = 0
+    """Unconventional problems evaluated (0 = all)."""
+    grade_with_teacher: bool = True
+    """Grade unconventional solutions 0-10 with the teacher (GPT-4's role)."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_new_tokens > 0, "qualitative.max_new_tokens must be positive")
+
+
+# --------------------------------------------------------------------------- contamination (issue 10)
+@dataclass
+class ContaminationConfig:
+    ngram: int = 13
+    """Word n-gram length for the overlap check."""
+    taus: list[float] = field(default_factory=lambda: [0.95, 0.9, 0.85, 0.8])
+    """AST match-rate thresholds for pruning."""
+    embedding_threshold: float = 0.5
+    """L2 distance (normalised embeddings) below which an exercise counts as similar."""
+    combine: str = "or"
+    """How AST and embedding criteria combine: `or`, `and`, `ast`, `embedding`."""
+    retrain: bool = True
+    """Finetune again on each pruned set and evaluate on similar/non-similar HumanEval."""
+    retrain_steps: int = 0
+    """Finetuning steps per pruned set (0 = same as the finetune stage)."""
+
+    def __post_init__(self) -> None:
+        _check(all(0.0 < t <= 1.0 for t in self.taus), "contamination.taus must be in (0, 1]")
+        _check(self.combine in ("or", "and", "ast", "embedding"), f"contamination.combine unknown: {self.combine!r}")
+
+
+# --------------------------------------------------------------------------- the profile
+@dataclass
+class ProfileConfig:
+    name: str
+    """Profile name (`smoke`, `tiny`, `paper`)."""
+    description: str = ""
+    """One line shown in the plan."""
+    seed: int = 0
+    """Global seed (data sampling, model init, teacher seeds)."""
+    device: str = "auto"
+    """`auto`, `cpu` or `cuda`."""
+    time_budget_min: float = 60.0
+    """Target wall time of the whole pipeline on the profile's hardware (checked by the runner's summary)."""
+    n_gpus: int = 0
+    """GPUs the profile is sized for (planning and cost estimates only)."""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """Teacher LLM (GPT-4 / GPT-3.5 roles)."""
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    """Raw code corpus."""
+    annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
+    """Notebook 01."""
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    """Notebook 02."""
+    textbooks: TextbookConfig = field(default_factory=TextbookConfig)
+    """Notebook 03."""
+    exercises: ExerciseConfig = field(default_factory=ExerciseConfig)
+    """Notebook 04."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """Tokenizer (notebook 05 onwards)."""
+    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    """Notebook 06: pretraining on CodeTextbook (and the raw-corpus baseline)."""
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, warmup_steps=5, weight_decay=0.01, max_steps=50))
+    """Notebook 07: finetuning on CodeExercises."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Notebook 08."""
+    qualitative: QualitativeConfig = field(default_factory=QualitativeConfig)
+    """Notebooks 09 and 10."""
+    contamination: ContaminationConfig = field(default_factory=ContaminationConfig)
+    """Notebook 11."""
+
+    def __post_init__(self) -> None:
+        _check(self.name in PROFILE_NAMES, f"unknown profile {self.name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def default_run_dir(self) -> Path:
+        return REPO_ROOT / "runs" / self.name
+
+
+def _smoke() -> ProfileConfig:
+    return ProfileConfig(
+        name="smoke",
+        description="CI: the whole pipeline in <= 15 min on 2 CPU cores; SmolLM2-135M teacher (mechanics only).",
+        time_budget_min=15,
+        teacher=TeacherConfig(local_model="smollm2-135m", max_tokens=128, n_ctx=2048),
+        corpus=CorpusConfig(max_files=300),
+        annotation=AnnotationConfig(n_samples=24, reliability_subset=6, max_prompt_chars=1200),
+        filter=FilterConfig(n_estimators=50),
+        textbooks=TextbookConfig(n_passages=4, max_tokens=160, ablation_passages=2),
+        exercises=ExerciseConfig(n_exercises=6, max_tokens=160),
+        tokenizer=TokenizerConfig(vocab_size=1024, train_chars=2_000_000),
+        pretrain=TrainConfig(model="smoke", max_steps=20, global_batch_size=8, micro_batch_size=8, seq_len=128,
+                             warmup_steps=4, eval_interval=10, eval_batches=2, checkpoint_interval=10),
+        finetune=TrainConfig(model="smoke", max_steps=10, global_batch_size=8, micro_batch_size=8, seq_len=128,
+                             lr=1e-4, warmup_steps=2, weight_decay=0.01, eval_interval=5, eval_batches=2, checkpoint_interval=5),
+        eval=EvalConfig(limit=10, max_new_tokens=64, teacher_limit=2),
+        qualitative=QualitativeConfig(max_new_tokens=64, n_problems=5),
+        contamination=ContaminationConfig(retrain_steps=5),
+    )
+
+
+def _tiny() -> ProfileConfig:
+    return ProfileConfig(
+        name="tiny",
+        description="The main job: the whole pipeline in <= 60 min on 2 CPU cores; Qwen2.5-Coder-1.5B teacher.",
+        time_budget_min=60,
+        teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450),
+        corpus=CorpusConfig(max_files=3000),
+        annotation=AnnotationConfig(n_samples=160, reliability_subset=24),
+        filter=FilterConfig(n_estimators=200),
+        textbooks=TextbookConfig(n_passages=24, max_tokens=400, ablation_passages=6),
+        exercises=ExerciseConfig(n_exercises=40, max_tokens=320),
+        tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
+        pretrain=TrainConfig(model="tiny", max_steps=300, global_batch_size=16, micro_batch_size=8, seq_len=256,
+                             warmup_steps=30, eval_interval=50, checkpoint_interval=100),
+        finetune=TrainConfig(model="tiny", max_steps=100, global_batch_size=16, micro_batch_size=8, seq_len=256,
+                             lr=1e-4, warmup_steps=10, weight_decay=0.01, eval_interval=25, checkpoint_interval=50),
+        eval=EvalConfig(limit=0, max_new_tokens=128, teacher_limit=20),
+        qualitative=QualitativeConfig(max_new_tokens=160, n_problems=0),
+        contamination=ContaminationConfig(retrain_steps=50),
+    )
+
+
+def _paper() -> ProfileConfig:
+    # The paper's hyperparameters (§2.3); sizes as reported. Batch counts 2048-token sequences.
+    return ProfileConfig(
+        name="paper",
+        description="The paper: 8xA100, OpenAI teacher (GPT-4 ratings, GPT-3.5 generation), Hugging Face datasets.",
+        device="cuda",
+        n_gpus=8,
+        time_budget_min=6 * 24 * 60,
+        teacher=TeacherConfig(backend="openai", model="gpt-3.5-turbo-0301", rating_model="gpt-4-0613",
+                              concurrency=32, requests_per_minute=3500, tokens_per_minute=2_000_000,
+                              price_per_1k_prompt=0.0015, price_per_1k_completion=0.002, max_tokens=1024,
+                              budget_usd=0.0),
+        corpus=CorpusConfig(source="hub", max_files=0, near_dup_threshold=0.85),
+        annotation=AnnotationConfig(n_samples=100_000, reliability_subset=1000),
+        filter=FilterConfig(embedder="codegen", n_estimators=500, num_proc=8, batch_size=64),
+        textbooks=TextbookConfig(n_passages=1_500_000, max_tokens=1024),
+        exercises=ExerciseConfig(n_exercises=879_500, max_tokens=512),
+        tokenizer=TokenizerConfig(name_or_path="Salesforce/codegen-350M-mono", vocab_size=51200),
+        pretrain=TrainConfig(model="phi-1", max_steps=36_000, global_batch_size=1024, micro_batch_size=8, seq_len=2048,
+                             lr=1e-3, warmup_steps=750, weight_decay=0.1, precision="fp16", eval_interval=1000,
+                             eval_batches=50, checkpoint_interval=1000, compile=True),
+        finetune=TrainConfig(model="phi-1", max_steps=6_000, global_batch_size=256, micro_batch_size=8, seq_len=2048,
+                             lr=1e-4, warmup_steps=50, weight_decay=0.01, precision="fp16", eval_interval=500,
+                             eval_batches=50, checkpoint_interval=1000, compile=True),
+        eval=EvalConfig(benchmarks=["humaneval", "mbpp", "humaneval+", "mbpp+"], max_new_tokens=512, workers=16,
+                        teacher_limit=164),
+        qualitative=QualitativeConfig(max_new_tokens=512),
+        contamination=ContaminationConfig(retrain_steps=0),
+    )
+
+
+PROFILE_NAMES = ("smoke", "tiny", "paper")
+_PROFILES = {"smoke": _smoke, "tiny": _tiny, "paper": _paper}
+
+
+def get_profile(name: str, **overrides: Any) -> ProfileConfig:
+    """Return a fresh profile; `overrides` are dotted paths, e.g. `{"pretrain.max_steps": 5}`."""
+    if name not in _PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    cfg = _PROFILES[name]()
+    for dotted, value in overrides.items():
+        set_dotted(cfg, dotted, value)
+    return cfg
+
+
+def set_dotted(cfg: Any, dotted: str, value: Any) -> None:
+    """Set `a.b.c` on nested dataclasses, re-running the owner's `__post_init__` check."""
+    *path, leaf = dotted.split(".")
+    obj = cfg
+    for part in path:
+        if not hasattr(obj, part):
+            raise ConfigError(f"unknown config field {dotted!r}")
+        obj = getattr(obj, part)
+    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
+        raise ConfigError(f"unknown config field {dotted!r}")
+    setattr(obj, leaf, value)
+    post = getattr(obj, "__post_init__", None)
+    if post is not None:
+        post()
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> its docstring (the string literal under the field), for tables and `--help`."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)  # type: ignore[attr-defined]
+    return docs

@@ -1,0 +1,332 @@
+"""The main job: run the numbered notebooks in order with papermill, resumably.
+
+`python -m phi_utils run --profile tiny` executes every notebook in a real kernel, injecting
+`profile`, `run_dir`, `seed` and `force` into its `parameters` cell, writes the executed copy into
+the run directory, skips stages that already finished (unless `--force`), stops at the first
+failure naming the notebook and cell, and ends with a summary table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from .config import REPO_ROOT, ProfileConfig, get_profile
+from .rundir import RunDir, read_json, write_json_atomic
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+class PipelineError(RuntimeError):
+    """A stage cannot run, or ran and failed; the message names the notebook (and cell)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    """Two-digit stage number, e.g. `03`."""
+    notebook: str
+    """Notebook file name without `.ipynb`."""
+    paper: str
+    """The paper step it reproduces."""
+    needs_teacher: bool = False
+    """Whether it calls the teacher LLM (the runner then starts one shared local server)."""
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("00", "00_overview", "the paper in one page; environment check; the profile and its plan", True),
+    Stage("01", "01_data_quality_annotation", "§2.1 teacher-LLM labels of educational value", True),
+    Stage("02", "02_classifier_filtering", "§2.1 embedding + random forest filter"),
+    Stage("03", "03_synthetic_textbooks", "§2.2 synthetic textbooks", True),
+    Stage("04", "04_synthetic_exercises", "§2.2 CodeExercises", True),
+    Stage("05", "05_model_definition", "§2.3 phi-1 / phi-1-small architecture"),
+    Stage("06", "06_pretraining", "§2.3 pretraining on CodeTextbook"),
+    Stage("07", "07_finetuning", "§2.3 finetuning on CodeExercises"),
+    Stage("08", "08_evaluation", "Table 1, Figure 2.1: HumanEval and MBPP pass@1", True),
+    Stage("09", "09_qualitative_comparisons", "§3: PyGame, Tkinter, pyplot prompts"),
+    Stage("10", "10_unconventional_problems", "§4, Table 2: LLM-graded new problems", True),
+    Stage("11", "11_contamination_analysis", "§5, Table 3: n-gram, embedding, AST; pruning"),
+)
+
+
+@dataclass
+class StageResult:
+    stage: Stage
+    status: str = "not run"
+    """`done`, `skipped` (complete from an earlier run), `failed` or `not run`."""
+    wall_s: float | None = None
+    metric: tuple[str, Any] | None = None
+    error: str | None = None
+    executed: Path | None = None
+
+
+# ------------------------------------------------------------------------------ stage selection
+def select_stages(spec: str | None, stages: Sequence[Stage] = STAGES) -> list[Stage]:
+    """`None`/`all` -> every stage; `03-05` a range; `01,04,08` a list; ids or notebook names."""
+    if spec is None or spec.strip() in ("", "all"):
+        return list(stages)
+    by_id = {s.id: i for i, s in enumerate(stages)}
+    by_name = {s.notebook: i for i, s in enumerate(stages)}
+
+    def index(token: str) -> int:
+        token = token.strip()
+        if token in by_name:
+            return by_name[token]
+        if token.isdigit() and token.zfill(2) in by_id:
+            return by_id[token.zfill(2)]
+        valid = ", ".join(s.id for s in stages)
+        raise PipelineError(f"unknown stage {token!r}; stages are {valid} (or their notebook names)")
+
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        if "-" in part:
+            lo, hi = (index(t) for t in part.split("-", 1))
+            if lo > hi:
+                raise PipelineError(f"empty stage range {part!r}: {stages[lo].id} comes after {stages[hi].id}")
+            chosen.update(range(lo, hi + 1))
+        else:
+            chosen.add(index(part))
+    return [stages[i] for i in sorted(chosen)]
+
+
+# ------------------------------------------------------------------------------ notebooks
+def check_notebook(path: Path) -> None:
+    """One clear error for a missing notebook, invalid JSON, or no cell tagged `parameters`."""
+    if not path.exists():
+        raise PipelineError(f"notebook {path} does not exist")
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineError(f"notebook {path} is not valid notebook JSON ({e})") from e
+    tagged = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        raise PipelineError(f"notebook {path} has no cell tagged 'parameters'; the runner cannot inject "
+                            f"profile/run_dir/seed/force (tag its first code cell 'parameters')")
+
+
+def stage_marker(rd: RunDir, stage: Stage) -> Path:
+    return rd.path / "stages" / f"{stage.notebook}.json"
+
+
+def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
+    """Run one notebook in a fresh kernel with papermill; re-raise failures with the cell named."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
+                            cwd=str(cwd), progress_bar=True, log_output=False, request_save_on_cell_execute=True)
+    except PapermillExecutionError as e:
+        evalue = str(e.evalue).strip().splitlines()
+        short = evalue[-1] if evalue else ""
+        number, first_line = _source_cell(src, dst, e.exec_count)
+        raise PipelineError(
+            f"notebook {src.name} failed in cell #{number} (counting from 1 in the notebook), which starts "
+            f"`{first_line}`: {e.ename}: {short}\n  executed copy with the traceback: {dst}") from None
+
+
+def _source_cell(src: Path, executed: Path, exec_count: int | None) -> tuple[int | None, str]:
+    """Find the failing cell (by execution count in the executed copy) back in the source notebook;
+    papermill inserts cells (parameters, error banner), so indices differ between the two."""
+    try:
+        ran = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+        source_cells = json.loads(src.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return None, "?"
+    text = lambda c: "".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+    failing = next((text(c) for c in ran if c.get("cell_type") == "code" and c.get("execution_count") == exec_count), None)
+    if failing is None:
+        return None, "?"
+    number = next((k + 1 for k, c in enumerate(source_cells) if text(c) == failing), None)
+    return number, (failing.strip().splitlines() or [""])[0][:80]
+
+
+# ------------------------------------------------------------------------------ the run
+@contextlib.contextmanager
+def _teacher_for(cfg: ProfileConfig, rd: RunDir, stages: Sequence[Stage]) -> Iterator[None]:
+    """One local teacher server for the whole pipeline (kernels attach via the environment)."""
+    if not any(s.needs_teacher for s in stages) or os.environ.get("PHI_TEACHER_BASE_URL"):
+        yield
+        return
+    from .teacher import pipeline_server
+
+    with pipeline_server(cfg.teacher, rd):
+        yield
+
+
+def run_pipeline(profile: str, run_dir: str | Path | None = None, stages: str | None = None,
+                 force: bool = False, seed: int | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
+                 stage_table: Sequence[Stage] = STAGES, echo: Callable[[str], None] = print,
+                 ) -> list[StageResult]:
+    """Run the selected stages; raise `PipelineError` (after printing the summary) on the first failure."""
+    cfg = get_profile(profile)
+    if seed is not None:
+        cfg.seed = seed
+    selected = select_stages(stages, stage_table)
+    for st in selected:  # fail before any work when a notebook is unusable
+        check_notebook(notebooks_dir / f"{st.notebook}.ipynb")
+    rd = RunDir.open(cfg, run_dir)
+    results = [StageResult(st) for st in selected]
+    echo(f"profile {cfg.name} -> run directory {rd.path}")
+    failure: PipelineError | None = None
+    started_all = time.time()
+    with _teacher_for(cfg, rd, [r.stage for r in results if force or not stage_marker(rd, r.stage).exists()]):
+        for i, res in enumerate(results, 1):
+            st = res.stage
+            marker = stage_marker(rd, st)
+            if marker.exists() and not force:
+                info = read_json(marker)
+                res.status, res.wall_s, res.metric = "skipped", info.get("wall_s"), rd.key_metric(st.notebook)
+                echo(f"[{i}/{len(results)}] {st.notebook}: complete from an earlier run, skipped (--force re-runs it)")
+                continue
+            echo(f"[{i}/{len(results)}] {st.notebook}: {st.paper}")
+            marker.unlink(missing_ok=True)
+            res.executed = rd.path / "notebooks" / f"{st.notebook}.ipynb"
+            params = {"profile": cfg.name, "run_dir": str(rd.path), "seed": cfg.seed, "force": bool(force)}
+            t0 = time.time()
+            try:
+                execute_notebook(notebooks_dir / f"{st.notebook}.ipynb", res.executed, params, notebooks_dir)
+            except PipelineError as e:
+                res.status, res.wall_s, res.error = "failed", time.time() - t0, str(e)
+                failure = e
+                break
+            res.status, res.wall_s = "done", time.time() - t0
+            res.metric = rd.key_metric(st.notebook)
+            write_json_atomic(marker, {"notebook": st.notebook, "wall_s": round(res.wall_s, 2),
+                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params})
+    echo(format_summary(results, time.time() - started_all, cfg))
+    write_json_atomic(rd.path / "stages" / "summary.json", [
+        {"stage": r.stage.notebook, "status": r.status, "wall_s": r.wall_s,
+         "metric": None if r.metric is None else {"name": r.metric[0], "value": r.metric[1]}} for r in results])
+    if failure is not None:
+        raise failure
+    if cfg.name == "tiny" and len(selected) == len(stage_table) and all(r.status == "done" for r in results):
+        _write_figures_manifest(rd)
+    return results
+
+
+def _write_figures_manifest(rd: RunDir) -> None:
+    from .plots import FIGURES_DIR
+    from .rundir import git_sha
+
+    write_json_atomic(FIGURES_DIR / "MANIFEST.json", {
+        "profile": rd.profile, "run_dir": str(rd.path), "git_sha": git_sha(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "figures": sorted(p.name for p in FIGURES_DIR.glob("*.png"))})
+
+
+def _fmt_metric(metric: tuple[str, Any] | None) -> str:
+    if metric is None:
+        return ""
+    name, value = metric
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    return f"{name} = {value}"
+
+
+def format_summary(results: Sequence[StageResult], total_s: float, cfg: ProfileConfig) -> str:
+    rows = [("stage", "status", "wall time", "key metric")]
+    for r in results:
+        wall = "" if r.wall_s is None else f"{r.wall_s:7.1f} s"
+        rows.append((r.stage.notebook, r.status, wall, _fmt_metric(r.metric)))
+    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+    lines = ["", "summary:"]
+    for j, row in enumerate(rows):
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if j == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    ran = sum(r.wall_s or 0 for r in results if r.status == "done")
+    lines.append(f"  wall time this invocation: {total_s / 60:.1f} min (stages run: {ran / 60:.1f} min; "
+                 f"profile target {cfg.time_budget_min:g} min for the whole pipeline)")
+    for r in results:
+        if r.error:
+            lines.append(f"  FAILED: {r.error}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the plan (--dry-run)
+# USD per 1k tokens (prompt, completion) for models the paper profile names; list prices of the
+# OpenAI API when those models were current. Other models use the config's prices.
+KNOWN_PRICES = {"gpt-4-0613": (0.03, 0.06), "gpt-3.5-turbo-0301": (0.0015, 0.002)}
+# The paper's measured throughput: 51B tokens in 770 A100-hours for phi-1 (Fig. 2.1 caption).
+PAPER_TOKENS_PER_GPU_HOUR = 51e9 / 770
+
+
+@dataclass
+class Plan:
+    profile: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    teacher_cost_usd: float = 0.0
+    gpu_hours: float = 0.0
+
+    def __str__(self) -> str:
+        w = max(len(k) for k, _ in self.rows)
+        return "\n".join([f"plan for profile {self.profile!r} (nothing is run):"] +
+                         [f"  {k.ljust(w)}  {v}" for k, v in self.rows])
+
+
+def make_plan(cfg: ProfileConfig) -> Plan:
+    """Data sizes, steps, tokens, estimated GPU-hours and teacher API cost of a profile."""
+    from .model import get_model_config
+    from .model.flops import flops_per_token
+
+    plan = Plan(cfg.name)
+    t = cfg.teacher
+    gen_price = KNOWN_PRICES.get(t.model, (t.price_per_1k_prompt, t.price_per_1k_completion))
+    rate_price = KNOWN_PRICES.get(t.rating_model or t.model, gen_price)
+
+    def cost(n: int, prompt_tok: float, completion_tok: float, price: tuple[float, float]) -> float:
+        return n * (prompt_tok * price[0] + completion_tok * price[1]) / 1000
+
+    # Rough request sizes: a rating sees the (cut) file plus a ~250-token rubric and answers in ~40
+    # tokens; generation prompts are ~150 tokens; completions use the configured caps.
+    ann_prompt = cfg.annotation.max_prompt_chars / 3.5 + 250
+    n_ann = cfg.annotation.n_samples + cfg.annotation.reliability_subset
+    c_ann = cost(n_ann, ann_prompt, 40, rate_price)
+    c_tb = cost(cfg.textbooks.n_passages, 150, cfg.textbooks.max_tokens, gen_price)
+    c_ex = cost(cfg.exercises.n_exercises, 150, cfg.exercises.max_tokens, gen_price)
+    plan.teacher_cost_usd = c_ann + c_tb + c_ex
+    backend = "local llama.cpp server" if t.backend == "local" else f"{t.base_url or 'OpenAI API'}"
+    plan.rows += [
+        ("description", cfg.description),
+        ("teacher", f"{backend}: generation {t.model if t.backend == 'openai' else t.local_model}, "
+                    f"rating {(t.rating_model or t.model) if t.backend == 'openai' else t.local_model}"),
+        ("corpus", f"source {cfg.corpus.source}, files {cfg.corpus.max_files or 'all'}"),
+        ("annotation (01)", f"{cfg.annotation.n_samples:,} samples rated (+{cfg.annotation.reliability_subset:,} re-rated)"
+                            f" ~ ${c_ann:,.2f}"),
+        ("filter (02)", f"embedder {cfg.filter.embedder}, random forest {cfg.filter.n_estimators} trees, "
+                        f"keep {cfg.filter.keep_fraction:.0%}"),
+        ("textbooks (03)", f"{cfg.textbooks.n_passages:,} passages x <= {cfg.textbooks.max_tokens} tokens"
+                           f" (<= {cfg.textbooks.n_passages * cfg.textbooks.max_tokens / 1e6:,.1f}M tokens) ~ ${c_tb:,.2f}"),
+        ("exercises (04)", f"{cfg.exercises.n_exercises:,} exercises x <= {cfg.exercises.max_tokens} tokens"
+                           f" (<= {cfg.exercises.n_exercises * cfg.exercises.max_tokens / 1e6:,.1f}M tokens) ~ ${c_ex:,.2f}"),
+    ]
+    vocab = 51200 if cfg.tokenizer.name_or_path else cfg.tokenizer.vocab_size
+    total_flops = 0.0
+    for label, tc, runs in (("pretrain (06)", cfg.pretrain, 2), ("finetune (07)", cfg.finetune, 1)):
+        mc = get_model_config(tc.model, vocab_size=vocab)
+        tokens = tc.max_steps * tc.global_batch_size * tc.seq_len
+        flops = flops_per_token(mc, tc.seq_len) * tokens * runs
+        total_flops += flops
+        n_params = mc.num_parameters() if hasattr(mc, "num_parameters") else None
+        size = f"{n_params / 1e6:,.1f}M params, " if n_params else ""
+        plan.rows.append((label, f"model {tc.model} ({size}seq {tc.seq_len}), {tc.max_steps:,} steps x "
+                                 f"{tc.global_batch_size} seqs = {tokens / 1e9:,.3f}B tokens per run, {runs} run(s), "
+                                 f"{flops:.2e} FLOPs"))
+    if cfg.n_gpus:
+        # A100 bf16/fp16 dense peak 312 TFLOP/s; the paper's run implies ~46% MFU.
+        plan.gpu_hours = total_flops / (312e12 * 0.46) / 3600
+        plan.rows.append(("GPU-hours (est.)", f"{plan.gpu_hours:,.0f} A100-hours at 46% MFU = "
+                                              f"{plan.gpu_hours / cfg.n_gpus / 24:,.1f} days on {cfg.n_gpus} GPUs "
+                                              f"(paper-reported: 770 GPU-hours for phi-1-base's 51B tokens)"))
+    plan.rows.append(("teacher cost (est.)", f"${plan.teacher_cost_usd:,.0f}" + (" (local: free)" if t.backend == "local" else "")))
+    plan.rows.append(("evaluation (08)", f"{', '.join(cfg.eval.benchmarks)}; {cfg.eval.n_samples} sample(s)/problem, "
+                                         f"T={cfg.eval.temperature}, limit {cfg.eval.limit or 'all'}"))
+    return plan

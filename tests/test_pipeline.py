@@ -1,0 +1,112 @@
+"""The runner, with the real papermill and a real kernel, on small throwaway notebooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from phi_utils.config import ConfigError
+from phi_utils.pipeline import PipelineError, Stage, run_pipeline, select_stages
+from phi_utils.rundir import RunDirError
+
+
+def write_notebook(path: Path, body: str, with_parameters: bool = True) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "tiny"\nrun_dir = None\nseed = 0\nforce = False')
+    if with_parameters:
+        params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test"), params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+RECORD = """
+import json, pathlib
+log = pathlib.Path(run_dir) / "calls.jsonl"
+with log.open("a") as f:
+    f.write(json.dumps({"nb": NAME, "profile": profile, "run_dir": run_dir, "seed": seed, "force": force}) + "\\n")
+"""
+
+
+@pytest.fixture
+def three_stages(tmp_path: Path) -> tuple[Path, list[Stage]]:
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    stages = [Stage("00", "00_a", "first"), Stage("01", "01_b", "second"), Stage("02", "02_c", "third")]
+    for st in stages:
+        write_notebook(nbdir / f"{st.notebook}.ipynb", f"NAME = {st.notebook!r}\n" + RECORD)
+    return nbdir, stages
+
+
+def calls(run_dir: Path) -> list[dict]:
+    p = run_dir / "calls.jsonl"
+    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+
+
+def test_parameters_injected_skip_and_force(three_stages, tmp_path):
+    nbdir, stages = three_stages
+    rd = tmp_path / "run"
+    results = run_pipeline("smoke", rd, seed=7, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    assert [r.status for r in results] == ["done", "done", "done"]
+    got = calls(rd)
+    assert [c["nb"] for c in got] == ["00_a", "01_b", "02_c"]
+    assert all(c["profile"] == "smoke" and c["run_dir"] == str(rd) and c["seed"] == 7 and c["force"] is False
+               for c in got)
+    assert (rd / "notebooks" / "01_b.ipynb").exists()  # executed copy kept in the run directory
+
+    # Re-run: every stage is complete, nothing executes.
+    results = run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    assert [r.status for r in results] == ["skipped"] * 3
+    assert len(calls(rd)) == 3
+
+    # --force with a range re-runs just that range, and says so to the notebook.
+    results = run_pipeline("smoke", rd, stages="01-02", force=True, notebooks_dir=nbdir, stage_table=stages,
+                           echo=lambda s: None)
+    assert [r.stage.notebook for r in results] == ["01_b", "02_c"]
+    assert [c["nb"] for c in calls(rd)[3:]] == ["01_b", "02_c"]
+    assert all(c["force"] is True for c in calls(rd)[3:])
+
+
+def test_failure_names_notebook_and_cell_and_stops(three_stages, tmp_path):
+    nbdir, stages = three_stages
+    write_notebook(nbdir / "01_b.ipynb", "x = 1\nraise ValueError('bad thing happened')")
+    rd = tmp_path / "run"
+    lines: list[str] = []
+    with pytest.raises(PipelineError) as err:
+        run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lines.append)
+    msg = str(err.value)
+    assert "01_b.ipynb" in msg and "cell #3" in msg and "`x = 1`" in msg and "ValueError: bad thing happened" in msg
+    assert [c["nb"] for c in calls(rd)] == ["00_a"]  # stage 02 never ran
+    summary = "\n".join(lines)
+    assert "failed" in summary and "not run" in summary
+    # The failed stage is not marked complete: the next run redoes it and skips 00.
+    write_notebook(nbdir / "01_b.ipynb", "NAME = '01_b'\n" + RECORD)
+    results = run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    assert [r.status for r in results] == ["skipped", "done", "done"]
+
+
+def test_bad_input_gets_one_clear_error(three_stages, tmp_path):
+    nbdir, stages = three_stages
+    with pytest.raises(ConfigError, match="unknown profile 'huge'"):
+        run_pipeline("huge", tmp_path / "r", notebooks_dir=nbdir, stage_table=stages)
+    with pytest.raises(PipelineError, match="unknown stage '07'"):
+        run_pipeline("smoke", tmp_path / "r", stages="07", notebooks_dir=nbdir, stage_table=stages)
+    with pytest.raises(PipelineError, match="empty stage range"):
+        select_stages("02-00", stages)
+    run_pipeline("smoke", tmp_path / "r", stages="00", notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    with pytest.raises(RunDirError, match="written by profile 'smoke', not 'tiny'"):
+        run_pipeline("tiny", tmp_path / "r", stages="00", notebooks_dir=nbdir, stage_table=stages)
+    write_notebook(nbdir / "02_c.ipynb", "print(1)", with_parameters=False)
+    with pytest.raises(PipelineError, match="02_c.ipynb has no cell tagged 'parameters'"):
+        run_pipeline("smoke", tmp_path / "r2", notebooks_dir=nbdir, stage_table=stages)
+    assert not (tmp_path / "r2").exists()  # refused before any work
+
+
+def test_stage_selection():
+    assert [s.id for s in select_stages("03-05")] == ["03", "04", "05"]
+    assert [s.id for s in select_stages("8,1")] == ["01", "08"]
+    assert [s.id for s in select_stages("06_pretraining")] == ["06"]
+    assert len(select_stages(None)) == 12
