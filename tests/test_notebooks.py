@@ -1,0 +1,32 @@
+"""Every notebook executed through the runner on the smoke profile (CI runs `pytest -m notebooks`)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from phi_utils.pipeline import STAGES, run_pipeline
+from phi_utils.plots import FIGURES_DIR
+
+pytestmark = pytest.mark.notebooks
+
+
+def test_smoke_pipeline_runs_every_notebook(tmp_path):
+    figures_before = {p: p.stat().st_mtime for p in FIGURES_DIR.glob("*.png")}
+    t0 = time.time()
+    results = run_pipeline("smoke", tmp_path / "smoke")
+    minutes = (time.time() - t0) / 60
+    assert [r.status for r in results] == ["done"] * len(STAGES)
+    rd = tmp_path / "smoke"
+    for step in ("corpus", "annotation", "filtering", "textbooks", "exercises", "tokenizer", "finetune", "eval"):
+        assert (rd / step / "_COMPLETE.json").exists(), f"step {step} did not complete"
+    for ckpt in ("pretrain_raw/final", "pretrain_textbook/final", "finetune/final"):
+        assert (rd / ckpt / "config.json").exists(), f"Figure 2.1 model {ckpt} missing"
+    assert list((rd / "figures").glob("*.png")), "no figures written into the run directory"
+    # smoke never overwrites the committed figures of the tiny run
+    assert {p: p.stat().st_mtime for p in FIGURES_DIR.glob("*.png")} == figures_before
+    # a second run skips everything
+    again = run_pipeline("smoke", rd)
+    assert [r.status for r in again] == ["skipped"] * len(STAGES)
+    assert minutes <= 15, f"smoke pipeline took {minutes:.1f} min, over its 15-minute budget"

@@ -1,0 +1,83 @@
+"""Repository invariants: configs documented and checked, environment files agree, notebooks clean."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from phi_utils import config
+from phi_utils.config import PROFILE_NAMES, REPO_ROOT, ConfigError, field_docs, get_profile
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _sections(cfg):
+    return [getattr(cfg, f.name) for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_profiles_load_and_every_field_has_a_docstring(name):
+    cfg = get_profile(name)
+    for obj in [cfg, *_sections(cfg)]:
+        docs = field_docs(type(obj))
+        missing = [f.name for f in dataclasses.fields(obj) if not docs.get(f.name)]
+        assert not missing, f"{type(obj).__name__} fields without a docstring: {missing}"
+
+
+def test_profiles_differ_only_in_values_not_structure():
+    shapes = {n: json.dumps({k: sorted(v) if isinstance(v, dict) else None
+                             for k, v in get_profile(n).to_dict().items()}, sort_keys=True) for n in PROFILE_NAMES}
+    assert len(set(shapes.values())) == 1
+
+
+def test_bad_values_are_refused_naming_the_field():
+    with pytest.raises(ConfigError, match="teacher.backend"):
+        config.TeacherConfig(backend="carrier-pigeon")
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        config.TrainConfig(global_batch_size=10, micro_batch_size=4)
+    with pytest.raises(ConfigError, match="unknown config field 'pretrain.nope'"):
+        get_profile("smoke", **{"pretrain.nope": 1})
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        get_profile("smoke", **{"pretrain.max_steps": 0})
+    assert get_profile("smoke", **{"pretrain.max_steps": 6}).pretrain.max_steps == 6
+
+
+def _norm(req: str) -> str:
+    return re.sub(r"\s+", "", req).lower()
+
+
+def test_environment_yml_matches_pyproject():
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    wanted = {_norm(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    listed = {_norm(r) for r in pip_section if not r.startswith("-e")}
+    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
+    py = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    assert py.split("=")[-1] in ("3.11",)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_are_stored_clean_with_a_parameters_cell(path: Path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored with outputs"
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and params[0] is code[0], "the first code cell must be the only one tagged parameters"
+    src = "".join(params[0]["source"])
+    assert {line.split("=")[0].strip() for line in src.strip().splitlines()} == {"profile", "run_dir", "seed", "force"}
+
+
+def test_every_stage_has_its_notebook():
+    from phi_utils.pipeline import STAGES
+
+    names = {p.stem for p in NOTEBOOKS}
+    missing = [s.notebook for s in STAGES if s.notebook not in names]
+    assert not missing, f"stages without a notebook: {missing}"
