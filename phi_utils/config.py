@@ -101,11 +101,17 @@ class CorpusConfig:
     """Hub name of The Stack (Python subset via `data_dir`)."""
     hub_stackoverflow_dataset: str = "mikex86/stackoverflow-posts"
     """Hub name of a StackOverflow dataset."""
+    hub_stackoverflow_share: float = 0.1
+    """Share of hub samples drawn from StackOverflow (python-tagged questions); not reported by the paper."""
+    min_chars: int = 64
+    """Files with fewer non-blank characters are skipped as empty."""
 
     def __post_init__(self) -> None:
         _check(self.source in ("local", "hub"), f"corpus.source must be 'local' or 'hub', got {self.source!r}")
         _check(0.0 < self.near_dup_threshold <= 1.0, "corpus.near_dup_threshold must be in (0, 1]")
         _check(self.max_files >= 0, "corpus.max_files must be >= 0")
+        _check(0.0 <= self.hub_stackoverflow_share <= 1.0, "corpus.hub_stackoverflow_share must be in [0, 1]")
+        _check(self.max_file_bytes > 0, "corpus.max_file_bytes must be positive")
 
 
 @dataclass
@@ -118,6 +124,8 @@ class AnnotationConfig:
     """Long files are cut to this many characters before the teacher sees them."""
     prompt_version: str = "v1"
     """Version tag of the rating prompt (recorded with every label)."""
+    reason_tokens: int = 24
+    """Completion cap per rating: the score digit plus a short reason (each token ~50 ms on the 1.5B)."""
 
     def __post_init__(self) -> None:
         _check(self.n_samples > 0, "annotation.n_samples must be positive")
@@ -138,6 +146,8 @@ class FilterConfig:
     """Embedding batch size."""
     num_proc: int = 1
     """Processes for embedding/scoring (`datasets` num_proc)."""
+    label_threshold: float | None = None
+    """Annotation score (0-9) at or above which a file counts as educational; None = the median score."""
 
     def __post_init__(self) -> None:
         _check(self.embedder in ("minilm", "codegen", "own"), f"filter.embedder unknown: {self.embedder!r}")
@@ -158,9 +168,25 @@ class TextbookConfig:
     """Random words injected per prompt (TinyStories-style diversity)."""
     ablation_passages: int = 8
     """Passages generated without randomisation for the diversity ablation (0 = skip)."""
+    topup_source: str = ""
+    """Open dataset (hub name or path; relative paths resolve under SHARED_DATA) added to the generated passages; "" = none."""
+    topup_max: int = 0
+    """Most passages taken from `topup_source` (0 = none)."""
+    near_dup_threshold: float = 0.7
+    """MinHash Jaccard (word 5-grams) at or above which a passage is a near-duplicate and removed."""
+    run_timeout_s: float = 10.0
+    """Sandbox time limit for running one passage's code blocks."""
+    max_passage_chars: int = 6000
+    """Open-dataset passages longer than this are cut at a section boundary."""
 
     def __post_init__(self) -> None:
         _check(self.n_passages >= 0, "textbooks.n_passages must be >= 0")
+        _check(self.max_tokens > 0, "textbooks.max_tokens must be positive")
+        _check(self.n_random_words >= 0, "textbooks.n_random_words must be >= 0")
+        _check(self.ablation_passages >= 0, "textbooks.ablation_passages must be >= 0")
+        _check(self.topup_max >= 0, "textbooks.topup_max must be >= 0")
+        _check(0.0 < self.near_dup_threshold <= 1.0, "textbooks.near_dup_threshold must be in (0, 1]")
+        _check(self.run_timeout_s > 0, "textbooks.run_timeout_s must be positive")
 
 
 @dataclass
@@ -175,10 +201,25 @@ class ExerciseConfig:
     """Exclude exercises that share a 13-gram with, or embed very close to, HumanEval/MBPP."""
     ngram: int = 13
     """n for the n-gram decontamination check."""
+    embedding_threshold: float = 0.9
+    """MiniLM cosine similarity to a HumanEval/MBPP docstring at or above which an exercise is flagged."""
+    topup_source: str = ""
+    """Open exercise dataset (hub name or path; relative paths resolve under SHARED_DATA) added to the generated ones; "" = none."""
+    topup_max: int = 0
+    """Most exercises taken from `topup_source` (0 = none)."""
+    near_dup_threshold: float = 0.8
+    """MinHash Jaccard (word 5-grams) at or above which an exercise is a near-duplicate and removed."""
+    run_timeout_s: float = 5.0
+    """Sandbox time limit for one solution + its tests."""
 
     def __post_init__(self) -> None:
         _check(self.n_exercises >= 0, "exercises.n_exercises must be >= 0")
+        _check(self.max_tokens > 0, "exercises.max_tokens must be positive")
         _check(self.ngram >= 1, "exercises.ngram must be >= 1")
+        _check(0.0 < self.embedding_threshold <= 1.0, "exercises.embedding_threshold must be in (0, 1]")
+        _check(self.topup_max >= 0, "exercises.topup_max must be >= 0")
+        _check(0.0 < self.near_dup_threshold <= 1.0, "exercises.near_dup_threshold must be in (0, 1]")
+        _check(self.run_timeout_s > 0, "exercises.run_timeout_s must be positive")
 
 
 # --------------------------------------------------------------------------- model + training (issues 4, 6)
@@ -280,16 +321,46 @@ class EvalConfig:
 @dataclass
 class QualitativeConfig:
     max_new_tokens: int = 256
-    """Generation cap for the §3 prompts."""
+    """Generation cap for the §3 prompts (notebook 09)."""
+    temperature: float = 0.0
+    """Decoding temperature for the §3 prompts and the unconventional problems (0 = greedy)."""
+    top_p: float = 1.0
+    """Nucleus sampling when temperature > 0."""
+    prompts: list[str] = field(default_factory=list)
+    """Names of the §3 prompts to run (empty = all; see `phi_utils.qualitative.prompts`)."""
     run_timeout_s: float = 10.0
-    """Sandbox time limit when running a completion headlessly."""
+    """Sandbox time limit for event-loop programs (pygame, Tkinter): cut here, they count as running."""
+    script_timeout_s: float = 30.0
+    """Sandbox time limit for scripts (plain Python, torch, matplotlib/Agg): not finishing in time is a hang."""
+    run_workers: int = 2
+    """Programs run in parallel in the sandbox."""
+    batch_size: int = 8
+    """Prompts per generation batch."""
     n_problems: int = 0
     """Unconventional problems evaluated (0 = all)."""
+    problem_max_new_tokens: int = 256
+    """Generation cap for a solution body to an unconventional problem."""
     grade_with_teacher: bool = True
     """Grade unconventional solutions 0-10 with the teacher (GPT-4's role)."""
+    n_graded: int = 0
+    """Problems whose model solutions the teacher grades, per model (0 = all evaluated problems)."""
+    n_reliability: int = 0
+    """Problems whose reference and broken variants the teacher grades for grader reliability (0 = all)."""
+    broken_per_problem: int = 1
+    """Broken variants graded per reliability problem (0 = all of them)."""
+    grade_max_tokens: int = 96
+    """Completion cap of one grade (short verbal evaluation + grade)."""
 
     def __post_init__(self) -> None:
         _check(self.max_new_tokens > 0, "qualitative.max_new_tokens must be positive")
+        _check(self.problem_max_new_tokens > 0, "qualitative.problem_max_new_tokens must be positive")
+        _check(0.0 <= self.temperature <= 2.0, "qualitative.temperature must be in [0, 2]")
+        _check(0.0 < self.top_p <= 1.0, "qualitative.top_p must be in (0, 1]")
+        _check(self.run_timeout_s > 0 and self.script_timeout_s > 0, "qualitative.run_timeout_s and script_timeout_s must be positive")
+        _check(self.run_workers >= 1 and self.batch_size >= 1, "qualitative.run_workers and batch_size must be >= 1")
+        _check(min(self.n_problems, self.n_graded, self.n_reliability, self.broken_per_problem) >= 0,
+               "qualitative.n_problems, n_graded, n_reliability and broken_per_problem must be >= 0")
+        _check(self.grade_max_tokens > 0, "qualitative.grade_max_tokens must be positive")
 
 
 # --------------------------------------------------------------------------- contamination (issue 10)
@@ -307,10 +378,32 @@ class ContaminationConfig:
     """Finetune again on each pruned set and evaluate on similar/non-similar HumanEval."""
     retrain_steps: int = 0
     """Finetuning steps per pruned set (0 = same as the finetune stage)."""
+    retrain_taus: list[float] | None = None
+    """The taus whose pruned sets are retrained on (None = all of `taus`); a tau that prunes nothing reuses the finetuned model."""
+    eval_limit: int = 0
+    """HumanEval problems evaluated for the similar/non-similar split (0 = all 164; else a seeded sample stratified by similarity)."""
+    embedder: str = "minilm"
+    """`minilm` (offline all-MiniLM-L6-v2), `codegen` (CodeGen-350M-mono, the paper's, hub) or `own` (this run's model)."""
+    max_seq_length: int = 256
+    """Tokens of each snippet the embedder reads."""
+    top_k: int = 5
+    """Nearest neighbours listed per HumanEval problem."""
+    include_mbpp: bool = True
+    """Also check MBPP descriptions in the n-gram overlap."""
+    textbook_check: bool = True
+    """Beyond the paper: run the n-gram and AST checks against CodeTextbook too."""
 
     def __post_init__(self) -> None:
         _check(all(0.0 < t <= 1.0 for t in self.taus), "contamination.taus must be in (0, 1]")
         _check(self.combine in ("or", "and", "ast", "embedding"), f"contamination.combine unknown: {self.combine!r}")
+        _check(self.ngram >= 1, "contamination.ngram must be >= 1")
+        _check(0.0 <= self.embedding_threshold <= 2.0, "contamination.embedding_threshold must be in [0, 2] (L2 of unit vectors)")
+        _check(self.retrain_steps >= 0, "contamination.retrain_steps must be >= 0")
+        _check(self.retrain_taus is None or set(self.retrain_taus) <= set(self.taus),
+               "contamination.retrain_taus must be a subset of contamination.taus")
+        _check(self.eval_limit >= 0, "contamination.eval_limit must be >= 0")
+        _check(self.embedder in ("minilm", "codegen", "own"), f"contamination.embedder unknown: {self.embedder!r}")
+        _check(self.top_k >= 1, "contamination.top_k must be >= 1")
 
 
 # --------------------------------------------------------------------------- the profile
@@ -373,16 +466,21 @@ def _smoke() -> ProfileConfig:
         corpus=CorpusConfig(max_files=300),
         annotation=AnnotationConfig(n_samples=24, reliability_subset=6, max_prompt_chars=1200),
         filter=FilterConfig(n_estimators=50),
-        textbooks=TextbookConfig(n_passages=4, max_tokens=160, ablation_passages=2),
-        exercises=ExerciseConfig(n_exercises=6, max_tokens=160),
+        textbooks=TextbookConfig(n_passages=4, max_tokens=200, ablation_passages=2,
+                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=8),
+        exercises=ExerciseConfig(n_exercises=6, max_tokens=200,
+                                 topup_source="synthetic/jina-code-exercises-sample", topup_max=40),
         tokenizer=TokenizerConfig(vocab_size=1024, train_chars=2_000_000),
         pretrain=TrainConfig(model="smoke", max_steps=20, global_batch_size=8, micro_batch_size=8, seq_len=128,
                              warmup_steps=4, eval_interval=10, eval_batches=2, checkpoint_interval=10),
         finetune=TrainConfig(model="smoke", max_steps=10, global_batch_size=8, micro_batch_size=8, seq_len=128,
                              lr=1e-4, warmup_steps=2, weight_decay=0.01, eval_interval=5, eval_batches=2, checkpoint_interval=5),
         eval=EvalConfig(limit=10, max_new_tokens=64, teacher_limit=2),
-        qualitative=QualitativeConfig(max_new_tokens=64, n_problems=5),
-        contamination=ContaminationConfig(retrain_steps=5),
+        qualitative=QualitativeConfig(max_new_tokens=64, run_timeout_s=2.0, script_timeout_s=10.0, n_problems=5, problem_max_new_tokens=64,
+                                      prompts=["alice_bob_charles", "pygame_ball", "tkinter_pew", "pyplot_bar_log",
+                                               "chat_pyplot_ta"],
+                                      n_graded=3, n_reliability=5, grade_max_tokens=64),
+        contamination=ContaminationConfig(retrain_steps=5, retrain_taus=[0.8], eval_limit=10, max_seq_length=128),
     )
 
 
@@ -395,16 +493,21 @@ def _tiny() -> ProfileConfig:
         corpus=CorpusConfig(max_files=3000),
         annotation=AnnotationConfig(n_samples=160, reliability_subset=24),
         filter=FilterConfig(n_estimators=200),
-        textbooks=TextbookConfig(n_passages=24, max_tokens=400, ablation_passages=6),
-        exercises=ExerciseConfig(n_exercises=40, max_tokens=320),
+        # 1.5B teacher ~19 tok/s: 16 + 4 ablation passages x ~20 s; 22 exercises x ~15 s (notebooks 03/04 budgets)
+        textbooks=TextbookConfig(n_passages=16, max_tokens=380, ablation_passages=4,
+                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=60),
+        exercises=ExerciseConfig(n_exercises=22, max_tokens=300,
+                                 topup_source="synthetic/jina-code-exercises-sample", topup_max=200),
         tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
         pretrain=TrainConfig(model="tiny", max_steps=300, global_batch_size=16, micro_batch_size=8, seq_len=256,
                              warmup_steps=30, eval_interval=50, checkpoint_interval=100),
         finetune=TrainConfig(model="tiny", max_steps=100, global_batch_size=16, micro_batch_size=8, seq_len=256,
                              lr=1e-4, warmup_steps=10, weight_decay=0.01, eval_interval=25, checkpoint_interval=50),
         eval=EvalConfig(limit=0, max_new_tokens=128, teacher_limit=20),
-        qualitative=QualitativeConfig(max_new_tokens=160, n_problems=0),
-        contamination=ContaminationConfig(retrain_steps=50),
+        # 1.5B teacher ~2.4-5 s per grade: 4 x 3 model solutions + 8 references + 8 broken = 28 grades
+        qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
+                                      n_graded=4, n_reliability=8, grade_max_tokens=64),
+        contamination=ContaminationConfig(retrain_steps=30, retrain_taus=[0.9, 0.8], eval_limit=40, max_seq_length=128),
     )
 
 
@@ -435,7 +538,7 @@ def _paper() -> ProfileConfig:
         eval=EvalConfig(benchmarks=["humaneval", "mbpp", "humaneval+", "mbpp+"], max_new_tokens=512, workers=16,
                         teacher_limit=164),
         qualitative=QualitativeConfig(max_new_tokens=512),
-        contamination=ContaminationConfig(retrain_steps=0),
+        contamination=ContaminationConfig(retrain_steps=0, embedder="codegen", max_seq_length=512),
     )
 
 

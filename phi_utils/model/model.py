@@ -1,0 +1,283 @@
+"""The phi-1 model: a decoder-only transformer with parallel attention + MLP blocks.
+
+Paper §2.3 (and the released `microsoft/phi-1`, transformers' `PhiForCausalLM`):
+
+    x ──┬──────────────────────────────────────────────┐
+        │                                              │ residual
+        └─ LayerNorm ─┬─ Attention (fused qkv, partial │
+                      │   rotary, causal) ─ dropout ─ (+)
+                      └─ MLP (fc1, gelu_new, fc2) ─ dropout ─ (+) ──> x'
+
+    x' = x + attn(ln(x)) + mlp(ln(x))      # ONE LayerNorm per block, both branches read it
+
+    tokens -> wte -> dropout -> [block] * n_layer -> ln_f -> lm_head (untied, with bias) -> logits
+
+Every linear layer has a bias. Rotary embeddings (RoFormer, GPT-NeoX "rotate half" layout)
+touch only the first `rotary_dim` dims of each head (32 of 64 in phi-1); the rest pass through.
+Attention uses `flash_attn` for fp16/bf16 CUDA tensors when installed, otherwise
+`torch.nn.functional.scaled_dot_product_attention`. In fp16 off-CUDA (where SDPA runs the
+plain math kernel) q/k/v are upcast to fp32 so the scores cannot overflow (transformers issue 28163).
+
+The state dict uses nanoGPT/litgpt names (`transformer.h.0.attn.qkv.weight`);
+`phi_utils.model.convert` maps them to/from transformers' names (q/k/v_proj <-> fused qkv).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .config import ModelConfig
+
+try:  # optional fast path on GPUs
+    from flash_attn import flash_attn_func  # type: ignore[import-not-found]
+except Exception:  # ImportError, or a broken CUDA build
+    flash_attn_func = None
+
+
+# --------------------------------------------------------------------------- KV cache
+@dataclass
+class KVCache:
+    """Preallocated keys/values for incremental decoding: per layer (B, n_head, max_len, head_dim).
+
+    The model writes the new tokens' keys/values at `[length, length + T)` in every layer and
+    then advances `length`. `select(rows)` keeps only some batch rows (finished rows dropped).
+    """
+
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    length: int = 0
+    max_len: int = field(default=0)
+
+    @classmethod
+    def allocate(cls, config: ModelConfig, batch_size: int, max_len: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> "KVCache":
+        shape = (batch_size, config.n_head, max_len, config.head_dim)
+        k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        return cls(k=k, v=v, length=0, max_len=max_len)
+
+    def update(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, H, T, D) new keys/values of `layer`; return all keys/values so far (B, H, length+T, D)."""
+        end = self.length + k_new.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: {end} positions > max_len {self.max_len}")
+        self.k[layer][:, :, self.length:end] = k_new
+        self.v[layer][:, :, self.length:end] = v_new
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows `rows` (a LongTensor of indices)."""
+        self.k = [t.index_select(0, rows) for t in self.k]
+        self.v = [t.index_select(0, rows) for t in self.v]
+
+
+# --------------------------------------------------------------------------- rotary
+class Rotary(nn.Module):
+    """cos/sin tables for the first `rotary_dim` dims of each head, computed in fp32 per call
+    (cheap, and exact after `model.half()`, which would otherwise round a stored `inv_freq`)."""
+
+    def __init__(self, rotary_dim: int, theta: float) -> None:
+        super().__init__()
+        self.rotary_dim, self.theta = rotary_dim, theta
+        self._inv_freq: dict[torch.device, torch.Tensor] = {}
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        dev = position_ids.device
+        if dev not in self._inv_freq:
+            exps = torch.arange(0, self.rotary_dim, 2, dtype=torch.float32, device=dev) / self.rotary_dim
+            self._inv_freq[dev] = 1.0 / (self.theta ** exps)
+        freqs = position_ids[..., None].float() * self._inv_freq[dev]   # (B, T, rd/2)
+        emb = torch.cat((freqs, freqs), dim=-1)                          # (B, T, rd)
+        return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, T, rd)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first `cos.size(-1)` dims of x (B, H, T, D); the other dims pass through."""
+    rd = cos.size(-1)
+    x_rot, x_pass = x[..., :rd], x[..., rd:]
+    x1, x2 = x_rot.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return torch.cat((x_rot * cos + rotated * sin, x_pass), dim=-1)
+
+
+# --------------------------------------------------------------------------- attention
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              is_causal: bool, dropout_p: float) -> torch.Tensor:
+    """Scaled dot-product attention on (B, H, T, D) tensors; mask is bool (True = attend) or None."""
+    if (flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+            and mask is None and (is_causal or q.size(2) == 1)):
+        # flash_attn wants (B, T, H, D); causal with Tq < Tk aligns to the end, as a KV cache needs.
+        y = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p, causal=is_causal)
+        return y.transpose(1, 2)
+    if q.dtype == torch.float16 and not q.is_cuda:
+        # The math kernel would form q@k^T in fp16 and overflow on large activations (issue 28163).
+        y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                           dropout_p=dropout_p, is_causal=is_causal and mask is None)
+        return y.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                          is_causal=is_causal and mask is None)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.n_head, self.head_dim, self.layer_idx = config.n_head, config.head_dim, layer_idx
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=True)   # fused q, k, v (in that order)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=True)      # transformers: `dense`
+        self.attn_pdrop = config.attn_pdrop
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
+                is_causal: bool, cache: KVCache | None) -> torch.Tensor:
+        B, T, C = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim)        # (B, T, 3, H, D)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                       # 3 x (B, H, T, D)
+        cos, sin = rope
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)                        # (B, H, past+T, D)
+        y = attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, C)                               # (B, T, C)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.n_embd, config.intermediate_size, bias=True)
+        self.fc2 = nn.Linear(config.intermediate_size, config.n_embd, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # gelu_new == tanh-approximate GELU; the fused kernel saves memory and time in backward.
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """Parallel block: x + drop(attn(ln(x))) + drop(mlp(ln(x)))."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.mlp = MLP(config)
+        self.resid_drop = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
+                is_causal: bool, cache: KVCache | None) -> torch.Tensor:
+        h = self.ln(x)                                                        # (B, T, C)
+        return x + self.resid_drop(self.attn(h, rope, mask, is_causal, cache)) + self.resid_drop(self.mlp(h))
+
+
+# --------------------------------------------------------------------------- the model
+class PhiForCausalLM(nn.Module):
+    """phi-1 language model. `model(input_ids) -> logits (B, T, vocab_size)`; see `forward`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            drop=nn.Dropout(config.embd_pdrop),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=True)  # untied, with bias
+        self.rotary = Rotary(config.rotary_dim, config.rope_theta)
+        self.gradient_checkpointing = False
+        """Recompute each block in backward (saves activation memory for long sequences)."""
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # As transformers' PhiPreTrainedModel: N(0, 0.02) weights, zero biases, unit LayerNorms.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wte.weight.numel() if exclude_embeddings else n
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty KV cache for `batch_size` rows and up to `max_len` positions."""
+        return KVCache.allocate(self.config, batch_size, max_len, self.device, self.dtype)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      position_ids: torch.Tensor | None = None,
+                      past_key_values: KVCache | None = None) -> torch.Tensor:
+        """Final-LayerNorm hidden states (B, T, n_embd); arguments as in `forward`."""
+        B, T = input_ids.shape
+        past = past_key_values.length if past_key_values is not None else 0
+        if position_ids is None:
+            if attention_mask is not None:  # left padding: a row's first real token gets position 0
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, past:past + T]
+            else:
+                position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
+        mask, is_causal = self._attn_mask(attention_mask, B, T, past, input_ids.device)
+
+        x = self.transformer.drop(self.transformer.wte(input_ids))           # (B, T, C)
+        rope = self.rotary(position_ids, x.dtype)                             # 2 x (B, 1, T, rotary_dim)
+        for block in self.transformer.h:
+            if self.gradient_checkpointing and self.training:
+                x = checkpoint(block, x, rope, mask, is_causal, past_key_values, use_reentrant=False)
+            else:
+                x = block(x, rope, mask, is_causal, past_key_values)
+        if past_key_values is not None:
+            past_key_values.length += T
+        return self.transformer.ln_f(x)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None,
+                past_key_values: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for `input_ids` (B, T).
+
+        - `attention_mask` (B, past + T): 1 for real tokens, 0 for (left) padding, covering the
+          cached positions too (transformers' convention). None = no padding.
+        - `position_ids` (B, T): default from the mask (cumsum - 1) or `past .. past + T - 1`.
+        - `past_key_values`: a `KVCache` (`model.new_cache(B, max_len)`), updated in place.
+        The loss is not computed here: use `causal_lm_loss(logits, labels)`.
+        """
+        return self.lm_head(self.hidden_states(input_ids, attention_mask, position_ids, past_key_values))
+
+    @staticmethod
+    def _attn_mask(attention_mask: torch.Tensor | None, B: int, T: int, past: int,
+                   device: torch.device) -> tuple[torch.Tensor | None, bool]:
+        """Bool mask (B, 1, T, past + T), True = attend, or None plus an is_causal flag for the fast path."""
+        if attention_mask is None or bool(attention_mask.all()):
+            if past == 0:
+                return None, True
+            if T == 1:
+                return None, False          # one new token may see every cached one
+        S = past + T
+        q_pos = torch.arange(past, S, device=device)[:, None]                 # (T, 1)
+        k_pos = torch.arange(S, device=device)[None, :]                       # (1, S)
+        mask = (k_pos <= q_pos)[None, None]                                   # (1, 1, T, S) causal
+        if attention_mask is not None:
+            mask = mask & attention_mask[:, None, None, :S].bool()
+            # A padding query would otherwise see no key at all (NaN softmax): let it see itself.
+            mask = mask | (k_pos == q_pos)[None, None]
+        return mask.expand(B, 1, T, S), False
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean next-token cross-entropy: logits (B, T, V) predict labels shifted by one (labels (B, T),
+    aligned with input_ids as in transformers; `ignore_index` positions are skipped)."""
+    shift_logits = logits[:, :-1].reshape(-1, logits.size(-1)).float()
+    shift_labels = labels[:, 1:].reshape(-1)
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=ignore_index)

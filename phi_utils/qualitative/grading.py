@@ -1,0 +1,146 @@
+"""LLM grading of solutions 0-10 (the paper's §4, GPT-4's role) and the grader's reliability.
+
+The paper asks GPT-4 for "a short verbal evaluation followed by grades 0-10" (exact prompt not
+published). We do the same through the teacher layer, with a rubric, at temperature 0. The paper
+does not check the grader; we grade reference solutions and deliberately broken variants (whose
+correctness the tests establish) and report how well the grade separates them (ROC AUC) and how
+it correlates with the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+GRADER_SYSTEM = ("You are a strict but fair teacher grading a student's Python solution to a programming "
+                 "exercise. You check whether the code does exactly what the docstring asks, including "
+                 "edge cases, and you never run the code.")
+"""System message of the grading prompt."""
+
+GRADER_TEMPLATE = """Exercise (the function signature and docstring):
+```python
+{prompt}```
+
+Student's solution:
+```python
+{solution}
+```
+
+Write a short verbal evaluation of the solution (one or two sentences: is it correct, what is wrong).
+Then, on the last line, give the grade as "Grade: N/10", where 10 means fully correct, 5 means partly
+correct and 0 means wrong or missing."""
+"""User message of the grading prompt; `{prompt}` is the exercise, `{solution}` the full function."""
+
+_NUM = r"(\d{1,2}(?:\.\d+)?)"
+_PATTERNS = (
+    re.compile(rf"grade\W{{0,6}}(?:is\W{{0,3}})?{_NUM}\s*(?:/\s*10|out\s+of\s+10)?", re.I),
+    re.compile(rf"score\W{{0,6}}(?:is\W{{0,3}})?{_NUM}\s*(?:/\s*10|out\s+of\s+10)?", re.I),
+    re.compile(rf"{_NUM}\s*(?:/\s*10|out\s+of\s+10)\b", re.I),
+)
+
+
+def grader_messages(prompt: str, solution: str) -> list[dict[str, str]]:
+    """Chat messages asking the teacher to grade `solution` (the whole function) for `prompt`."""
+    return [{"role": "system", "content": GRADER_SYSTEM},
+            {"role": "user", "content": GRADER_TEMPLATE.format(prompt=prompt, solution=solution.rstrip())}]
+
+
+def parse_grade(text: str | None) -> float | None:
+    """The 0-10 grade in a grader reply, or None when there is none.
+
+    Accepts "Grade: 7/10", "**Grade:** 7", "grade is 7 out of 10", "Score: 6.5", "8/10"; the
+    last explicit grade wins (an evaluation may quote other numbers first). Values outside
+    0-10 are rejected rather than clipped.
+    """
+    if not text:
+        return None
+    for pattern in _PATTERNS:
+        matches = pattern.findall(text)
+        for raw in reversed(matches):
+            value = float(raw)
+            if 0.0 <= value <= 10.0:
+                return value
+    # a bare number on the last non-empty line ("... \n7")
+    lines = [ln.strip(" *`.#\t") for ln in text.strip().splitlines() if ln.strip(" *`.#\t")]
+    if lines and re.fullmatch(_NUM, lines[-1]):
+        value = float(lines[-1])
+        if 0.0 <= value <= 10.0:
+            return value
+    return None
+
+
+@dataclass
+class Grade:
+    grade: float | None
+    """0-10, None when the reply held no grade (or the request failed)."""
+    evaluation: str
+    """The grader's full reply (verbal evaluation + grade)."""
+    cached: bool = False
+    """Served from the teacher cache."""
+    error: str | None = None
+    """Request error, if any."""
+
+
+def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: int = 96,
+                    desc: str = "grading") -> list[Grade]:
+    """Grade (prompt, full solution) pairs with the teacher at temperature 0; order kept."""
+    if not items:
+        return []
+    calls = [dict(messages=grader_messages(p, s), temperature=0.0, max_tokens=max_tokens, seed=0)
+             for p, s in items]
+    results = teacher.chat_many(calls, desc=desc)
+    grades = []
+    for r in results:
+        text = getattr(r, "text", None) or ""
+        grades.append(Grade(parse_grade(text), text, bool(getattr(r, "cached", False)), getattr(r, "error", None)))
+    return grades
+
+
+# ----------------------------------------------------------------------------- reliability statistics
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
+    """Probability that a random positive gets a higher score than a random negative (ties 1/2).
+
+    None when one class is missing. Mann-Whitney form, so no dependency and exact for small sets.
+    """
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson correlation (point-biserial when y is 0/1); None when undefined (constant input)."""
+    n = len(x)
+    if n < 2 or n != len(y):
+        return None
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    if sxx == 0 or syy == 0:
+        return None
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / math.sqrt(sxx * syy)
+
+
+def reliability_summary(grades: Sequence[float | None], passed: Sequence[bool]) -> dict[str, Any]:
+    """How well LLM grades agree with the tests: AUC, correlation, mean grade per class, parse rate.
+
+    `passed` is the test verdict of each graded solution (references pass, broken variants fail).
+    Unparsed grades are excluded from AUC/correlation and counted in `unparsed`.
+    """
+    pairs = [(g, int(p)) for g, p in zip(grades, passed) if g is not None]
+    gs = [g for g, _ in pairs]
+    ys = [y for _, y in pairs]
+    mean = lambda v: (sum(v) / len(v)) if v else None  # noqa: E731
+    return {
+        "n": len(grades),
+        "parsed": len(pairs),
+        "unparsed": len(grades) - len(pairs),
+        "auc": roc_auc(gs, ys),
+        "pearson_with_tests": pearson(gs, [float(y) for y in ys]),
+        "mean_grade_passing": mean([g for g, y in pairs if y]),
+        "mean_grade_failing": mean([g for g, y in pairs if not y]),
+    }

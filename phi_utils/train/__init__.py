@@ -1,0 +1,20 @@
+"""Training (§2.3; notebooks 06 and 07): data packing, the loop, schedule, checkpoints, distributed.
+
+Public API::
+
+    from phi_utils.train import run_pretraining, run_finetuning      # the Figure 2.1 models A, B, C
+    from phi_utils.train import Trainer, FitResult, PackedData, pack_documents, prepare_packed
+    from phi_utils.train import lr_at, estimate_wall_time, torchrun_command, paper_commands, read_metrics
+
+Launch under torchrun: `torchrun --nproc_per_node=N -m phi_utils.train --run-dir R --stage S`.
+"""
+
+from .data import BatchSampler, PackedData, pack_documents, prepare_packed
+from .loop import FitResult, Trainer, read_metrics
+from .schedule import lr_at, make_scheduler
+from .stages import (STAGES, estimate_wall_time, paper_commands, run_finetuning, run_pretraining, run_stage,
+                     throughput_at_mfu, torchrun_command)
+
+__all__ = ["BatchSampler", "PackedData", "pack_documents", "prepare_packed", "FitResult", "Trainer", "read_metrics",
+           "lr_at", "make_scheduler", "STAGES", "estimate_wall_time", "paper_commands", "run_finetuning",
+           "run_pretraining", "run_stage", "throughput_at_mfu", "torchrun_command"]

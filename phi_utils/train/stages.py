@@ -1,0 +1,196 @@
+"""Stages of notebooks 06 and 07: the three Figure 2.1 models.
+
+- `pretrain_raw`      (A) the model trained on the raw corpus `corpus/dataset` ("The Stack+" analog)
+- `pretrain_textbook` (B) the same model size and token budget on CodeTextbook `textbooks/code_textbook`
+- `finetune`          (C) B finetuned on CodeExercises `exercises/code_exercises`
+
+Each writes `<step>/data/` (packed tokens), `<step>/metrics.jsonl`, `<step>/checkpoints/`,
+`<step>/final/` (HF checkpoint), `<step>/result.json`, and `_COMPLETE.json` with the budget spent.
+The same code runs in-process (notebooks, world size 1) and under `torchrun` (`python -m phi_utils.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import ProfileConfig, TrainConfig, get_profile, set_dotted
+from ..rundir import RunDir
+from . import compat
+from .data import PackedData, prepare_packed
+from .dist import DistEnv, barrier, broadcast_object, init_distributed
+from .loop import Trainer, clean_run_dir, write_result
+
+# step name -> (config attribute, input dataset relative to the run dir, what it is, exercises?)
+STAGES: dict[str, tuple[str, str, str, bool]] = {
+    "pretrain_raw": ("pretrain", "corpus/dataset", "raw corpus (The Stack+ analog, notebook 02's input)", False),
+    "pretrain_textbook": ("pretrain", "textbooks/code_textbook", "CodeTextbook (notebook 03)", False),
+    "finetune": ("finetune", "exercises/code_exercises", "CodeExercises (notebook 04)", True),
+}
+FINETUNE_INIT = "pretrain_textbook"
+
+
+def tokenizer_dir(rd: RunDir) -> Path:
+    p = rd.path / "tokenizer"
+    if not p.exists():
+        raise FileNotFoundError(f"tokenizer {p} is missing; run notebook 05 (it trains the run's tokenizer) first")
+    return p
+
+
+def train_config_for(cfg: ProfileConfig, stage: str) -> TrainConfig:
+    return getattr(cfg, STAGES[stage][0])
+
+
+def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, parallel: str = "ddp",
+              progress: bool = True, env: DistEnv | None = None) -> dict[str, Any]:
+    """Train one Figure 2.1 model (any number of ranks); returns the step's manifest counts."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
+    attr, rel, what, exercises = STAGES[stage]
+    tc = train_config_for(cfg, stage)
+    env = env or init_distributed(cfg.device)
+    out = rd.path / stage
+
+    # rank 0 decides (skip / fresh / resume) and packs the data; the others wait and follow
+    decision = None
+    if env.is_main:
+        if rd.is_complete(stage) and not force:
+            decision = "skip"
+        else:
+            rd.invalidate(stage)
+            if force:
+                clean_run_dir(out)
+            tok = compat.load_tokenizer(tokenizer_dir(rd))
+            if stage == "finetune":
+                init = rd.path / FINETUNE_INIT / "final"
+                if not (init / "config.json").exists():
+                    raise FileNotFoundError(f"{init} is missing; run the pretraining stage (notebook 06) first")
+            prepare_packed(rd.path / rel, tok, out / "data", tc.seq_len, tc.val_fraction, cfg.seed,
+                           exercises=exercises, loss_on_solution_only=tc.loss_on_solution_only, what=what)
+            decision = "train"
+    decision = broadcast_object(decision, env)
+    if decision == "skip":
+        return rd.manifest(stage)["counts"] if env.is_main else {}
+    barrier(env)
+
+    tok = compat.load_tokenizer(tokenizer_dir(rd))
+    train, val = PackedData.open(out / "data", "train"), PackedData.open(out / "data", "val")
+    mc = compat.model_config(tc.model, vocab_size=compat.vocab_size(tok), dropout=tc.dropout,
+                             max_position_embeddings=tc.seq_len)
+    init_from = rd.path / FINETUNE_INIT / "final" if stage == "finetune" else None
+    started = time.time()
+    trainer = Trainer(tc, mc, train, val, out, env, seed=cfg.seed, tokenizer=tok, init_from=init_from,
+                      parallel=parallel, progress=progress)
+    result = trainer.fit(resume=True)
+    trainer.export_final(out / "final")
+    counts: dict[str, Any] = {}
+    if env.is_main:
+        write_result(result, out)
+        meta = train.meta
+        counts = {
+            "steps": result.steps, "tokens_seen": result.tokens_seen, "loss_tokens_seen": result.target_tokens_seen,
+            "epochs_over_data": round(result.epochs, 3), "train_sequences": len(train),
+            "train_documents": meta["splits"]["train"]["n_documents"],
+            "train_unique_tokens": meta["splits"]["train"]["n_tokens"],
+            "val_documents": meta["splits"]["val"]["n_documents"], "val_sequences": len(val),
+            "final_loss": result.final_loss, "final_val_loss": result.final_val_loss,
+            "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "n_params": result.n_params,
+            "world_size": env.world_size, "resumed_from_step": result.resumed_from_step,
+            "skipped_steps": result.skipped_steps,
+        }
+        rd.mark_complete(stage, counts=counts, config=tc, started=started, input_dataset=rel,
+                         loss_on_solution_only=meta["loss_on_solution_only"], model_backend=result.model_backend,
+                         model_preset=tc.model, init_from=str(init_from) if init_from else None,
+                         checkpoint=str(out / "final"))
+    barrier(env)
+    return counts
+
+
+def run_pretraining(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int = 1,
+                    parallel: str = "ddp") -> dict[str, dict[str, Any]]:
+    """Figure 2.1 (A) raw corpus and (B) CodeTextbook, same model and token budget."""
+    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in ("pretrain_raw", "pretrain_textbook")}
+
+
+def run_finetuning(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int = 1,
+                   parallel: str = "ddp") -> dict[str, Any]:
+    """Figure 2.1 (C): B finetuned on CodeExercises."""
+    return _run(cfg, rd, "finetune", force, nproc, parallel)
+
+
+def _run(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool, nproc: int, parallel: str) -> dict[str, Any]:
+    if nproc <= 1:
+        return run_stage(cfg, rd, stage, force=force, parallel=parallel)
+    if rd.is_complete(stage) and not force:
+        return rd.manifest(stage)["counts"]
+    cfg_path = rd.path / stage / "launch_config.json"
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
+    cmd = torchrun_command(cfg_path, rd.path, stage, nproc_per_node=nproc, parallel=parallel, force=force,
+                           standalone=True, launcher=f"{sys.executable} -m torch.distributed.run")
+    subprocess.run(shlex.split(cmd), check=True, env={**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))})
+    return rd.manifest(stage)["counts"]
+
+
+# ---------------------------------------------------------------------------- launching
+def torchrun_command(config: str | Path, run_dir: str | Path, stage: str, nproc_per_node: int = 8, nnodes: int = 1,
+                     parallel: str = "fsdp", force: bool = False, standalone: bool | None = None,
+                     rdzv_endpoint: str = "$MASTER_ADDR:29500", launcher: str = "torchrun") -> str:
+    """The exact `torchrun` command for one stage (single node: `--standalone`; multi-node: c10d rendezvous,
+    run the same command on every node). `launcher` may be `python -m torch.distributed.run`."""
+    if standalone is None:
+        standalone = nnodes == 1
+    parts = [launcher, f"--nproc_per_node={nproc_per_node}"]
+    if standalone:
+        parts.append("--standalone")
+    else:
+        parts += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}",
+                  "--rdzv_id=phi1-" + stage]
+    parts += ["-m", "phi_utils.train", "--config", str(config), "--run-dir", str(run_dir), "--stage", stage,
+              "--parallel", parallel]
+    if force:
+        parts.append("--force")
+    return " ".join(parts)
+
+
+def paper_commands(run_dir: str = "runs/paper", nproc_per_node: int = 8, nnodes: int = 1) -> list[str]:
+    """The 8xA100 commands of the paper profile, stage by stage (§2.3: 8 A100s)."""
+    return [torchrun_command(f"{run_dir}/run.json", run_dir, s, nproc_per_node=nproc_per_node, nnodes=nnodes,
+                             parallel="fsdp") for s in ("pretrain_raw", "pretrain_textbook", "finetune")]
+
+
+def estimate_wall_time(tc: TrainConfig, tokens_per_s_per_device: float, n_devices: int) -> dict[str, float]:
+    """Wall time of a run of `tc` at a measured per-device throughput (perfect data-parallel scaling assumed)."""
+    tokens = tc.max_steps * tc.global_batch_size * tc.seq_len
+    seconds = tokens / (tokens_per_s_per_device * n_devices)
+    return {"tokens": float(tokens), "hours": seconds / 3600, "days": seconds / 86400,
+            "device_hours": seconds * n_devices / 3600}
+
+
+def throughput_at_mfu(model_name: str, seq_len: int, mfu: float, peak_flops: float, vocab_size: int = 51200) -> float:
+    """Tokens/s per device a model reaches at a given MFU (to turn a measured MFU into a wall time)."""
+    mc = compat.model_config(model_name, vocab_size=vocab_size, max_position_embeddings=seq_len)
+    return mfu * peak_flops / compat.flops_per_token(mc, seq_len)
+
+
+# ---------------------------------------------------------------------------- configs from JSON
+def profile_from_dict(d: dict[str, Any]) -> ProfileConfig:
+    """Rebuild a ProfileConfig from `cfg.to_dict()` (e.g. a run directory's run.json `config`)."""
+    cfg = get_profile(d["name"])
+    for key, val in d.items():
+        cur = getattr(cfg, key, None)
+        if dataclasses.is_dataclass(cur) and isinstance(val, dict):
+            names = {f.name for f in dataclasses.fields(cur)}
+            for k, v in val.items():
+                if k in names:
+                    set_dotted(cfg, f"{key}.{k}", v)
+        elif key in {f.name for f in dataclasses.fields(cfg)} and not dataclasses.is_dataclass(cur):
+            setattr(cfg, key, val)
+    return cfg

@@ -1,0 +1,5 @@
+# expect: failed
+import os
+
+while True:
+    os.fork()

@@ -1,0 +1,2 @@
+# expect: failed
+x = input()  # no stdin: EOFError
