@@ -123,13 +123,18 @@ class AnnotationConfig:
     max_prompt_chars: int = 3000
     """Long files are cut to this many characters before the teacher sees them."""
     prompt_version: str = "v1"
-    """Version tag of the rating prompt (recorded with every label)."""
+    """Version of the rating prompt (`phi_utils.filtering.annotate.PROMPT_VERSION`; recorded with every label)."""
     reason_tokens: int = 24
     """Completion cap per rating: the score digit plus a short reason (each token ~50 ms on the 1.5B)."""
+    card_snippets: int = 12
+    """Labelled good/bad snippets of the teacher card rated with the annotation prompt (0 = skip)."""
 
     def __post_init__(self) -> None:
         _check(self.n_samples > 0, "annotation.n_samples must be positive")
         _check(0 <= self.reliability_subset <= self.n_samples, "annotation.reliability_subset must be in [0, n_samples]")
+        _check(self.max_prompt_chars > 0, "annotation.max_prompt_chars must be positive")
+        _check(self.reason_tokens >= 1, "annotation.reason_tokens must be >= 1 (the score digit)")
+        _check(self.card_snippets >= 0, "annotation.card_snippets must be >= 0")
 
 
 @dataclass
@@ -153,6 +158,10 @@ class FilterConfig:
         _check(self.embedder in ("minilm", "codegen", "own"), f"filter.embedder unknown: {self.embedder!r}")
         _check(0.0 < self.keep_fraction <= 1.0, "filter.keep_fraction must be in (0, 1]")
         _check(0.0 < self.test_fraction < 1.0, "filter.test_fraction must be in (0, 1)")
+        _check(self.n_estimators >= 1 and self.batch_size >= 1 and self.num_proc >= 1,
+               "filter.n_estimators, filter.batch_size and filter.num_proc must be >= 1")
+        _check(self.label_threshold is None or 0.0 <= self.label_threshold <= 9.0,
+               "filter.label_threshold must be None or in [0, 9]")
 
 
 # --------------------------------------------------------------------------- synthetic data (issue 8)
@@ -309,9 +318,18 @@ class EvalConfig:
     """Problems on which the teacher itself is evaluated (0 = skip)."""
     mbpp_path: str | None = None
     """Local MBPP copy (None = hub `mbpp`, then `shared/data/mbpp`)."""
+    teacher_max_tokens: int = 384
+    """Completion cap for the teacher's answers (chat replies are longer than bare code)."""
+    loss_problems: int = 0
+    """HumanEval problems used for the canonical-solution loss proxy (0 = all 164)."""
 
     def __post_init__(self) -> None:
         known = {"humaneval", "mbpp", "humaneval+", "mbpp+"}
+        _check(self.limit >= 0 and self.teacher_limit >= 0 and self.loss_problems >= 0,
+               "eval.limit, eval.teacher_limit and eval.loss_problems must be >= 0")
+        _check(self.max_new_tokens > 0 and self.teacher_max_tokens > 0, "eval.max_new_tokens/teacher_max_tokens must be positive")
+        _check(0.0 <= self.temperature <= 2.0 and 0.0 < self.top_p <= 1.0, "eval.temperature in [0, 2], eval.top_p in (0, 1]")
+        _check(self.workers >= 1, "eval.workers must be >= 1")
         _check(set(self.benchmarks) <= known, f"eval.benchmarks must be within {sorted(known)}")
         _check(self.n_samples >= 1, "eval.n_samples must be >= 1")
         _check(self.timeout_s > 0, "eval.timeout_s must be positive")
@@ -464,18 +482,18 @@ def _smoke() -> ProfileConfig:
         time_budget_min=15,
         teacher=TeacherConfig(local_model="smollm2-135m", max_tokens=128, n_ctx=2048),
         corpus=CorpusConfig(max_files=300),
-        annotation=AnnotationConfig(n_samples=24, reliability_subset=6, max_prompt_chars=1200),
+        annotation=AnnotationConfig(n_samples=24, reliability_subset=6, max_prompt_chars=1200, card_snippets=4),
         filter=FilterConfig(n_estimators=50),
-        textbooks=TextbookConfig(n_passages=4, max_tokens=200, ablation_passages=2,
-                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=8),
-        exercises=ExerciseConfig(n_exercises=6, max_tokens=200,
+        textbooks=TextbookConfig(n_passages=3, max_tokens=160, ablation_passages=2,
+                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=6),
+        exercises=ExerciseConfig(n_exercises=5, max_tokens=200,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=40),
         tokenizer=TokenizerConfig(vocab_size=1024, train_chars=2_000_000),
         pretrain=TrainConfig(model="smoke", max_steps=20, global_batch_size=8, micro_batch_size=8, seq_len=128,
                              warmup_steps=4, eval_interval=10, eval_batches=2, checkpoint_interval=10),
         finetune=TrainConfig(model="smoke", max_steps=10, global_batch_size=8, micro_batch_size=8, seq_len=128,
                              lr=1e-4, warmup_steps=2, weight_decay=0.01, eval_interval=5, eval_batches=2, checkpoint_interval=5),
-        eval=EvalConfig(limit=10, max_new_tokens=64, teacher_limit=2),
+        eval=EvalConfig(limit=10, max_new_tokens=64, teacher_limit=2, teacher_max_tokens=128, loss_problems=20),
         qualitative=QualitativeConfig(max_new_tokens=64, run_timeout_s=2.0, script_timeout_s=10.0, n_problems=5, problem_max_new_tokens=64,
                                       prompts=["alice_bob_charles", "pygame_ball", "tkinter_pew", "pyplot_bar_log",
                                                "chat_pyplot_ta"],
@@ -491,7 +509,9 @@ def _tiny() -> ProfileConfig:
         time_budget_min=60,
         teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450),
         corpus=CorpusConfig(max_files=3000),
-        annotation=AnnotationConfig(n_samples=160, reliability_subset=24),
+        # ~128 ratings x ~3.4 s (1.5B: ~220 code tokens at ~80 tok/s + 16 reason tokens at ~19 tok/s) fit 8 min.
+        annotation=AnnotationConfig(n_samples=100, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
+                                    card_snippets=8),
         filter=FilterConfig(n_estimators=200),
         # 1.5B teacher ~19 tok/s: 16 + 4 ablation passages x ~20 s; 22 exercises x ~15 s (notebooks 03/04 budgets)
         textbooks=TextbookConfig(n_passages=16, max_tokens=380, ablation_passages=4,
@@ -503,7 +523,7 @@ def _tiny() -> ProfileConfig:
                              warmup_steps=30, eval_interval=50, checkpoint_interval=100),
         finetune=TrainConfig(model="tiny", max_steps=100, global_batch_size=16, micro_batch_size=8, seq_len=256,
                              lr=1e-4, warmup_steps=10, weight_decay=0.01, eval_interval=25, checkpoint_interval=50),
-        eval=EvalConfig(limit=0, max_new_tokens=128, teacher_limit=20),
+        eval=EvalConfig(limit=40, max_new_tokens=96, teacher_limit=6, teacher_max_tokens=300, loss_problems=0),
         # 1.5B teacher ~2.4-5 s per grade: 4 x 3 model solutions + 8 references + 8 broken = 28 grades
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
                                       n_graded=4, n_reliability=8, grade_max_tokens=64),
@@ -536,7 +556,7 @@ def _paper() -> ProfileConfig:
                              lr=1e-4, warmup_steps=50, weight_decay=0.01, precision="fp16", eval_interval=500,
                              eval_batches=50, checkpoint_interval=1000, compile=True),
         eval=EvalConfig(benchmarks=["humaneval", "mbpp", "humaneval+", "mbpp+"], max_new_tokens=512, workers=16,
-                        teacher_limit=164),
+                        teacher_limit=164, teacher_max_tokens=1024),
         qualitative=QualitativeConfig(max_new_tokens=512),
         contamination=ContaminationConfig(retrain_steps=0, embedder="codegen", max_seq_length=512),
     )

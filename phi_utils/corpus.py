@@ -367,25 +367,25 @@ class CorpusResult:
     licences: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def build_corpus(cfg: CorpusConfig, seed: int = 0, candidates: Iterable[Candidate] | None = None) -> CorpusResult:
-    """Clean, deduplicate and sample candidates (default: from `cfg.source`); never raises on a bad file."""
-    counts: Counter = Counter()
-    licences: dict[str, LicenceInfo] = {}
-    if candidates is None:
-        if cfg.source == "local":
-            cands, licences = local_candidates(cfg, counts)
-            cands.sort(key=lambda c: (c.source, c.path))
-            random.Random(seed).shuffle(cands)  # the seeded visiting order = the deterministic sample
-            candidates = cands
-        else:
-            candidates = hub_candidates(cfg, seed)
+def _ordered_candidates(cfg: CorpusConfig, seed: int, counts: Counter) -> tuple[Iterable[Candidate], dict[str, LicenceInfo]]:
+    if cfg.source == "local":
+        cands, licences = local_candidates(cfg, counts)
+        cands.sort(key=lambda c: (c.source, c.path))
+        random.Random(seed).shuffle(cands)  # the seeded visiting order = the deterministic sample
+        return cands, licences
+    return hub_candidates(cfg, seed), {}
+
+
+def iter_corpus(cfg: CorpusConfig, candidates: Iterable[Candidate], counts: Counter) -> Iterator[dict[str, Any]]:
+    """Clean and deduplicate `candidates` in order, yielding kept records until `max_files`; every
+    skip is counted in `counts`, and no bad file raises."""
     dedup = Deduplicator(cfg.near_dup_threshold)
-    records: list[dict[str, Any]] = []
+    kept = 0
     # The bar counts kept files when capped, else examined files.
     total = cfg.max_files or (len(candidates) if isinstance(candidates, list) else None)
     bar = tqdm(total=total, desc=f"corpus ({cfg.source})", unit="file")
     for cand in candidates:
-        if cfg.max_files and len(records) >= cfg.max_files:
+        if cfg.max_files and kept >= cfg.max_files:
             break
         counts["examined"] += 1
         if not cfg.max_files:
@@ -412,40 +412,75 @@ def build_corpus(cfg: CorpusConfig, seed: int = 0, candidates: Iterable[Candidat
         if dup:
             counts[f"{dup}s"] += 1
             continue
-        records.append({"path": cand.path, "source": cand.source, "distribution": cand.distribution,
-                        "licence": cand.licence, "text": text, "n_chars": len(text),
-                        "n_tokens": estimate_tokens(text), "sha256": hashlib.sha256(text.encode()).hexdigest()})
+        rec = {"path": cand.path, "source": cand.source, "distribution": cand.distribution,
+               "licence": cand.licence, "text": text, "n_chars": len(text),
+               "n_tokens": estimate_tokens(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        kept += 1
+        counts["kept"] += 1
+        counts["kept_chars"] += rec["n_chars"]
+        counts["kept_tokens_est"] += rec["n_tokens"]
+        counts[f"kept_source:{cand.source}"] += 1
         if cfg.max_files:
             bar.update(1)
+        yield rec
     bar.close()
+
+
+def build_corpus(cfg: CorpusConfig, seed: int = 0, candidates: Iterable[Candidate] | None = None) -> CorpusResult:
+    """Clean, deduplicate and sample candidates (default: from `cfg.source`) into memory."""
+    counts: Counter = Counter()
+    licences: dict[str, LicenceInfo] = {}
+    if candidates is None:
+        candidates, licences = _ordered_candidates(cfg, seed, counts)
+    records = list(iter_corpus(cfg, candidates, counts))
     counts["kept"] = len(records)
-    counts["kept_chars"] = sum(r["n_chars"] for r in records)
-    counts["kept_tokens_est"] = sum(r["n_tokens"] for r in records)
-    for r in records:
-        counts[f"kept_source:{r['source']}"] += 1
     return CorpusResult(records, dict(counts), {k: asdict(v) for k, v in licences.items()})
 
 
 def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
     """Stage `corpus`: write `corpus/dataset` (path, source, distribution, licence, text, n_chars,
-    n_tokens, sha256) and `corpus/licences.json`; returns the manifest's counts."""
+    n_tokens, sha256) and `corpus/licences.json`; returns the manifest's counts.
+
+    Records stream to disk through `datasets.Dataset.from_generator`, so memory stays flat at the
+    paper's scale (tens of millions of files)."""
+    import shutil
+
     import datasets
 
     with rd.step(STEP, force, config=cfg.corpus) as rec:
         if rec is None:
             return rd.manifest(STEP)["counts"]
         t0 = time.time()
-        res = build_corpus(cfg.corpus, seed=cfg.seed)
-        if not res.records:
-            raise CorpusError(f"corpus.source={cfg.corpus.source!r}: no file survived cleaning ({res.counts})")
-        ds = datasets.Dataset.from_list(res.records)
+        counts: Counter = Counter()
+        candidates, licences = _ordered_candidates(cfg.corpus, cfg.seed, counts)
+        kept_by_dist: Counter = Counter()
+        kept_by_licence: Counter = Counter()
+
+        def gen() -> Iterator[dict[str, Any]]:
+            for r in iter_corpus(cfg.corpus, candidates, counts):
+                kept_by_dist[r["distribution"]] += 1
+                kept_by_licence[r["licence"]] += 1
+                yield r
+
+        cache = rec.path / "_build_cache"
+        features = datasets.Features({k: datasets.Value(t) for k, t in (
+            ("path", "string"), ("source", "string"), ("distribution", "string"), ("licence", "string"),
+            ("text", "string"), ("n_chars", "int64"), ("n_tokens", "int64"), ("sha256", "string"))})
+        try:
+            ds = datasets.Dataset.from_generator(gen, features=features, cache_dir=str(cache),
+                                                 fingerprint=f"corpus-{time.time_ns()}")
+        except datasets.exceptions.DatasetGenerationError as e:
+            raise (e.__cause__ if isinstance(e.__cause__, CorpusError) else e) from None
+        if counts["kept"] == 0:
+            raise CorpusError(f"corpus.source={cfg.corpus.source!r}: no file survived cleaning ({dict(counts)})")
         ds.save_to_disk(str(rec.path / DATASET_NAME))
-        kept_by_dist = Counter(r["distribution"] for r in res.records)
-        lic = {k: {**v, "files_kept": kept_by_dist.get(k, 0)} for k, v in res.licences.items()}
+        del ds
+        shutil.rmtree(cache, ignore_errors=True)
+        lic = {k: {**asdict(v), "files_kept": kept_by_dist.get(k, 0)} for k, v in licences.items()}
         write_json_atomic(rec.path / "licences.json", lic)
-        rec.counts = res.counts
+        rec.counts = dict(counts)
         rec.extra = {"build_s": round(time.time() - t0, 2), "token_estimate": estimate_tokens.__doc__.split(".")[0],
-                     "licence_histogram": dict(Counter(r["licence"] for r in res.records).most_common())}
+                     "licence_histogram": dict(kept_by_licence.most_common())}
     return rd.manifest(STEP)["counts"]
 
 

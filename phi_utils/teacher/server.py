@@ -123,7 +123,9 @@ class LocalServer:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
                 "--model_alias", self.alias, "--host", self.host, "--port", str(self.port),
-                "--n_ctx", str(self.n_ctx), *self.extra_args]
+                "--n_ctx", str(self.n_ctx),
+                # a new request must queue behind, not cut off, one in flight (chat_many sends several)
+                "--interrupt_requests", "False", *self.extra_args]
 
     def start(self) -> "LocalServer":
         if self.proc is not None and self.proc.poll() is None:
@@ -138,6 +140,7 @@ class LocalServer:
             log.flush()
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log is complete up to a crash
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None)
         with _LIVE_LOCK:

@@ -51,8 +51,10 @@ def flops_per_token(mc: ModelConfig, seq_len: int, n_params: int | None = None) 
 
 @functools.lru_cache(maxsize=4)
 def _cpu_peak() -> float:
-    # an achievable fp32 matmul peak of this CPU: the only honest MFU denominator without a data sheet
-    return _flops.measure_peak_flops("cpu", torch.float32, n=512, seconds=0.3)
+    # an achievable fp32 matmul peak of this CPU: the only honest MFU denominator without a data sheet;
+    # fork_rng: measuring draws random matrices, which must not shift the training RNG stream (exact resume)
+    with torch.random.fork_rng(devices=[]):
+        return _flops.measure_peak_flops("cpu", torch.float32, n=512, seconds=0.3)
 
 
 def peak_flops(device: torch.device, precision: str) -> float | None:

@@ -1,0 +1,119 @@
+"""Generation from real models (our Phi, a transformers LM, the local teacher), sanitising, the loss
+proxy and notebook 08's stage on a small run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from phi_utils.config import get_profile
+from phi_utils.evaluation.generation import (GenSettings, canonical_solution_loss, generate_completions, load_model,
+                                             sanitize_completion, teacher_completions)
+from phi_utils.evaluation.problems import load_humaneval
+from phi_utils.evaluation.stage import failure_category, figure_2_1, run_evaluation
+from phi_utils.rundir import RunDir
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return load_humaneval()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, humaneval) -> Path:
+    """A tiny random PhiForCausalLM with a BPE trained on HumanEval text, saved in HF format."""
+    from phi_utils.model import PhiForCausalLM, get_model_config, save_checkpoint
+    from phi_utils.model.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([p.prompt + p.canonical_solution for p in humaneval], 400, show_progress=False)
+    torch.manual_seed(0)
+    model = PhiForCausalLM(get_model_config("smoke", vocab_size=len(tok)))
+    out = tmp_path_factory.mktemp("ckpt") / "final"
+    save_checkpoint(model, tok, out)
+    return out
+
+
+def test_sanitize_base_and_chat_completions(humaneval) -> None:
+    p = humaneval[0]
+    raw = "    return True\n\ndef other():\n    pass\nprint(1)"
+    assert sanitize_completion(raw, p) == "    return True\n"
+    chat = f"Sure!\n```python\ndef {p.entry_point}(numbers, threshold):\n    return False\n```\nDone."
+    got = sanitize_completion(chat, p, chat=True)
+    assert got.strip().startswith(f"def {p.entry_point}(") and "Sure" not in got
+    assert failure_category("failed: AssertionError") == "assertion"
+    assert failure_category("failed: SyntaxError: invalid syntax") == "syntax error"
+    assert failure_category("failed: NameError: name 'x' is not defined") == "exception: NameError"
+    assert failure_category("timed out") == "timed out"
+    assert failure_category("failed: exited early (status 0) before the end of the program and its tests") == "early exit"
+
+
+def test_generate_with_project_checkpoint_and_loss_proxy(tiny_checkpoint: Path, humaneval) -> None:
+    from phi_utils.model import causal_lm_loss
+
+    lm = load_model(tiny_checkpoint)
+    assert lm.kind == "phi"
+    probs = humaneval[:3]
+    rows = generate_completions(lm, probs, GenSettings(max_new_tokens=12, n=2, temperature=0.8, seed=1),
+                                progress=False)
+    assert [r["task_id"] for r in rows] == [p.task_id for p in probs for _ in range(2)]
+    assert all(isinstance(r["completion"], str) and "\ndef " not in r["completion"] for r in rows)
+    # The proxy equals the causal-LM loss restricted to the solution tokens.
+    p = probs[0]
+    a = lm.tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
+    b = lm.tokenizer(p.canonical_solution, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([a + b])
+    labels = ids.clone()
+    labels[0, :len(a)] = -100
+    with torch.no_grad():
+        want = float(causal_lm_loss(lm.model(ids), labels))
+    assert canonical_solution_loss(lm, [p]) == pytest.approx(want, rel=1e-4)
+
+
+def test_generate_with_any_transformers_model(tmp_path: Path, tiny_checkpoint: Path, humaneval) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from phi_utils.model.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tiny_checkpoint)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=1, n_head=2,
+                                       eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id))
+    model.save_pretrained(tmp_path / "gpt2")
+    tok.save_pretrained(tmp_path / "gpt2")
+    lm = load_model(tmp_path / "gpt2")
+    assert lm.kind == "hf"
+    rows = generate_completions(lm, humaneval[:2], GenSettings(max_new_tokens=8), progress=False)
+    assert len(rows) == 2 and all(isinstance(r["completion"], str) for r in rows)
+    assert canonical_solution_loss(lm, humaneval[:2]) > 0
+
+
+def test_teacher_completions_record_the_teacher(local_teacher, humaneval) -> None:
+    rows = teacher_completions(local_teacher, humaneval[:2], GenSettings(max_new_tokens=48))
+    assert len(rows) == 2
+    assert all(r["teacher"] == local_teacher.label and r["raw"] for r in rows)
+
+
+def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import shutil
+
+    cfg = get_profile("smoke")
+    cfg.eval.limit, cfg.eval.teacher_limit, cfg.eval.loss_problems, cfg.eval.max_new_tokens = 3, 0, 4, 16
+    rd = RunDir.open(cfg, tmp_path / "run")
+    shutil.copytree(tiny_checkpoint, rd.path / "pretrain_textbook" / "final")
+    scores = run_evaluation(cfg, rd)
+    assert scores["missing_models"] == ["pretrain_raw", "finetune"]
+    e = scores["models"]["pretrain_textbook"]
+    assert e["humaneval"]["n_problems"] == 3 and 0.0 <= e["humaneval"]["pass@1"] <= 1.0
+    assert e["humaneval_canonical_loss"] > 0 and e["loss_problems"] == 4
+    out = rd.path / "eval"
+    results = [json.loads(x) for x in (out / "samples_pretrain_textbook_humaneval.jsonl_results.jsonl").read_text().splitlines()]
+    assert len(results) == 3 and all("passed" in r and "result" in r for r in results)
+    table = (out / "table1.md").read_text()
+    assert "| paper-reported | 2023 Jun | phi-1 | 1.3B | 7B | 50.6 % | 55.5 % |" in table
+    assert "measured (smoke profile)" in table
+    assert (out / "per_problem.csv").exists() and (out / "failure_categories.csv").exists()
+    fig, data = figure_2_1(scores)
+    assert data["measured_canonical_loss"]["pretrain_textbook"] == e["humaneval_canonical_loss"]
+    assert run_evaluation(cfg, rd) == json.loads((out / "scores.json").read_text())  # complete: skipped

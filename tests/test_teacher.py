@@ -1,0 +1,347 @@
+"""Teacher layer against the real local llama.cpp server (SmolLM2-135M, one server per session).
+
+A fault-injecting HTTP proxy on 127.0.0.1 sits in front of the real server where a test needs to
+count requests, observe timing, or inject 429 / 500 / garbage / dropped connections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phi_utils.config import get_profile
+from phi_utils.rundir import RunDir
+from phi_utils.teacher import (BUDGET_ERROR, Teacher, TeacherConfigError, TeacherServerError,
+                               TeacherUnreachableError, pipeline_server)
+from phi_utils.teacher.server import ENV_BASE_URL, ENV_LOCAL_MODEL, LocalServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class FaultProxy:
+    """Forwards to `upstream`; each POST takes the next scripted action first
+    ("429", "500", "garbage", "drop"; then "pass" forever). Records arrival times and peak in-flight."""
+
+    def __init__(self, upstream: str, script: list[str] | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.script = list(script or [])
+        self.posts: list[float] = []
+        self.forwarded = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _forward(self, method: str, body: bytes | None) -> None:
+                req = urllib.request.Request(proxy.upstream + self.path, data=body, method=method,
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=600) as r:
+                    data = r.read()
+                    self._send(r.status, data)
+
+            def do_GET(self) -> None:
+                self._forward("GET", None)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with proxy.lock:
+                    proxy.posts.append(time.monotonic())
+                    action = proxy.script.pop(0) if proxy.script else "pass"
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    if action == "429":
+                        self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "0"})
+                    elif action == "500":
+                        self._send(500, b'{"error": {"message": "boom"}}')
+                    elif action == "garbage":
+                        self._send(200, b"<html>this is not json")
+                    elif action == "drop":
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    else:
+                        with proxy.lock:
+                            proxy.forwarded += 1
+                        self._forward("POST", body)
+                finally:
+                    with proxy.lock:
+                        proxy.in_flight -= 1
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _upstream_root(t: Teacher) -> str:
+    return t.base_url.removesuffix("/v1")
+
+
+def _teacher_via(proxy: FaultProxy, rd: RunDir, **cfg_changes: Any) -> Teacher:
+    cfg = dataclasses.replace(get_profile("smoke").teacher, local_model="smollm2-135m", **cfg_changes)
+    t = Teacher(cfg, proxy.base_url + "/v1", "local", model_id="gguf:test", label="smollm2 via proxy",
+                cache_path=Path(rd.path) / "teacher" / "cache" / "responses.sqlite", rd=rd)
+    t.backoff_base_s = 0.05
+    return t
+
+
+@pytest.fixture()
+def rd(tmp_path: Path) -> RunDir:
+    return RunDir.open(get_profile("smoke"), tmp_path / "run")
+
+
+def _server_posts(t: Teacher) -> int:
+    text = (Path(t.rd.path) / "teacher" / "server.log").read_text(errors="replace")
+    return text.count('"POST /v1/chat/completions HTTP/1.1" 200')
+
+
+def _msg(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+# --------------------------------------------------------------------------- basics
+def test_chat_then_identical_call_is_served_from_cache(local_teacher: Teacher) -> None:
+    t = local_teacher
+    assert t.server is not None and t.server.alive()
+    msgs = _msg(f"Name a fruit. ({time.time()})")  # unique, so the first call cannot be a cache hit
+    before = _server_posts(t)
+    r1 = t.chat(msgs, max_tokens=8, temperature=0)
+    time.sleep(0.3)
+    assert r1.error is None and not r1.cached and r1.completion_tokens > 0 and r1.text
+    assert _server_posts(t) == before + 1
+    r2 = t.chat(msgs, max_tokens=8, temperature=0)
+    time.sleep(0.3)
+    assert r2.cached and r2.text == r1.text
+    assert _server_posts(t) == before + 1, "the identical call reached the server"
+    r3 = t.chat(msgs, max_tokens=8, temperature=0.8, sample_index=1)
+    time.sleep(0.3)
+    assert not r3.cached and _server_posts(t) == before + 2, "another sample must be a new request"
+    assert "SmolLM2" in t.label and "sha256" in t.label
+
+
+def test_structured_rating_parses(local_teacher: Teacher) -> None:
+    r = local_teacher.rate("You are a Python teacher.",
+                           "Rate the educational value of this code from 0 to 9:\n```python\ndef add(a, b):\n"
+                           "    return a + b\n```\nAnswer with one digit first, then a short reason.")
+    assert r.method in ("logprobs", "parsed"), r
+    assert r.score is not None and 0.0 <= r.score <= 9.0
+    if r.method == "logprobs":
+        assert r.probs and abs(sum(r.probs.values()) - 1.0) < 1e-6
+    assert r.raw and r.raw.strip()[0].isdigit()  # the grammar keeps even SmolLM2 parseable
+
+
+def test_json_object_validates_schema(local_teacher: Teacher) -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "year": {"type": "integer"}},
+              "required": ["name", "year"]}
+    obj = local_teacher.json_object(_msg("Give the name of a programming language and its first release year "
+                                         "as JSON with keys name and year."), schema=schema, max_tokens=60,
+                                    temperature=0)
+    assert isinstance(obj, dict) and isinstance(obj["name"], str) and isinstance(obj["year"], int)
+
+
+# --------------------------------------------------------------------------- concurrency, rate limit, budget
+def test_chat_many_keeps_order_and_runs_concurrently(local_teacher: Teacher, rd: RunDir) -> None:
+    proxy = FaultProxy(_upstream_root(local_teacher))
+    try:
+        t = _teacher_via(proxy, rd, concurrency=4)
+        reqs = [{"messages": _msg(f"Repeat the number {i}."), "max_tokens": 4, "temperature": 0} for i in range(5)]
+        res = t.chat_many(reqs, desc="order")
+        assert proxy.forwarded == 5 and proxy.max_in_flight >= 2
+        again = [t.chat(**kw) for kw in reqs]
+        assert all(a.cached for a in again) and [a.text for a in again] == [r.text for r in res]
+        assert proxy.forwarded == 5
+        t.close()
+    finally:
+        proxy.close()
+
+
+def test_rate_limit_spaces_requests(local_teacher: Teacher, rd: RunDir) -> None:
+    proxy = FaultProxy(_upstream_root(local_teacher))
+    try:
+        t = _teacher_via(proxy, rd, concurrency=4, requests_per_minute=60)  # one request per second
+        t.chat_many([{"messages": _msg(f"Say {i}."), "max_tokens": 1, "temperature": 0} for i in range(3)])
+        gaps = [b - a for a, b in zip(proxy.posts, proxy.posts[1:])]
+        assert len(proxy.posts) == 3 and min(gaps) >= 0.9, gaps
+        t.close()
+    finally:
+        proxy.close()
+
+
+def test_budget_stops_cleanly_and_keeps_what_was_paid(local_teacher: Teacher, rd: RunDir) -> None:
+    proxy = FaultProxy(_upstream_root(local_teacher))
+    try:
+        t = _teacher_via(proxy, rd, concurrency=1, price_per_1k_completion=1000.0, budget_usd=0.5)
+        reqs = [{"messages": _msg(f"Word number {i}?"), "max_tokens": 2, "temperature": 0} for i in range(4)]
+        est = t.estimate(reqs)
+        assert est["to_send"] == 4 and est["cost_usd_max"] == pytest.approx(8.0)
+        res = t.chat_many(reqs)
+        assert res[0].error is None and t.budget_exhausted
+        assert [r.error for r in res[1:]] == [BUDGET_ERROR] * 3 and proxy.forwarded == 1
+        assert len(t.cache) == 1 and t.chat(**reqs[0]).cached
+        t.close()
+    finally:
+        proxy.close()
+
+
+# --------------------------------------------------------------------------- faults
+def test_retries_on_429_500_garbage_and_dropped_connection(local_teacher: Teacher, rd: RunDir) -> None:
+    proxy = FaultProxy(_upstream_root(local_teacher), ["429", "500", "garbage", "drop"])
+    try:
+        t = _teacher_via(proxy, rd, max_retries=4)
+        r = t.chat(_msg("Say yes."), max_tokens=2, temperature=0)
+        assert r.error is None and r.text and not r.cached
+        assert t.stats["retries"] == 4 and len(proxy.posts) == 5 and proxy.forwarded == 1
+        t.close()
+    finally:
+        proxy.close()
+
+
+def test_unparseable_response_is_recorded_not_raised(local_teacher: Teacher, rd: RunDir) -> None:
+    proxy = FaultProxy(_upstream_root(local_teacher), ["garbage"] * 6)
+    try:
+        t = _teacher_via(proxy, rd, max_retries=2)
+        r = t.chat(_msg("Say yes."), max_tokens=2)
+        assert r.error and "unparseable" in r.error and "gave up after 2 retries" in r.error
+        assert r.raw["raw_text"] == "<html>this is not json" and proxy.forwarded == 0
+        rt = t.rate("sys", "rate 0-9")
+        assert rt.method == "failed" and rt.score is None and "not json" in rt.raw
+        assert len(t.cache) == 0  # failures are not cached: a re-run asks again
+        t.close()
+    finally:
+        proxy.close()
+
+
+def test_unreachable_endpoint_names_the_url(rd: RunDir) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = dataclasses.replace(get_profile("smoke").teacher)
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(TeacherUnreachableError, match=url.replace(".", r"\.")):
+        Teacher(cfg, url, "x", "m", "m", Path(rd.path) / "c.sqlite", rd=rd)
+
+
+def test_missing_api_key_names_the_variable(rd: RunDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PHI_TEST_TEACHER_KEY", raising=False)
+    cfg = dataclasses.replace(get_profile("paper").teacher, api_key_env="PHI_TEST_TEACHER_KEY")
+    with pytest.raises(TeacherConfigError, match="PHI_TEST_TEACHER_KEY"):
+        Teacher.from_config(cfg, rd)
+
+
+def test_server_that_fails_to_start_shows_its_log(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF but not really" * 100)
+    s = LocalServer(bad, tmp_path / "server.log", startup_timeout_s=120)
+    with pytest.raises(TeacherServerError) as ei:
+        s.start()
+    assert str(tmp_path / "server.log") in str(ei.value) and "exited with code" in str(ei.value)
+    assert "llama_cpp.server" in str(ei.value) or "gguf" in str(ei.value).lower()
+    assert not s.alive()
+
+
+# --------------------------------------------------------------------------- crash + resume, pipeline server
+_CHILD = r"""
+import sys
+from phi_utils.config import get_profile
+from phi_utils.rundir import RunDir
+from phi_utils.teacher import Teacher
+cfg = get_profile("smoke"); cfg.teacher.local_model = "smollm2-135m"
+t = Teacher.from_config(cfg.teacher, RunDir.open(cfg, sys.argv[1]))
+assert t.server is None, "the child must attach to the exported server"
+t.chat_many([{"messages": [{"role": "user", "content": f"Count to {i}."}], "max_tokens": 6, "temperature": 0}
+             for i in range(int(sys.argv[2]))])
+"""
+
+
+def test_interrupted_stage_rerun_keeps_completed_responses(local_teacher: Teacher, tmp_path: Path) -> None:
+    n = 8
+    run = tmp_path / "crash"
+    env = {**os.environ, ENV_BASE_URL: local_teacher.base_url, ENV_LOCAL_MODEL: "smollm2-135m"}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(run), str(n)], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db_path = run / "teacher" / "cache" / "responses.sqlite"
+    done = 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and child.poll() is None:
+        if db_path.exists():
+            try:
+                with sqlite3.connect(str(db_path), timeout=5) as db:
+                    done = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 2:
+                break
+        time.sleep(0.1)
+    assert child.poll() is None, f"child finished or died early: {child.stderr.read().decode()[-2000:]}"
+    child.send_signal(signal.SIGKILL)  # a crash: no cleanup at all
+    child.wait()
+    with sqlite3.connect(str(db_path)) as db:
+        kept = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert 2 <= kept < n
+
+    proxy = FaultProxy(_upstream_root(local_teacher))
+    try:
+        rd = RunDir.open(get_profile("smoke"), run)
+        t = Teacher(dataclasses.replace(get_profile("smoke").teacher, local_model="smollm2-135m"),
+                    proxy.base_url + "/v1", "local", model_id=local_teacher.model_id, label=local_teacher.label,
+                    cache_path=db_path, rd=rd)
+        res = t.chat_many([{"messages": _msg(f"Count to {i}."), "max_tokens": 6, "temperature": 0} for i in range(n)])
+        assert all(r.error is None for r in res)
+        assert sum(r.cached for r in res) == kept and proxy.forwarded == n - kept
+        t.close()
+    finally:
+        proxy.close()
+
+
+def test_pipeline_server_exports_one_server_for_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_BASE_URL, raising=False)
+    cfg = get_profile("smoke")
+    cfg.teacher.local_model = "smollm2-135m"
+    rd = RunDir.open(cfg, tmp_path / "pipe")
+    with pipeline_server(cfg.teacher, rd) as server:
+        assert server is not None and os.environ[ENV_BASE_URL] == server.base_url
+        t = Teacher.from_config(cfg.teacher, rd)
+        assert t.server is None and t.base_url == server.base_url and "SmolLM2" in t.label
+        t.close()
+        assert server.alive(), "closing an attached teacher must not stop the shared server"
+    assert not server.alive() and ENV_BASE_URL not in os.environ
+    assert (rd.path / "teacher" / "server.log").exists()
+    paper = get_profile("paper")
+    with pipeline_server(paper.teacher, rd) as none:
+        assert none is None and ENV_BASE_URL not in os.environ
