@@ -68,7 +68,9 @@ def main() -> None:
     timed("forest only (precomputed embeddings)", lambda: score_in_batches(forest, X), len(texts))
 
     rate = {name: n / dt for name, n, dt in results}
-    print(f"\ncores: {os.cpu_count()}, torch threads: {args.threads}\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\ncores: {os.cpu_count()}, torch threads: {args.threads}, load average (1/5/15 min): {load} "
+          f"(a load above the core count means other processes shared the CPU)\n")
     print("| setting | files | seconds | files/s | vs baseline |")
     print("|---|---:|---:|---:|---:|")
     for name, n, dt in results:

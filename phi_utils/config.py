@@ -410,6 +410,10 @@ class ContaminationConfig:
     """Also check MBPP descriptions in the n-gram overlap."""
     textbook_check: bool = True
     """Beyond the paper: run the n-gram and AST checks against CodeTextbook too."""
+    rerank_exact: bool = True
+    """Re-rank each problem's AST shortlist (top_k) by the exact tree edit distance (APTED) when its best match is near the taus."""
+    rerank_margin: float = 0.1
+    """Re-rank problems whose best AST match rate is at least min(taus) - this margin."""
 
     def __post_init__(self) -> None:
         _check(all(0.0 < t <= 1.0 for t in self.taus), "contamination.taus must be in (0, 1]")
@@ -498,7 +502,7 @@ def _smoke() -> ProfileConfig:
                                       prompts=["alice_bob_charles", "pygame_ball", "tkinter_pew", "pyplot_bar_log",
                                                "chat_pyplot_ta"],
                                       n_graded=3, n_reliability=5, grade_max_tokens=64),
-        contamination=ContaminationConfig(retrain_steps=5, retrain_taus=[0.8], eval_limit=10, max_seq_length=128),
+        contamination=ContaminationConfig(retrain_steps=3, retrain_taus=[0.8], eval_limit=6, max_seq_length=128),
     )
 
 
@@ -515,7 +519,7 @@ def _tiny() -> ProfileConfig:
         filter=FilterConfig(n_estimators=200),
         # 1.5B teacher ~19 tok/s: 16 + 4 ablation passages x ~20 s; 22 exercises x ~15 s (notebooks 03/04 budgets)
         textbooks=TextbookConfig(n_passages=16, max_tokens=380, ablation_passages=4,
-                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=60),
+                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=40),
         exercises=ExerciseConfig(n_exercises=22, max_tokens=300,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=200),
         tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
@@ -527,7 +531,7 @@ def _tiny() -> ProfileConfig:
         # 1.5B teacher ~2.4-5 s per grade: 4 x 3 model solutions + 8 references + 8 broken = 28 grades
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
                                       n_graded=4, n_reliability=8, grade_max_tokens=64),
-        contamination=ContaminationConfig(retrain_steps=30, retrain_taus=[0.9, 0.8], eval_limit=40, max_seq_length=128),
+        contamination=ContaminationConfig(retrain_steps=30, retrain_taus=[0.95, 0.8], eval_limit=40, max_seq_length=128),
     )
 
 

@@ -272,6 +272,24 @@ class Plan:
                          [f"  {k.ljust(w)}  {v}" for k, v in self.rows])
 
 
+def human(n: float) -> str:
+    """1234567 -> '1.23M' (tokens, parameters)."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:,.3g}{unit}"
+    return f"{n:,.0f}"
+
+
+def count_parameters(mc: Any) -> int:
+    """Exact parameter count of a model config, without allocating weights (meta device)."""
+    import torch
+
+    from .model import PhiForCausalLM
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in PhiForCausalLM(mc).parameters())
+
+
 def make_plan(cfg: ProfileConfig) -> Plan:
     """Data sizes, steps, tokens, estimated GPU-hours and teacher API cost of a profile."""
     from .model import get_model_config
@@ -304,28 +322,35 @@ def make_plan(cfg: ProfileConfig) -> Plan:
         ("filter (02)", f"embedder {cfg.filter.embedder}, random forest {cfg.filter.n_estimators} trees, "
                         f"keep {cfg.filter.keep_fraction:.0%}"),
         ("textbooks (03)", f"{cfg.textbooks.n_passages:,} passages x <= {cfg.textbooks.max_tokens} tokens"
-                           f" (<= {cfg.textbooks.n_passages * cfg.textbooks.max_tokens / 1e6:,.1f}M tokens) ~ ${c_tb:,.2f}"),
+                           f" (<= {human(cfg.textbooks.n_passages * cfg.textbooks.max_tokens)} tokens) ~ ${c_tb:,.2f}"),
         ("exercises (04)", f"{cfg.exercises.n_exercises:,} exercises x <= {cfg.exercises.max_tokens} tokens"
-                           f" (<= {cfg.exercises.n_exercises * cfg.exercises.max_tokens / 1e6:,.1f}M tokens) ~ ${c_ex:,.2f}"),
+                           f" (<= {human(cfg.exercises.n_exercises * cfg.exercises.max_tokens)} tokens) ~ ${c_ex:,.2f}"),
     ]
     vocab = 51200 if cfg.tokenizer.name_or_path else cfg.tokenizer.vocab_size
-    total_flops = 0.0
+    # Pretraining runs twice (Figure 2.1: A on the raw corpus, B on CodeTextbook); finetuning once.
+    gpu_hours_b = 0.0
     for label, tc, runs in (("pretrain (06)", cfg.pretrain, 2), ("finetune (07)", cfg.finetune, 1)):
         mc = get_model_config(tc.model, vocab_size=vocab)
         tokens = tc.max_steps * tc.global_batch_size * tc.seq_len
-        flops = flops_per_token(mc, tc.seq_len) * tokens * runs
-        total_flops += flops
-        n_params = mc.num_parameters() if hasattr(mc, "num_parameters") else None
-        size = f"{n_params / 1e6:,.1f}M params, " if n_params else ""
-        plan.rows.append((label, f"model {tc.model} ({size}seq {tc.seq_len}), {tc.max_steps:,} steps x "
-                                 f"{tc.global_batch_size} seqs = {tokens / 1e9:,.3f}B tokens per run, {runs} run(s), "
-                                 f"{flops:.2e} FLOPs"))
+        flops = flops_per_token(mc, tc.seq_len) * tokens
+        plan.rows.append((label, f"model {tc.model} ({human(count_parameters(mc))} params, seq {tc.seq_len}), "
+                                 f"{tc.max_steps:,} steps x {tc.global_batch_size} seqs = {human(tokens)} tokens, "
+                                 f"{flops:.2e} FLOPs per run, {runs} run(s)"))
+        if cfg.n_gpus:
+            # A100 bf16/fp16 dense peak 312 TFLOP/s; the paper's run implies ~46% MFU.
+            hours = flops / (312e12 * 0.46) / 3600
+            plan.gpu_hours += hours * runs
+            gpu_hours_b += hours
     if cfg.n_gpus:
-        # A100 bf16/fp16 dense peak 312 TFLOP/s; the paper's run implies ~46% MFU.
-        plan.gpu_hours = total_flops / (312e12 * 0.46) / 3600
-        plan.rows.append(("GPU-hours (est.)", f"{plan.gpu_hours:,.0f} A100-hours at 46% MFU = "
-                                              f"{plan.gpu_hours / cfg.n_gpus / 24:,.1f} days on {cfg.n_gpus} GPUs "
-                                              f"(paper-reported: 770 GPU-hours for phi-1-base's 51B tokens)"))
+        base = cfg.pretrain
+        base_tokens = min(base.max_steps, 24_000) * base.global_batch_size * base.seq_len
+        base_hours = flops_per_token(get_model_config(base.model, vocab_size=vocab), base.seq_len) * base_tokens \
+            / (312e12 * 0.46) / 3600
+        plan.rows.append(("GPU-hours (est.)",
+                          f"{plan.gpu_hours:,.0f} A100-hours in all at 46% MFU ({gpu_hours_b:,.0f} for CodeTextbook "
+                          f"pretraining + finetuning = {gpu_hours_b / cfg.n_gpus / 24:,.1f} days on {cfg.n_gpus} GPUs); "
+                          f"phi-1-base's {human(base_tokens)} tokens: {base_hours:,.0f} A100-hours "
+                          f"(paper-reported: 770 GPU-hours for 51B tokens)"))
     plan.rows.append(("teacher cost (est.)", f"${plan.teacher_cost_usd:,.0f}" + (" (local: free)" if t.backend == "local" else "")))
     plan.rows.append(("evaluation (08)", f"{', '.join(cfg.eval.benchmarks)}; {cfg.eval.n_samples} sample(s)/problem, "
                                          f"T={cfg.eval.temperature}, limit {cfg.eval.limit or 'all'}"))

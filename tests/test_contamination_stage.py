@@ -139,7 +139,8 @@ def test_retrain_on_pruned_set_and_score_subsets(tmp_path):
     for name in ("finetuned", "retrained_tau_0.95"):
         rows = [json.loads(l) for l in (out / "eval" / f"{name}.jsonl").read_text().splitlines()]
         assert [r["task_id"] for r in rows] == info["evaluated"]
-        assert all(r["status"] in ("passed", "failed", "timed out") for r in rows)
+        assert all(r["result"] == "passed" or r["result"].startswith(("failed", "timed out")) for r in rows)
+        assert all(isinstance(r["passed"], bool) and "completion" in r for r in rows)
     t3 = pd.read_csv(out / "table3.csv")
     mine = t3[(t3.source == "this run") & (t3.tau == 0.95)].set_index("subset")
     assert mine.loc["similar", "n_problems"] == 1 and mine.loc["total", "n_problems"] == 2

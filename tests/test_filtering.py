@@ -125,3 +125,34 @@ def test_run_filtering_stage(tmp_path, minilm):
     assert m["tokens_kept_est"] == sum(filt["n_tokens"])
     assert (rd.path / "filtering" / "classifier.joblib").exists()
     assert run_filtering(cfg, rd) == m  # complete: skipped
+
+
+@pytest.mark.distributed
+def test_rank_sharded_embeddings_match_single_process(tmp_path):
+    """Two torchrun-style ranks (RANK/WORLD_SIZE) each embed half and both end with the full matrix."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = get_profile("smoke", **{"filter.batch_size": 4})
+    rd = RunDir.open(cfg, tmp_path / "run")
+    rng = random.Random(3)
+    texts = [_educational(i, rng) for i in range(6)] + [_boilerplate(i, rng) for i in range(6)]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    script = (
+        "import json, sys, numpy as np\n"
+        "from phi_utils.config import get_profile\nfrom phi_utils.rundir import RunDir\n"
+        "from phi_utils.filtering.embed import cached_embeddings\n"
+        f"cfg = get_profile('smoke', **{{'filter.batch_size': 4}})\nrd = RunDir.open(cfg, {str(rd.path)!r})\n"
+        f"texts = json.load(open({str(tmp_path / 'texts.json')!r}))\n"
+        "e = cached_embeddings(texts, [str(i) for i in range(len(texts))], cfg.filter, rd, wait_timeout_s=300)\n"
+        "np.save(sys.argv[1], e)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"out{r}.npy")],
+                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"}) for r in range(2)]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    shards = sorted((rd.path / "filtering" / "embeddings").glob("minilm.*.rank*-of-2.npy"))
+    assert len(shards) == 2 and [len(np.load(s)) for s in shards] == [6, 6]
+    e0, e1 = np.load(tmp_path / "out0.npy"), np.load(tmp_path / "out1.npy")
+    assert e0.shape == (12, 384) and np.array_equal(e0, e1)
+    single = load_embedder("minilm").encode(texts, batch_size=4, progress=False)
+    assert np.allclose(e0, single, atol=1e-4)

@@ -110,3 +110,16 @@ def test_stage_selection():
     assert [s.id for s in select_stages("8,1")] == ["01", "08"]
     assert [s.id for s in select_stages("06_pretraining")] == ["06"]
     assert len(select_stages(None)) == 12
+
+
+def test_paper_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    from phi_utils.cli import main
+
+    from phi_utils.config import REPO_ROOT
+
+    existed = (REPO_ROOT / "runs" / "paper").exists()
+    assert main(["run", "--profile", "paper", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "100,000 samples rated" in out and "1.42B params" in out and "A100-hours" in out and "$" in out
+    assert "36,000 steps x 1024 seqs" in out
+    assert (REPO_ROOT / "runs" / "paper").exists() == existed  # no run directory made

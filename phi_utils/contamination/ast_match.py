@@ -240,7 +240,6 @@ def rerank_exact(query: str, candidates: Sequence[str], top: int | None = None) 
 
 def spearman(x: Iterable[float], y: Iterable[float]) -> float:
     """Spearman rank correlation (average ranks for ties)."""
-    from scipy.stats import spearmanr
+    import pandas as pd
 
-    r = spearmanr(list(x), list(y)).statistic
-    return float(r)
+    return float(pd.Series(list(x)).corr(pd.Series(list(y)), method="spearman"))

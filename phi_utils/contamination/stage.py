@@ -248,10 +248,17 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
     acc: PruneAccumulator = scan["acc"]
 
     neigh = []
+    n_reranked = 0
     for qi, p in enumerate(he):
-        row = {"task_id": p.task_id,
-               "ast": [{"exercise": ids[j], "index": int(j), "match_rate": float(v)}
-                       for j, v in zip(scan["ast_idx"][qi], scan["ast_val"][qi])],
+        ast_nb = [{"exercise": ids[j], "index": int(j), "match_rate": float(v)}
+                  for j, v in zip(scan["ast_idx"][qi], scan["ast_val"][qi])]
+        if cc.rerank_exact and ast_nb and ast_nb[0]["match_rate"] >= min(cc.taus) - cc.rerank_margin:
+            # shortlist re-ranked by the exact tree edit distance (APTED): slow per pair, so only near the thresholds
+            for nb in ast_nb:
+                nb["exact_match_rate"] = ast_match.exact_match_rate(p.code, ex_code[nb["index"]])
+            ast_nb.sort(key=lambda nb: -nb["exact_match_rate"])
+            n_reranked += 1
+        row = {"task_id": p.task_id, "ast": ast_nb,
                "embedding": [{"exercise": ids[j], "index": int(j), "l2": float(v)}
                              for j, v in zip(scan["emb_idx"][qi], scan["emb_val"][qi])]}
         neigh.append(row)
@@ -294,7 +301,7 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
         "ngram_textbook_pairs": len(ng_tb),
         "ngram_textbook_humaneval_problems": len({o.problem_id for o in ng_tb if o.problem_id.startswith("HumanEval")}),
         "embedder": identity, "combine": cc.combine, "embedding_threshold": cc.embedding_threshold,
-        "unparsable_exercises": scan["unparsable"], "prune_counts": counts,
+        "unparsable_exercises": scan["unparsable"], "prune_counts": counts, "problems_reranked_exact": n_reranked,
         "textbook_documents": 0 if tb is None else len(tb), "textbook_functions": n_tb_funcs,
         "textbook_ast_counts": tb_counts if tb_rows else [],
         "exercises_teacher": sorted(set(ex["teacher"])) if "teacher" in ex.column_names else None,
@@ -332,13 +339,21 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
     retrained: dict[float, dict[str, bool]] = {}
     info = []
     want = taus if cc.retrain_taus is None else [float(t) for t in cc.retrain_taus]
+    done: dict[bytes, float] = {}
     for t in want:
-        removed = int(masks[taus.index(t)].sum())
+        mask = masks[taus.index(t)]
+        removed = int(mask.sum())
         if removed == 0:
             # Nothing pruned: the "retrained" model would be trained on exactly the same data.
             retrained[t] = base_passed
             info.append({"tau": t, "removed": 0, "retrained": False, "note": "nothing pruned: same data as the finetuned model"})
             continue
+        key = np.packbits(mask).tobytes()
+        if key in done:  # the same pruned set as another τ: same training data, same model
+            retrained[t] = retrained[done[key]]
+            info.append({"tau": t, "removed": removed, "retrained": False, "note": f"same pruned set as tau {done[key]}"})
+            continue
+        done[key] = t
         _, data_path = pruned_dataset(rd, t, out)
         ckpt = retrain.finetune_on(cfg, rd, data_path, out / "retrain" / f"tau_{t}", cc.retrain_steps, force)
         retrained[t] = retrain.evaluate_checkpoint(cfg, rd, ckpt, evaluated, out / "eval" / f"retrained_tau_{t}.jsonl", force)

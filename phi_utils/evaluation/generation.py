@@ -60,10 +60,12 @@ def sanitize_completion(text: str, problem: Problem, chat: bool = False) -> str:
 
         code = extract_code_block(text, problem.entry_point or None) or extract_code_block(text)
     except ImportError:
-        m = re.search(r"```(?:python|py)?\n(.*?)(?:```|$)", text, flags=re.S)
-        code = m.group(1) if m else None
-    if code is None:
-        return truncate_at_stop(text, stop_sequences(problem))
+        pass
+    if code is None:  # no block that parses: take the first fenced block anyway (the sandbox will say why)
+        m = re.search(r"```[\w+-]*\n(.*?)(?:```|$)", text, flags=re.S)
+        if m is None:
+            return truncate_at_stop(text, stop_sequences(problem))
+        code = m.group(1)
     if problem.kind == "humaneval" and problem.benchmark in ("humaneval", "humaneval+") and not re.search(
             rf"^def\s+{re.escape(problem.entry_point)}\s*\(", code, flags=re.M):
         # A body without its signature: keep it indented under the prompt's function.

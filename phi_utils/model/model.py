@@ -93,12 +93,13 @@ class Rotary(nn.Module):
             exps = torch.arange(0, self.rotary_dim, 2, dtype=torch.float32, device=dev) / self.rotary_dim
             self._inv_freq[dev] = 1.0 / (self.theta ** exps)
         freqs = position_ids[..., None].float() * self._inv_freq[dev]   # (B, T, rd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)                          # (B, T, rd)
-        return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, T, rd)
+        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None, None]        # (B, T, 1, 1, rd)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first `cos.size(-1)` dims of x (B, H, T, D); the other dims pass through."""
+    """Rotate the first `cos.size(-1)` dims of x (..., D) ("rotate half" layout, as GPT-NeoX and
+    transformers' Phi); the other dims pass through. cos/sin broadcast against x[..., :rd]."""
     rd = cos.size(-1)
     x_rot, x_pass = x[..., :rd], x[..., rd:]
     x1, x2 = x_rot.chunk(2, dim=-1)
@@ -115,6 +116,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         # flash_attn wants (B, T, H, D); causal with Tq < Tk aligns to the end, as a KV cache needs.
         y = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p, causal=is_causal)
         return y.transpose(1, 2)
+    if q.size(2) == 1 and not q.is_cuda and not dropout_p:
+        # One query per row (decoding): two small matmuls beat the SDPA kernel on CPU.
+        scores = (q.float() @ k.float().transpose(-1, -2)) * q.size(-1) ** -0.5  # (B, H, 1, S)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return (torch.softmax(scores, dim=-1).to(v.dtype) @ v).to(q.dtype)
     if q.dtype == torch.float16 and not q.is_cuda:
         # The math kernel would form q@k^T in fp16 and overflow on large activations (issue 28163).
         y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
@@ -136,9 +143,9 @@ class CausalSelfAttention(nn.Module):
                 is_causal: bool, cache: KVCache | None) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim)        # (B, T, 3, H, D)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                       # 3 x (B, H, T, D)
-        cos, sin = rope
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        qk = apply_rotary(qkv[:, :, :2], *rope)                              # q and k in one go: (B, T, 2, H, D)
+        q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)                           # 2 x (B, H, T, D)
+        v = qkv[:, :, 2].transpose(1, 2)                                     # (B, H, T, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)                        # (B, H, past+T, D)
         y = attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
@@ -232,7 +239,7 @@ class PhiForCausalLM(nn.Module):
         mask, is_causal = self._attn_mask(attention_mask, B, T, past, input_ids.device)
 
         x = self.transformer.drop(self.transformer.wte(input_ids))           # (B, T, C)
-        rope = self.rotary(position_ids, x.dtype)                             # 2 x (B, 1, T, rotary_dim)
+        rope = self.rotary(position_ids, x.dtype)                             # 2 x (B, T, 1, 1, rotary_dim)
         for block in self.transformer.h:
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope, mask, is_causal, past_key_values, use_reentrant=False)
@@ -278,6 +285,6 @@ class PhiForCausalLM(nn.Module):
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
     """Mean next-token cross-entropy: logits (B, T, V) predict labels shifted by one (labels (B, T),
     aligned with input_ids as in transformers; `ignore_index` positions are skipped)."""
-    shift_logits = logits[:, :-1].reshape(-1, logits.size(-1)).float()
-    shift_labels = labels[:, 1:].reshape(-1)
-    return F.cross_entropy(shift_logits, shift_labels, ignore_index=ignore_index)
+    # Shift the (small) labels instead of the (large) logits: no copy of the logits.
+    shifted = F.pad(labels[:, 1:], (0, 1), value=ignore_index)                # (B, T)
+    return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=ignore_index)

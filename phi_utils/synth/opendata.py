@@ -140,9 +140,10 @@ def split_markdown_sections(text: str, max_chars: int = 6000) -> list[str]:
     return out
 
 
-def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000) -> list[dict[str, Any]]:
-    """Open textbook passages as {text, origin, teacher}; Markdown books are split into sections and
-    sections with a ```python block come first (the only ones that can pass validation)."""
+def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000, require_code: bool = True) -> list[dict[str, Any]]:
+    """Open textbook passages as {text, origin, teacher}; Markdown books are split into sections.
+    With `require_code`, only passages holding a ```python block are returned (the others could
+    never pass validation); else those come first."""
     path = resolve_source(source)
     label = generator_label(source)
     texts: list[str] = []
@@ -161,7 +162,7 @@ def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000) -> list[di
     texts = [t for t in texts if t.strip()]
     with_code = [t for t in texts if "```python" in t or "```py\n" in t]
     rest = [t for t in texts if t not in set(with_code)]
-    ordered = with_code + rest
+    ordered = with_code if require_code else with_code + rest
     if limit:
         ordered = ordered[:limit]
     origin = f"open:{Path(source).name if path else source}"

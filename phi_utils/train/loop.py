@@ -225,7 +225,8 @@ class Trainer:
         if self.val is None or len(self.val) == 0 or self.tc.eval_batches <= 0:
             return None
         mb, world = self.tc.micro_batch_size, self.env.world_size
-        n = min(len(self.val), self.tc.eval_batches * mb * world)
+        # the same held-out sequences whatever the number of ranks (eval_batches x micro_batch_size)
+        n = min(len(self.val), self.tc.eval_batches * mb)
         idx = np.arange(n)[self.env.rank::world]
         was_training = self.model.training
         self.model.eval()

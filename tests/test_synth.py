@@ -1,0 +1,238 @@
+"""Synthetic textbooks and exercises (issue 8): draws, parsing, execution checks, dedup, decontamination,
+and a small generation with the real local teacher (SmolLM2-135M)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from phi_utils.config import SHARED_DATA, get_profile
+from phi_utils.rundir import RunDir
+from phi_utils.synth import parsing
+from phi_utils.synth.topics import (draw_exercise, draw_function_name, draw_textbook, function_name_vocab,
+                                    sample_seed, topic_taxonomy, vocab_sizes)
+
+
+# --------------------------------------------------------------------------- draws
+def test_draws_reproducible_from_seed_and_vary_across_seeds():
+    from phi_utils.synth.textbooks import textbook_messages
+
+    a, b = draw_textbook(sample_seed(0, "textbook", 3)), draw_textbook(sample_seed(0, "textbook", 3))
+    assert a == b and textbook_messages(a) == textbook_messages(b)
+    draws = [draw_textbook(sample_seed(0, "textbook", i)) for i in range(40)]
+    assert len({d.topic for d in draws}) > 20 and len({d.audience for d in draws}) > 5
+    assert all(len(d.words) == 3 and d.topic in {t for _, t in topic_taxonomy()} for d in draws)
+    assert sample_seed(0, "textbook", 1) != sample_seed(1, "textbook", 1) != sample_seed(0, "exercise", 1)
+    fixed = draw_textbook(5, randomised=False)
+    assert fixed.topic is None and fixed.words == ()
+    assert vocab_sizes()["topics"] >= 200
+
+
+def test_function_names_come_from_the_vocabulary():
+    fn = function_name_vocab()
+    for i in range(50):
+        name = draw_function_name(sample_seed(0, "exercise", i))
+        parts = name.split("_")
+        assert parts[0] in fn["verbs"] and name.isidentifier()
+    assert draw_exercise(7) == draw_exercise(7)
+    assert draw_exercise(7).function_name != draw_exercise(8).function_name or draw_exercise(7).topic != draw_exercise(8).topic
+
+
+def test_stored_prompt_regenerates_from_seed():
+    from phi_utils.synth.textbooks import regenerate_prompt, textbook_messages
+
+    d = draw_textbook(123456)
+    row = {"seed": 123456, "randomised": True, "prompt": textbook_messages(d)[-1]["content"]}
+    assert regenerate_prompt(row, 3) == row["prompt"]
+
+
+# --------------------------------------------------------------------------- parsing
+def test_split_passage_finds_blocks_claims_and_truncation():
+    text = ("Intro\n\n```python\nx = [1, 2]\nprint(sum(x))  # Output: 3\n```\n\nThis prints `3`.\n\n"
+            "Output:\n```\n3\n```\n\n```bash\nls\n```\n\n```python\n>>> 2 * 3\n6\n```\n\n```python\ndef f(:\n")
+    blocks, other = parsing.split_passage(text)
+    assert [b.closed for b in blocks] == [True, True, False]
+    assert blocks[0].claims == ["3", "3", "3"]
+    assert blocks[1].claims == ["6"] and "print(repr(" in blocks[1].code
+    assert "bash" in other
+
+
+def test_claim_agreement_is_lenient_but_catches_contradictions():
+    assert parsing.claim_agrees("6", "6\n")
+    assert parsing.claim_agrees("'hello'", "hello\n")
+    assert parsing.claim_agrees("3.14", "3.14159\n")
+    assert parsing.claim_agrees("The total is 6", "The total is 6\n")
+    assert not parsing.claim_agrees("7", "6\n")
+    assert not parsing.claim_agrees("[1, 2, 3]", "[1, 2, 4]\n")
+
+
+MALFORMED = {
+    "fenced": "Here you go:\n```python\ndef add(a: int, b: int) -> int:\n    \"\"\"Add two numbers.\"\"\"\n    return a + b\n\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n```\nHope it helps!",
+    "json": json.dumps({"prompt": "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n", "solution": "    return a + b\n",
+                        "tests": ["assert add(1, 2) == 3"]}),
+    "truncated": "```python\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n\nassert add(1, 2) == 3\nassert add(2, 2) ==",
+    "split_blocks": "```python\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n```\nTests:\n```python\nassert add(1, 2) == 3\n```",
+    "bare": "def add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n\nassert add(1, 1) == 2\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_parse_exercise_repairs_common_malformations(kind):
+    ex, why = parsing.parse_exercise(MALFORMED[kind], "add")
+    assert why == "ok" and ex is not None
+    assert ex.entry_point == "add" and '"""' in ex.prompt and "return a + b" in ex.solution
+    assert ex.tests and all(t.startswith("assert add(") for t in ex.tests)
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("I cannot do that.", "syntax_error"),
+    (None, "no_code"),
+    ("```python\nx = 1\n```", "no_function"),
+    ("```python\ndef f(x):\n    return x\n\nassert f(1) == 1\n```", "no_docstring"),
+    ("```python\ndef f(x):\n    \"\"\"Identity.\"\"\"\n    return x\n```", "no_tests"),
+    ("```python\ndef f(x):\n    \"\"\"Identity.\"\"\"\n    pass\n\nassert f(1) == 1\n```", "empty_solution"),
+])
+def test_parse_exercise_reports_why_it_failed(text, reason):
+    ex, why = parsing.parse_exercise(text, "f")
+    assert ex is None and why == reason
+
+
+# --------------------------------------------------------------------------- validation by execution (real sandbox)
+def test_passages_are_validated_by_execution():
+    from phi_utils.synth.textbooks import validate_passages
+
+    good = "Sum:\n\n```python\nxs = [1, 2, 3]\nprint(sum(xs))  # Output: 6\n```\n\nThis prints `6`."
+    wrong_claim = "Sum:\n\n```python\nxs = [1, 2, 3]\nprint(sum(xs))\n```\n\nThe output is:\n```\n7\n```"
+    fails = "```python\nprint(1 / 0)\n```"
+    builds_on_earlier = "```python\ndef sq(x):\n    return x * x\n```\nThen:\n```python\nprint(sq(4))  # Output: 16\n```"
+    no_code = "Only prose about loops."
+    bad_syntax = "```python\nfor i in range(3) print(i)\n```"
+    cut = "```python\nprint('ok')\n```\nNext:\n```python\nwhile True:\n    x ="
+    verdicts = validate_passages([good, wrong_claim, fails, builds_on_earlier, no_code, bad_syntax, cut])
+    assert [v.status for v in verdicts] == ["kept", "wrong_output", "code_failed", "kept", "no_code",
+                                            "syntax_error", "kept"]
+    assert verdicts[1].n_claims_wrong == 1 and "7" in verdicts[1].detail
+    assert verdicts[6].truncated_block and "while True" not in verdicts[6].text
+
+
+def test_exercise_programs_run_against_their_tests():
+    from phi_utils.synth.exercises import exercise_program, validate_programs
+
+    prompt = 'def double(x: int) -> int:\n    """Twice x."""\n'
+    ok = exercise_program(prompt, "    return 2 * x\n", ["assert double(2) == 4"])
+    wrong = exercise_program(prompt, "    return x + 2\n", ["assert double(3) == 6"])
+    slow = exercise_program(prompt, "    while True:\n        pass\n", ["assert double(1) == 2"])
+    res = validate_programs([ok, wrong, slow], timeout_s=2.0)
+    assert [s for s, _ in res] == ["kept", "failed_tests", "timeout"]
+
+
+# --------------------------------------------------------------------------- diversity, dedup, decontamination
+def test_distinct_n_and_near_duplicates():
+    from phi_utils.synth.diversity import distinct_n, near_duplicate_mask
+
+    assert distinct_n(["a b c", "a b c"], 1) == 0.5 and distinct_n(["a b", "c d"], 1) == 1.0
+    base = ("Binary search halves the search interval each step. We compare the middle element with the "
+            "target and discard the half that cannot contain it, which gives logarithmic time.")
+    texts = [base, base.replace("each step", "at every step"), "Bubble sort repeatedly swaps adjacent "
+             "elements that are out of order until the list is sorted; it is quadratic.", base]
+    assert near_duplicate_mask(texts, threshold=0.6) == [False, True, False, True]
+
+
+def test_embedding_measures_rank_redundant_sets_lower():
+    from phi_utils.synth.diversity import diversity_report
+
+    same = ["Sorting a list of numbers with bubble sort in Python."] * 2 + ["Bubble sort sorts a list of numbers in Python."]
+    varied = ["Sorting a list of numbers with bubble sort in Python.", "Computing compound interest for a bank account.",
+              "Breadth-first search over a graph of friends."]
+    a, b = diversity_report(same), diversity_report(varied)
+    assert a["nn_similarity"] > b["nn_similarity"] and a["embedding_spread"] < b["embedding_spread"]
+    assert a["near_dup_rate"] > 0 and b["near_dup_rate"] == 0
+    assert b["topics_covered"] >= 2
+
+
+def test_decontamination_flags_crafted_cases():
+    from phi_utils.synth.decontaminate import benchmark_texts, check_contamination
+
+    refs = benchmark_texts()
+    he = next(r for r in refs if r.benchmark == "humaneval" and r.task_id == "HumanEval/0")
+    copied = "Helper for my app. " + he.text  # shares the whole HumanEval/0 docstring
+    paraphrase = "Return True if any two numbers in the list are closer to each other than the given threshold."
+    clean = "Count how many vowels appear in each word of a sentence and return a dictionary of counts."
+    flags = check_contamination([copied, paraphrase, clean], n=13, sim_threshold=0.8)
+    assert flags[0].flagged and "humaneval/HumanEval/0" in flags[0].ngram_matches
+    assert flags[1].flagged and not flags[1].ngram_matches and flags[1].nearest == "humaneval/HumanEval/0"
+    assert not flags[2].flagged
+    if (SHARED_DATA / "mbpp" / "mbpp.jsonl").exists():
+        mb = next(r for r in refs if r.benchmark == "mbpp")
+        f = check_contamination([f"Exercise: {mb.text} Use a loop."], n=13, use_embeddings=False)[0]
+        assert f.flagged and f"mbpp/{mb.task_id}" in f.ngram_matches  # short MBPP text matched whole
+
+
+def test_open_exercises_map_to_schema():
+    src = SHARED_DATA / "synthetic" / "jina-code-exercises-sample"
+    if not src.exists():
+        pytest.skip(f"{src} absent")
+    from phi_utils.synth.exercises import _open_rows
+
+    rows = _open_rows("synthetic/jina-code-exercises-sample", 20)
+    ok = [r for r in rows if r["status"] == "pending"]
+    assert len(rows) == 20 and len(ok) >= 12
+    assert all(parsing.parses(r["prompt"] + r["solution"]) and r["entry_point"] in r["prompt"] for r in ok)
+
+
+def test_open_source_errors_name_the_source(tmp_path):
+    from phi_utils.synth.opendata import OpenDataError, exercise_rows
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "def f():\\n", "solution": "  pass"}\n{oops\n')
+    with pytest.raises(OpenDataError, match="bad.jsonl:2"):
+        exercise_rows(str(bad))
+    with pytest.raises(OpenDataError, match="no-such/dataset"):
+        exercise_rows("no-such/dataset", 3)
+
+
+# --------------------------------------------------------------------------- real teacher
+def test_small_generation_with_the_local_teacher(local_teacher):
+    from phi_utils.synth.exercises import generate_exercises, parse_rows
+    from phi_utils.synth.textbooks import generate_passages, validate_passages
+
+    rows = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=96)
+    assert len(rows) == 2 and all(r["text"] and r["teacher"] == local_teacher.label for r in rows)
+    assert rows[0]["seed"] == sample_seed(0, "textbook", 0) and rows[0]["topic"]
+    again = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=96)
+    assert [r["text"] for r in again] == [r["text"] for r in rows] and all(r["cached"] for r in again)
+    verdicts = validate_passages([r["text"] for r in rows])
+    assert all(v.status in ("kept", "no_code", "syntax_error", "code_failed", "timeout", "wrong_output") for v in verdicts)
+    ex = generate_exercises(local_teacher, 2, base_seed=0, max_tokens=128)
+    parse_rows(ex)
+    assert all(r["status"] in ("pending", "parse_failed") for r in ex)
+    assert all(r["entry_point"].isidentifier() and r["tests"] for r in ex if r["status"] == "pending")
+    assert all(r["detail"] in ("no_code", "syntax_error", "no_function", "no_docstring", "empty_solution", "no_tests")
+               for r in ex if r["status"] == "parse_failed")
+
+
+def test_stages_end_to_end_smoke(local_teacher, tmp_path, monkeypatch):
+    """Both stages in the smoke profile on the real teacher server (attached via its URL), then skip on rerun."""
+    from datasets import load_from_disk
+
+    from phi_utils.synth import run_exercises, run_textbooks
+
+    monkeypatch.setenv("PHI_TEACHER_BASE_URL", local_teacher.base_url)
+    cfg = get_profile("smoke")
+    cfg.textbooks.n_passages, cfg.textbooks.ablation_passages, cfg.textbooks.max_tokens = 2, 2, 96
+    cfg.textbooks.topup_max = 3
+    cfg.exercises.n_exercises, cfg.exercises.max_tokens, cfg.exercises.topup_max = 2, 128, 10
+    rd = RunDir.open(cfg, tmp_path / "run")
+    m = run_textbooks(cfg, rd)
+    assert m["funnel_generated"]["generated"] == 2 and m["ablation"]["n_each"] == 2
+    ct = load_from_disk(str(rd.path / "textbooks" / "code_textbook"))
+    assert set(ct["source"]) <= {"textbook", "filtered_code"} and m["code_textbook"]["filtered_code_missing"]
+    tb = load_from_disk(str(rd.path / "textbooks" / "textbooks"))
+    assert {"text", "topic", "audience", "style", "words", "seed", "teacher"} <= set(tb.column_names)
+    e = run_exercises(cfg, rd)
+    ds = load_from_disk(str(rd.path / "exercises" / "code_exercises"))
+    assert {"task_id", "prompt", "solution", "tests", "entry_point", "text", "teacher"} <= set(ds.column_names)
+    assert e["funnel_generated"]["generated"] == 2 and e["contamination"]["checked"] >= 0
+    assert run_textbooks(cfg, rd) == m  # complete step is skipped
