@@ -82,6 +82,8 @@ def test_stage_finds_planted_contamination(tmp_path):
     assert "HumanEval/0" in splits["0.95"]
     neigh = {r["task_id"]: r for r in map(json.loads, (out / "neighbours.jsonl").read_text().splitlines())}
     assert neigh["HumanEval/0"]["ast"][0]["exercise"] == "ex/planted_ast"
+    assert neigh["HumanEval/0"]["ast"][0]["exact_match_rate"] == 1.0  # shortlist re-ranked by APTED
+    assert summary["problems_reranked_exact"] >= 1
     # beyond the paper: the renamed HumanEval/4 inside a textbook code block is found by its AST
     tb = {r["task_id"]: r for r in map(json.loads, (out / "textbook_ast.jsonl").read_text().splitlines())}
     assert tb["HumanEval/4"]["ast"][0]["match_rate"] == 1.0 and tb["HumanEval/4"]["ast"][0]["doc"] == "textbook/0"

@@ -53,5 +53,10 @@ def test_grading_through_the_local_teacher(local_teacher):
     assert len(grades) == 2
     for g in grades:
         assert g.error is None and g.evaluation.strip()
+        assert g.method in ("parsed", "follow-up", "failed")
+        assert (g.grade is None) == (g.method == "failed")
+        if g.method == "parsed":
+            assert g.grade == parse_grade(g.evaluation)
+        if g.method != "parsed":  # the grade-only follow-up turn was asked and recorded
+            assert "\n---\n" in g.evaluation
         assert g.grade is None or 0.0 <= g.grade <= 10.0
-        assert g.grade == parse_grade(g.evaluation)

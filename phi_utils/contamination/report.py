@@ -37,12 +37,15 @@ def closest_pairs(rd: RunDir, by: str = "ast", n: int = 4) -> list[dict[str, Any
         if r[by]:
             best = r[by][0]
             score = best["match_rate"] if by == "ast" else best["l2"]
-            rows.append((score, r["task_id"], best["index"], best["exercise"]))
+            rows.append((score, r["task_id"], best["index"], best["exercise"], best.get("exact_match_rate")))
     rows.sort(key=lambda x: -x[0] if by == "ast" else x[0])
     out = []
-    for score, tid, idx, exid in rows[:n]:
-        out.append({"task_id": tid, "exercise": exid, "metric": "AST match rate" if by == "ast" else "L2 distance",
-                    "score": round(float(score), 3), "humaneval": he[tid].code, "exercise_code": ex[int(idx)]["text"]})
+    for score, tid, idx, exid, exact in rows[:n]:
+        row = {"task_id": tid, "exercise": exid, "metric": "AST match rate" if by == "ast" else "L2 distance",
+               "score": round(float(score), 3), "humaneval": he[tid].code, "exercise_code": ex[int(idx)]["text"]}
+        if exact is not None:
+            row["exact (APTED)"] = round(float(exact), 3)
+        out.append(row)
     return out
 
 
@@ -71,7 +74,7 @@ def pairs_html(pairs: list[dict[str, Any]], left: str = "humaneval", right: str 
     """Side-by-side HTML table of code pairs (rendered with IPython.display.HTML)."""
     cells = []
     for p in pairs:
-        head = " · ".join(f"{k}: {p[k]}" for k in ("task_id", "problem_id", "exercise", "doc_id", "metric", label, "ngram")
+        head = " · ".join(f"{k}: {p[k]}" for k in ("task_id", "problem_id", "exercise", "doc_id", "metric", label, "exact (APTED)", "ngram")
                           if k in p)
         l, r = (html.escape(str(p[left])[:max_chars]), html.escape(str(p[right])[:max_chars]))
         cells.append(f"<tr><td colspan=2><b>{html.escape(head)}</b></td></tr>"

@@ -309,12 +309,16 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
                 ax.bar(x, 0.4, width, color="none", edgecolor="grey", hatch="//")
                 ax.text(x, 1.0, "n/a", ha="center", fontsize=7, color="grey")
             else:
-                ax.bar(x, v, width, color=colors[bi], label=[lab for _, lab in FIG21_MODELS][bi] if gi == 0 else None)
+                ax.bar(x, v, width, color=colors[bi])
                 ax.text(x, v + 0.8, f"{v:.1f}", ha="center", fontsize=8)
     ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
     ax.set_ylabel("HumanEval pass@1 (%)")
     ax.set_title("Figure 2.1: paper-reported vs this run (measured)")
-    ax.legend(fontsize=7, loc="upper left")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=lab) for c, (_, lab) in zip(colors, FIG21_MODELS)]
+    handles.append(Patch(facecolor="none", edgecolor="grey", hatch="//", label="n/a: not stated in the text / not trained"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left")
     xs = [i for i, v in enumerate(losses) if v is not None]
     ax2.bar(xs, [losses[i] for i in xs], color=[colors[i] for i in xs])
     ax2.set_xticks(range(3), ["A: raw", "B: textbook", "C: + exercises"], fontsize=8)

@@ -71,12 +71,18 @@ def parse_grade(text: str | None) -> float | None:
     return None
 
 
+FOLLOW_UP = 'Now give only your grade for the solution, in the form "Grade: N/10".'
+"""Second turn sent when the first reply holds no grade (cut by the token cap, or a weak grader)."""
+
+
 @dataclass
 class Grade:
     grade: float | None
-    """0-10, None when the reply held no grade (or the request failed)."""
+    """0-10, None when no grade could be obtained (or the request failed)."""
     evaluation: str
-    """The grader's full reply (verbal evaluation + grade)."""
+    """The grader's reply: verbal evaluation (+ grade); a follow-up reply is appended after `---`."""
+    method: str = "failed"
+    """`parsed` (grade in the first reply), `follow-up` (asked again for the grade only) or `failed`."""
     cached: bool = False
     """Served from the teacher cache."""
     error: str | None = None
@@ -84,8 +90,12 @@ class Grade:
 
 
 def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: int = 96,
-                    desc: str = "grading") -> list[Grade]:
-    """Grade (prompt, full solution) pairs with the teacher at temperature 0; order kept."""
+                    desc: str = "grading", follow_up: bool = True) -> list[Grade]:
+    """Grade (prompt, full solution) pairs with the teacher at temperature 0; order kept.
+
+    When a reply holds no parseable grade (the token cap cut it, or the grader ignored the
+    format), one short follow-up turn asks for the grade alone; `Grade.method` records which.
+    """
     if not items:
         return []
     calls = [dict(messages=grader_messages(p, s), temperature=0.0, max_tokens=max_tokens, seed=0)
@@ -94,7 +104,22 @@ def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: 
     grades = []
     for r in results:
         text = getattr(r, "text", None) or ""
-        grades.append(Grade(parse_grade(text), text, bool(getattr(r, "cached", False)), getattr(r, "error", None)))
+        g = parse_grade(text)
+        grades.append(Grade(g, text, "parsed" if g is not None else "failed",
+                            bool(getattr(r, "cached", False)), getattr(r, "error", None)))
+    retry = [i for i, g in enumerate(grades) if g.grade is None and g.error is None] if follow_up else []
+    if retry:
+        second = teacher.chat_many(
+            [dict(messages=calls[i]["messages"] + [{"role": "assistant", "content": grades[i].evaluation},
+                                                   {"role": "user", "content": FOLLOW_UP}],
+                  temperature=0.0, max_tokens=12, seed=0) for i in retry], desc=f"{desc} (grade only)")
+        for i, r in zip(retry, second):
+            text = getattr(r, "text", None) or ""
+            g = parse_grade(text)
+            grades[i].evaluation += "\n---\n" + text
+            if g is not None:
+                grades[i].grade, grades[i].method = g, "follow-up"
+            grades[i].error = getattr(r, "error", None)
     return grades
 
 

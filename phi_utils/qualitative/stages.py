@@ -270,10 +270,12 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
             grades = grade_solutions(teacher, [(p.prompt, p.prompt + body) for p, _, body, _ in items],
                                      q.grade_max_tokens, desc="grading references and broken variants")
             rel_rows = [{"task_id": p.task_id, "entry_point": p.entry_point, "variant": v, "passes_tests": ok,
-                         "grade": g.grade, "evaluation": g.evaluation, "error": g.error, "teacher": label}
+                         "grade": g.grade, "grade_method": g.method, "evaluation": g.evaluation, "error": g.error,
+                         "teacher": label}
                         for (p, v, _, ok), g in zip(items, grades)]
             _write_jsonl(out_dir / "reliability.jsonl", rel_rows)
             reliability = {"teacher": label, "graded": True, "problems": len(rel_problems),
+                           "grades_from_follow_up": sum(g.method == "follow-up" for g in grades),
                            **reliability_summary([g.grade for g in grades], [ok for *_, ok in items])}
         write_json_atomic(out_dir / "reliability.json", reliability)
 
@@ -297,7 +299,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
             grades = grade_solutions(teacher, [(by_id[s["task_id"]].prompt, by_id[s["task_id"]].prompt + s["completion"])
                                                for s in todo], q.grade_max_tokens, desc="grading model solutions")
             for s, g in zip(todo, grades):
-                s["grade"], s["evaluation"] = g.grade, g.evaluation
+                s["grade"], s["evaluation"], s["grade_method"] = g.grade, g.evaluation, g.method
         _write_jsonl(out_dir / "solutions.jsonl", solutions)
     finally:
         if own_teacher and teacher is not None:
@@ -320,7 +322,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
     _write_csv(out_dir / "table2.csv", table2, ["source", "model", "size", "train_tokens", "llm_grade_pct",
                                                 "tests_pass1_pct", "humaneval_pct", "n_graded", "n_problems"])
     # grade-vs-tests agreement on the model solutions too (weak: few tiny-model passes)
-    sol_graded = [s for s in solutions if s["grade"] is not None]
+    sol_graded = [s for s in solutions if s["evaluation"] is not None]
     reliability["model_solutions"] = reliability_summary([s["grade"] for s in sol_graded],
                                                          [s["passed"] for s in sol_graded])
     write_json_atomic(out_dir / "reliability.json", reliability)

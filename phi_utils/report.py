@@ -1,0 +1,87 @@
+"""The results section of the README, regenerated from a run directory.
+
+It gathers what the stages wrote (the runner's summary, the teacher card, Table 1 / Figure 2.1,
+Table 2, Table 3) into one markdown block; paper-reported rows stay labelled as such in each table.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+from .config import REPO_ROOT
+from .rundir import RunDir, read_json
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def csv_to_markdown(path: Path, max_rows: int = 60) -> str:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return ""
+    head, body = rows[0], rows[1:max_rows + 1]
+    fmt = lambda c: c.replace("|", "\\|")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def _summary_table(rd: RunDir) -> str:
+    p = rd.path / "stages" / "summary.json"
+    if not p.exists():
+        return ""
+    lines = ["| stage | status | wall time | key metric |", "|---|---|---|---|"]
+    for r in read_json(p):
+        m = r.get("metric") or {}
+        value = m.get("value")
+        value = f"{value:.4g}" if isinstance(value, float) else value
+        wall = f"{r['wall_s'] / 60:.1f} min" if r.get("wall_s") else ""
+        lines.append(f"| {r['stage']} | {r['status']} | {wall} | {m.get('name', '')}{' = ' if m else ''}"
+                     f"{'' if value is None else value} |")
+    return "\n".join(lines)
+
+
+def results_markdown(rd: RunDir) -> str:
+    """The README's results block for the run in `rd`."""
+    info = read_json(rd.path / "run.json")
+    parts = [f"From the run of profile `{rd.profile}` (commit `{info.get('git_sha') or 'unknown'}`, "
+             f"started {info.get('created')}). Rows marked *paper-reported* are the paper's; all others "
+             f"were measured by this code on this run's tiny models and local teacher."]
+    card_path = rd.path / "teacher" / "card.json"
+    if card_path.exists():
+        card = read_json(card_path)
+        parts.append(f"**Teacher**: {card.get('label', card.get('model', '?'))}; capability check: "
+                     f"{_short(card.get('capability'))}.")
+    summary = _summary_table(rd)
+    if summary:
+        parts += ["### Stages", summary]
+    for title, rel in (("Table 1: HumanEval / MBPP pass@1", "eval/table1.csv"),
+                       ("Table 2: unconventional problems", "unconventional/table2.csv"),
+                       ("Table 3: contamination pruning", "contamination/table3.csv")):
+        p = rd.path / rel
+        if p.exists():
+            parts += [f"### {title}", csv_to_markdown(p)]
+    figs = sorted((rd.path / "figures").glob("*.png"))
+    if figs:
+        parts.append("Figures: " + ", ".join(f"`figures/{f.name}`" for f in figs))
+    return "\n\n".join(parts)
+
+
+def _short(obj: Any) -> str:
+    if not isinstance(obj, dict):
+        return str(obj)
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in obj.items()
+                     if not isinstance(v, (dict, list)))
+
+
+def update_readme(rd: RunDir, readme: Path = REPO_ROOT / "README.md") -> None:
+    """Replace the block between the results markers with this run's results."""
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} block")
+    block = f"{START}\n{results_markdown(rd)}\n{END}"
+    readme.write_text(re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S),
+                      encoding="utf-8")
