@@ -501,7 +501,7 @@ def _smoke() -> ProfileConfig:
         qualitative=QualitativeConfig(max_new_tokens=64, run_timeout_s=2.0, script_timeout_s=10.0, n_problems=5, problem_max_new_tokens=64,
                                       prompts=["alice_bob_charles", "pygame_ball", "tkinter_pew", "pyplot_bar_log",
                                                "chat_pyplot_ta"],
-                                      n_graded=3, n_reliability=5, grade_max_tokens=64),
+                                      n_graded=2, n_reliability=4, grade_max_tokens=48),
         contamination=ContaminationConfig(retrain_steps=3, retrain_taus=[0.8], eval_limit=6, max_seq_length=128),
     )
 
@@ -512,7 +512,7 @@ def _tiny() -> ProfileConfig:
         description="The main job: the whole pipeline in <= 60 min on 2 CPU cores; Qwen2.5-Coder-1.5B teacher.",
         time_budget_min=60,
         teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450),
-        corpus=CorpusConfig(max_files=3000),
+        corpus=CorpusConfig(max_files=2000),  # ~25M chars; notebook 02 embeds it in ~100 s on 2 cores
         # ~128 ratings x ~3.4 s (1.5B: ~220 code tokens at ~80 tok/s + 16 reason tokens at ~19 tok/s) fit 8 min.
         annotation=AnnotationConfig(n_samples=100, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
                                     card_snippets=8),

@@ -159,8 +159,8 @@ def test_decontamination_flags_crafted_cases():
     he = next(r for r in refs if r.benchmark == "humaneval" and r.task_id == "HumanEval/0")
     copied = "Helper for my app. " + he.text  # shares the whole HumanEval/0 docstring
     paraphrase = "Return True if any two numbers in the list are closer to each other than the given threshold."
-    clean = "Count how many vowels appear in each word of a sentence and return a dictionary of counts."
-    flags = check_contamination([copied, paraphrase, clean], n=13, sim_threshold=0.8)
+    clean = "Simulate an elevator that moves between floors and log each stop with a timestamp."
+    flags = check_contamination([copied, paraphrase, clean], n=13, sim_threshold=0.75)
     assert flags[0].flagged and "humaneval/HumanEval/0" in flags[0].ngram_matches
     assert flags[1].flagged and not flags[1].ngram_matches and flags[1].nearest == "humaneval/HumanEval/0"
     assert not flags[2].flagged

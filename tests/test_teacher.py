@@ -345,3 +345,28 @@ def test_pipeline_server_exports_one_server_for_kernels(tmp_path: Path, monkeypa
     paper = get_profile("paper")
     with pipeline_server(paper.teacher, rd) as none:
         assert none is None and ENV_BASE_URL not in os.environ
+
+
+def test_teacher_card_records_model_usage_and_capability(local_teacher: Teacher, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from phi_utils.teacher import write_teacher_card
+    from phi_utils.teacher.server import ENV_LABEL, ENV_SHA256
+
+    monkeypatch.setenv(ENV_BASE_URL, local_teacher.base_url)  # attach, as a notebook kernel does
+    monkeypatch.setenv(ENV_LOCAL_MODEL, "smollm2-135m")
+    monkeypatch.setenv(ENV_LABEL, local_teacher.label)
+    monkeypatch.setenv(ENV_SHA256, local_teacher.model_id.removeprefix("gguf:"))
+    cfg = get_profile("smoke")
+    cfg.teacher.local_model = "smollm2-135m"
+    rd = RunDir.open(cfg, tmp_path / "card")
+    card = write_teacher_card(cfg, rd, quick=True)
+    on_disk = json.loads((rd.path / "teacher" / "card.json").read_text())
+    assert on_disk["label"] == card["label"] == local_teacher.label
+    assert on_disk["file_sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    he, rating = on_disk["capability"]["humaneval"], on_disk["capability"]["rating"]
+    assert he["n"] == 2 and 0 <= he["passed"] <= 2 and he["runner"] in ("sandbox", "subprocess")
+    assert rating["n"] == 4 and rating["auc"] is not None and sum(rating["methods"].values()) == 4
+    assert on_disk["usage_run_total"]["requests"] == 6 and on_disk["usage_run_total"]["completion_tokens"] > 0
+    assert {s["label"] for s in on_disk["snippets"]} == {"good", "bad"}

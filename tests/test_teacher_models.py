@@ -98,6 +98,7 @@ def test_unknown_model_and_missing_path_are_clear() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~1 min on an idle 2-core box; much longer when the cores are shared
 def test_qwen_1p5b_fetch_hash_and_rating_auc(tmp_path: Path) -> None:
     """The real 1.5B: fetched (or found in the user cache) and hash-checked; rating AUC >= 0.8 on all
     labelled snippets with the logprob-weighted score (measured 1.00 on 12 clear cases in the reference)."""

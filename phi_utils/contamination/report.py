@@ -84,9 +84,9 @@ def pairs_html(pairs: list[dict[str, Any]], left: str = "humaneval", right: str 
 
 
 def best_scores(rd: RunDir) -> dict[str, np.ndarray]:
-    """Per exercise: best AST match rate and smallest embedding distance to any HumanEval problem."""
+    """Per exercise: best AST match rate (NaN when it does not parse) and smallest embedding distance."""
     rows = read_jsonl(out_dir(rd) / "exercise_scores.jsonl")
-    ast_best = np.array([r["ast_best"] for r in rows], dtype=float)
+    ast_best = np.array([r["ast_best"] if r.get("parsed", True) else np.nan for r in rows], dtype=float)
     emb = np.array([np.nan if r["emb_best"] is None else r["emb_best"] for r in rows], dtype=float)
     return {"ast_best": ast_best, "emb_best": emb}
 

@@ -195,7 +195,8 @@ def similarity_scan(problems: Sequence[Problem], corpus_codes: Sequence[str], q_
                 i, v = embedding.nearest(dist, top_k)
                 e_idx, e_val = _topk_merge(e_idx, e_val, i + s, v, top_k, False)
     return {"acc": acc, "ast_idx": a_idx, "ast_val": a_val, "emb_idx": e_idx, "emb_val": e_val,
-            "ast_arg": a_arg, "emb_arg": e_arg, "unparsable": sum(x is None for x in c_str)}
+            "ast_arg": a_arg, "emb_arg": e_arg, "unparsable": sum(x is None for x in c_str),
+            "parsed": [x is not None for x in c_str]}
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
@@ -264,7 +265,7 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
         neigh.append(row)
     _write_jsonl(out / "neighbours.jsonl", neigh)
     _write_jsonl(out / "exercise_scores.jsonl", [
-        {"exercise": ids[j], "index": j, "ast_best": float(acc.ast_best[j]), "ast_best_problem": he[scan["ast_arg"][j]].task_id,
+        {"exercise": ids[j], "index": j, "parsed": scan["parsed"][j], "ast_best": float(acc.ast_best[j]), "ast_best_problem": he[scan["ast_arg"][j]].task_id,
          "emb_best": None if q_emb is None else float(acc.emb_best[j]),
          "emb_best_problem": None if q_emb is None else he[scan["emb_arg"][j]].task_id} for j in range(len(ids))])
     counts = acc.counts()

@@ -373,25 +373,8 @@ def run_program(code: str, timeout_s: float = 5.0, limits: SandboxLimits | None 
     child_env = _child_env(env, limits, child_tmp)
 
     cg = _new_cgroup(limits.max_processes + 3)  # + bwrap, its PID-1 reaper, slack
-    nproc = None
-    if cg is None and os.getuid() != 0:
-        nproc = _user_task_count() + limits.max_processes + 3
     cpu = limits.cpu_limit(timeout_s)
-    mem = int(limits.memory_mb) << 20
-    fsize = int(limits.file_size_mb) << 20
-    cg_procs = str(cg / "cgroup.procs") if cg else None
-
-    def preexec() -> None:  # runs in the child between fork and exec
-        if cg_procs:
-            with open(cg_procs, "w") as f:
-                f.write(str(os.getpid()))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-        if nproc is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    preexec = _make_preexec(limits, cg, cpu)
 
     sent_r, sent_w = os.pipe()
     # The sentinel runs after the program (and its tests): it proves the program reached its end.
@@ -479,11 +462,40 @@ def run_program(code: str, timeout_s: float = 5.0, limits: SandboxLimits | None 
         if host_tmp:
             shutil.rmtree(host_tmp, ignore_errors=True)
 
-    rc = proc.returncode
-    stdout, stderr = out.text(), err.text()
-    ran_to_end = bytes(sentinel).startswith(token.encode())
-    if flood:
-        status, detail = "failed", f"output limit exceeded (> {limits.max_output_bytes} bytes)"
+    return _verdict(proc.returncode, timed_out, flood, bytes(sentinel).startswith(token.encode()), out.text(),
+                    err.text(), wall, timeout_s, cpu, limits, "bwrap" if bwrap else "rlimits")
+
+
+def _make_preexec(limits: SandboxLimits, cg: Path | None, cpu: int | None) -> Any:
+    """The function run in the child between fork and exec: join the pids cgroup, set the limits.
+    `cpu` None leaves RLIMIT_CPU to the fork server (it sets it per program)."""
+    nproc = None
+    if cg is None and os.getuid() != 0:
+        nproc = _user_task_count() + limits.max_processes + 3
+    mem = int(limits.memory_mb) << 20
+    fsize = int(limits.file_size_mb) << 20
+    cg_procs = str(cg / "cgroup.procs") if cg else None
+
+    def preexec() -> None:
+        if cg_procs:
+            with open(cg_procs, "w") as f:
+                f.write(str(os.getpid()))
+        if cpu is not None:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+
+    return preexec
+
+
+def _verdict(rc: int | None, timed_out: bool, flood: bool, ran_to_end: bool, stdout: str, stderr: str, wall: float,
+             timeout_s: float, cpu: int, limits: SandboxLimits, iso: str) -> ExecResult:
+    if flood or rc == -signal.SIGXFSZ:
+        status, detail = "failed", f"output limit exceeded (> {limits.max_output_bytes} bytes or a file > {limits.file_size_mb} MiB)"
     elif timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         status, detail = "timed out", f"no result within {timeout_s:g} s wall / {cpu} s CPU"
     elif rc == 0 and ran_to_end:
@@ -500,8 +512,7 @@ def run_program(code: str, timeout_s: float = 5.0, limits: SandboxLimits | None 
         else:
             detail = last or f"exit status {rc}"
         status = "failed"
-    return ExecResult(status, status == "passed", rc, stdout, stderr, round(wall, 4), detail,
-                      "bwrap" if bwrap else "rlimits")
+    return ExecResult(status, status == "passed", rc, stdout, stderr, round(wall, 4), detail, iso)
 
 
 def _children(pid: int) -> list[int]:
@@ -556,14 +567,20 @@ def _kill_all(proc: subprocess.Popen, cg: Path | None) -> None:
 
 # --------------------------------------------------------------------------- many programs
 def run_programs(codes: list[str], workers: int = 2, timeout_s: float = 5.0, desc: str = "sandbox",
-                 progress: bool = True, **kw: Any) -> list[ExecResult]:
+                 progress: bool = True, limits: SandboxLimits | None = None, env: dict[str, str] | None = None,
+                 ro_binds: Iterable[str] = (), fork_server: bool = True) -> list[ExecResult]:
     """Run many programs with `workers` in parallel; results in input order.
 
-    Threads only wait on child processes, so `workers` sets how many programs run at once.
-    Extra keyword arguments (`limits`, `env`, `ro_binds`) go to `run_program`.
+    With bubblewrap, each worker keeps one sandbox with a fork server (see `_forkserver.py`): every
+    program still gets a fresh process, limits, working directory and clean-up, at a fraction of the
+    start-up cost. Without bubblewrap (or `fork_server=False`) each program gets its own `run_program`.
     """
-    _bwrap_checked()
-    if _bwrap_checked() is None:
+    limits = limits or SandboxLimits()
+    ro_binds = list(ro_binds)
+    use_server = fork_server and limits.use_bwrap and _bwrap_checked() is not None and hasattr(os, "pidfd_open")
+    if limits.use_bwrap and _bwrap_checked() is None:
+        if limits.require_bwrap:
+            raise RuntimeError("bubblewrap (`bwrap`) is required (SandboxLimits.require_bwrap) but missing or unusable")
         _warn_weak()
     results: list[ExecResult | None] = [None] * len(codes)
     bar = None
@@ -571,14 +588,72 @@ def run_programs(codes: list[str], workers: int = 2, timeout_s: float = 5.0, des
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(codes), desc=desc, unit="prog", leave=False)
+    local = threading.local()
+    servers: list[Any] = []
 
     def one(i: int) -> None:
-        results[i] = run_program(codes[i], timeout_s=timeout_s, **kw)
+        if use_server:
+            results[i] = _run_in_server(local, servers, codes[i], timeout_s, limits, env, ro_binds)
+        else:
+            results[i] = run_program(codes[i], timeout_s=timeout_s, limits=limits, env=env, ro_binds=ro_binds)
         if bar is not None:
             bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        list(pool.map(one, range(len(codes))))
-    if bar is not None:
-        bar.close()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+            list(pool.map(one, range(len(codes))))
+    finally:
+        for srv in servers:
+            srv.close()
+        if bar is not None:
+            bar.close()
     return [r for r in results if r is not None]
+
+
+def _start_server(limits: SandboxLimits, env: dict[str, str] | None, ro_binds: list[str]) -> Any:
+    from ._forkserver import SERVER_SRC, ForkServer
+
+    bwrap = _bwrap_checked()
+    assert bwrap
+    py = [limits.python, "-s", "-P"] + ([] if limits.site else ["-S"])
+    io_size = str(2 * (int(limits.file_size_mb) << 20) + (1 << 20))
+    argv = [bwrap, *_bwrap_args(limits.tmp_size_mb, ro_binds, limits.network), "--size", io_size, "--tmpfs", "/var/tmp",
+            "--", *py, "-c", SERVER_SRC]
+    cg = _new_cgroup(limits.max_processes + 4)  # + bwrap, its reaper, the server
+    return ForkServer(argv, _child_env(env, limits, "/tmp"), _make_preexec(limits, cg, None), "/tmp",
+                      (lambda: _kill_cgroup(cg)) if cg else (lambda: None))
+
+
+def _run_in_server(local: threading.local, servers: list[Any], code: str, timeout_s: float, limits: SandboxLimits,
+                   env: dict[str, str] | None, ro_binds: list[str]) -> ExecResult:
+    from ._forkserver import ServerDied
+
+    srv = getattr(local, "server", None)
+    if srv is None or not srv.alive():
+        if srv is not None:
+            srv.close()
+            servers.remove(srv)
+        srv = local.server = _start_server(limits, env, ro_binds)
+        servers.append(srv)
+    token = secrets.token_hex(16)
+    cpu = limits.cpu_limit(timeout_s)
+    t0 = time.monotonic()
+    try:
+        r = srv.run({"code": code, "token": token, "timeout": timeout_s, "cpu": cpu, "cap": limits.output_bytes},
+                    deadline_s=timeout_s + 30)
+    except ServerDied as e:
+        srv.close()
+        servers.remove(srv)
+        local.server = None
+        return ExecResult("failed", False, None, "", "", round(time.monotonic() - t0, 4),
+                          f"the sandbox's worker died during the program ({e})", "bwrap")
+
+    def text(part: list[Any]) -> str:
+        head, tail, size = part
+        if not tail:
+            return head
+        cut = size - len(head.encode()) - len(tail.encode())
+        return head + (f"\n...[{cut} bytes cut]...\n" if cut > 0 else "") + tail
+
+    return _verdict(r["rc"], r["timed_out"], False, r["sentinel"].startswith(token), text(r["out"]), text(r["err"]),
+                    r["wall"], timeout_s, cpu, limits, "bwrap")

@@ -204,14 +204,17 @@ def run_exercises(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
             notes.append(f"source: open dataset {ec.source} instead of generation (no tests: kept when the code runs)")
         topup: list[dict[str, Any]] = []
         if ec.topup_source and ec.topup_max:
-            from .opendata import OpenDataError
+            from .opendata import OpenDataError, missing_local
 
-            try:
-                topup = _open_rows(ec.topup_source, ec.topup_max)
-                notes.append(f"top-up: {len(topup)} exercises from {ec.topup_source} (no tests of their own: "
-                             "kept when signature + solution run)")
-            except OpenDataError as e:
-                notes.append(f"top-up source unavailable ({e}); exercises are generated only")
+            if missing_local(ec.topup_source):
+                notes.append(f"top-up source {ec.topup_source} not found (SHARED_DATA absent?); exercises are generated only")
+            else:
+                try:
+                    topup = _open_rows(ec.topup_source, ec.topup_max)
+                    notes.append(f"top-up: {len(topup)} exercises from {ec.topup_source} (no tests of their own: "
+                                 "kept when signature + solution run)")
+                except OpenDataError as e:
+                    notes.append(f"top-up source unavailable ({e}); exercises are generated only")
 
         allrows = rows + topup
         pend = [r for r in allrows if r["status"] == "pending"]

@@ -41,6 +41,13 @@ def resolve_source(source: str) -> Path | None:
     return q if q.exists() else None
 
 
+def missing_local(source: str) -> bool:
+    """True for a path-like source (absolute, ./, ~, or under SHARED_DATA's `synthetic/`) that does not exist:
+    such a source is reported missing instead of being tried on the hub."""
+    looks_local = source.startswith(("/", "./", "../", "~", "synthetic/")) or source.endswith((".json", ".jsonl", ".md"))
+    return looks_local and resolve_source(source) is None
+
+
 def generator_label(source: str) -> str:
     name = Path(source).name if resolve_source(source) else source
     return KNOWN_GENERATORS.get(name, KNOWN_GENERATORS.get(source, f"open dataset {source}"))

@@ -229,10 +229,10 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
             notes.append(f"source: open dataset {tc.source} instead of generation")
         topup: list[dict[str, Any]] = []
         if tc.topup_source and tc.topup_max:
-            from .opendata import OpenDataError, resolve_source
+            from .opendata import OpenDataError, missing_local
 
-            if resolve_source(tc.topup_source) is None and "/" not in tc.topup_source.strip("/"):
-                notes.append(f"top-up source {tc.topup_source} not found; textbooks are generated only")
+            if missing_local(tc.topup_source):
+                notes.append(f"top-up source {tc.topup_source} not found (SHARED_DATA absent?); textbooks are generated only")
             else:
                 try:
                     topup = _open_rows(tc.topup_source, tc.topup_max, tc.max_passage_chars)
