@@ -20,11 +20,12 @@ distance matrix itself is computed on N rows that reuse those base embeddings.
 from __future__ import annotations
 
 import argparse
+import builtins
 import json
+import keyword
 import random
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +33,8 @@ from phi_utils.config import SHARED_DATA
 from phi_utils.contamination import ast_match, embedding
 
 _IDENT = re.compile(r"\b([a-z_][a-z0-9_]*)\b")
-_KEYWORDS = set(__import__("keyword").kwlist) | set(dir(__builtins__) if isinstance(__builtins__, dict) is False else __builtins__)
+_KEYWORDS = set(keyword.kwlist) | set(dir(builtins))
+"""Never renamed by the mutations (renaming them would break the snippet)."""
 
 
 def base_snippets() -> list[str]:
@@ -104,11 +106,13 @@ def main() -> None:
 
     # ---- embeddings: encode throughput (sample), then all pairs on N rows
     enc_texts = base[: args.encode_sample]
+    emb = embedding.load("minilm", None, max_seq_length=128)
+    ident = emb.identity
     t0 = time.time()
-    base_emb, ident = embedding.embed_snippets(enc_texts, "minilm", max_seq_length=128, batch_size=64, desc="encode sample")
+    base_emb = embedding.encode_cached(emb, enc_texts, None, batch_size=64, desc="encode sample")
     enc_rate = len(enc_texts) / (time.time() - t0)
     t0 = time.time()
-    q_emb, _ = embedding.embed_snippets(he, "minilm", max_seq_length=128, batch_size=64, desc="encode HumanEval")
+    q_emb = embedding.encode_cached(emb, he, None, batch_size=64, desc="encode HumanEval")
     t_q_enc = time.time() - t0
     x_emb = base_emb[np.arange(args.n) % len(base_emb)]
     t0 = time.time()

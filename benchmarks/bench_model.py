@@ -159,8 +159,8 @@ def main() -> None:
     if gpu is None:
         print("\nGPU MFU: skipped (no CUDA device)")
     else:
-        print(f"\n| {gpu['what']} | step {gpu['ours_s']:.3f} s | {gpu['ours_tok_s']:.0f} tok/s | "
-              f"MFU {gpu['mfu'] if gpu['mfu'] is None else f'{gpu[chr(109) + chr(102) + chr(117)]:.1%}'} |")
+        m = "unknown peak" if gpu["mfu"] is None else f"{gpu['mfu']:.1%}"
+        print(f"\n| {gpu['what']} | step {gpu['ours_s']:.3f} s | {gpu['ours_tok_s']:.0f} tok/s | MFU {m} |")
 
 
 if __name__ == "__main__":

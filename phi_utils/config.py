@@ -280,11 +280,13 @@ class TrainConfig:
     checkpoint_interval: int = 100
     """Steps between checkpoints."""
     val_fraction: float = 0.05
-    """Share of packed sequences held out for validation."""
-    loss_on_solution_only: bool = True
-    """Finetuning: compute the loss only on solution tokens."""
+    """Share of documents held out (packed separately) for the validation loss."""
+    loss_on_solution_only: bool = False
+    """Finetuning: loss only on solution tokens (the paper does not say it masks prompts, so False); recorded."""
     compile: bool = False
     """Wrap the model in torch.compile."""
+    keep_checkpoints: int = 2
+    """Newest step checkpoints kept on disk (`<step>/final` is always kept)."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
@@ -293,6 +295,8 @@ class TrainConfig:
         _check(self.precision in ("fp32", "bf16", "fp16"), f"train.precision unknown: {self.precision!r}")
         _check(0 <= self.warmup_steps <= self.max_steps, "train.warmup_steps must be in [0, max_steps]")
         _check(0.0 <= self.dropout < 1.0, "train.dropout must be in [0, 1)")
+        _check(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+        _check(self.eval_interval > 0 and self.checkpoint_interval > 0, "train.eval_interval and checkpoint_interval must be positive")
 
 
 # --------------------------------------------------------------------------- evaluation (issue 5)
@@ -493,8 +497,8 @@ def _smoke() -> ProfileConfig:
         exercises=ExerciseConfig(n_exercises=5, max_tokens=200,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=40),
         tokenizer=TokenizerConfig(vocab_size=1024, train_chars=2_000_000),
-        pretrain=TrainConfig(model="smoke", max_steps=20, global_batch_size=8, micro_batch_size=8, seq_len=128,
-                             warmup_steps=4, eval_interval=10, eval_batches=2, checkpoint_interval=10),
+        pretrain=TrainConfig(model="smoke", max_steps=24, global_batch_size=8, micro_batch_size=8, seq_len=128,
+                             warmup_steps=4, eval_interval=6, eval_batches=2, checkpoint_interval=12),
         finetune=TrainConfig(model="smoke", max_steps=10, global_batch_size=8, micro_batch_size=8, seq_len=128,
                              lr=1e-4, warmup_steps=2, weight_decay=0.01, eval_interval=5, eval_batches=2, checkpoint_interval=5),
         eval=EvalConfig(limit=10, max_new_tokens=64, teacher_limit=2, teacher_max_tokens=128, loss_problems=20),
@@ -517,16 +521,16 @@ def _tiny() -> ProfileConfig:
         annotation=AnnotationConfig(n_samples=100, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
                                     card_snippets=8),
         filter=FilterConfig(n_estimators=200),
-        # 1.5B teacher ~19 tok/s: 16 + 4 ablation passages x ~20 s; 22 exercises x ~15 s (notebooks 03/04 budgets)
+        # 1.5B teacher ~19 tok/s: 16 + 4 ablation passages x <= 22 s; 20 exercises x <= 18 s (notebooks 03/04 budgets)
         textbooks=TextbookConfig(n_passages=16, max_tokens=380, ablation_passages=4,
                                  topup_source="synthetic/library-of-phi-textbooks", topup_max=40),
-        exercises=ExerciseConfig(n_exercises=22, max_tokens=300,
+        exercises=ExerciseConfig(n_exercises=20, max_tokens=300,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=200),
         tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
-        pretrain=TrainConfig(model="tiny", max_steps=300, global_batch_size=16, micro_batch_size=8, seq_len=256,
-                             warmup_steps=30, eval_interval=50, checkpoint_interval=100),
-        finetune=TrainConfig(model="tiny", max_steps=100, global_batch_size=16, micro_batch_size=8, seq_len=256,
-                             lr=1e-4, warmup_steps=10, weight_decay=0.01, eval_interval=25, checkpoint_interval=50),
+        pretrain=TrainConfig(model="tiny", max_steps=120, global_batch_size=16, micro_batch_size=8, seq_len=256,
+                             warmup_steps=12, eval_interval=20, checkpoint_interval=60),
+        finetune=TrainConfig(model="tiny", max_steps=40, global_batch_size=16, micro_batch_size=8, seq_len=256,
+                             lr=1e-4, warmup_steps=4, weight_decay=0.01, eval_interval=10, checkpoint_interval=20),
         eval=EvalConfig(limit=40, max_new_tokens=96, teacher_limit=6, teacher_max_tokens=300, loss_problems=0),
         # 1.5B teacher ~2.4-5 s per grade: 4 x 3 model solutions + 8 references + 8 broken = 28 grades
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,

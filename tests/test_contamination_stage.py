@@ -63,6 +63,13 @@ def test_missing_upstream_is_one_clear_error(tmp_path):
     with pytest.raises(ContaminationError, match=r"'exercises'.*notebook 04"):
         run_contamination(cfg, rd)
     assert not rd.is_complete("contamination")
+    # with the data but no finetuned model, retraining is refused up front, naming notebook 07's step
+    cfg, rd = _crafted_run(tmp_path, **{"contamination.retrain": True})
+    for step in ("tokenizer", "pretrain_textbook"):
+        rd.mark_complete(step)
+    with pytest.raises(ContaminationError, match=r"'finetune'.*notebook 07"):
+        run_contamination(cfg, rd)
+    assert not (rd.path / "contamination" / "analysis.json").exists()  # failed before any work
 
 
 def test_stage_finds_planted_contamination(tmp_path):

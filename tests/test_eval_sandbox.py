@@ -57,26 +57,32 @@ def canary(tmp_path: Path) -> Path:
     return d
 
 
-def _run_hostile(path: Path, canary: Path, limits: SandboxLimits | None = None):
+def _run_hostile(path: Path, canary: Path, limits: SandboxLimits | None = None, pool: bool = False):
     # 512 MiB: page faults are slow on small VMs, so a bomb must hit the cap well within the deadline.
     limits = limits or SandboxLimits(memory_mb=512)
     marker = f"PHI_HOSTILE_{uuid.uuid4().hex}"
     before = _tree_digest(canary)
     t0 = time.monotonic()
-    res = run_program(path.read_text(), timeout_s=2.0, limits=limits,
-                      env={"PHI_CANARY_DIR": str(canary), "PHI_HOSTILE_MARKER": marker}, ro_binds=[str(canary)])
+    kw = dict(timeout_s=2.0, limits=limits, env={"PHI_CANARY_DIR": str(canary), "PHI_HOSTILE_MARKER": marker},
+              ro_binds=[str(canary)])
+    if pool:  # the fork-server path of run_programs, followed by a benign program on the same worker
+        res, after = run_programs([path.read_text(), "assert 1 + 1 == 2"], workers=1, progress=False, **kw)
+        assert after.passed, ("the next program on the same worker was affected", after.detail)
+    else:
+        res = run_program(path.read_text(), **kw)
     took = time.monotonic() - t0
     time.sleep(0.05)
     return res, took, before, marker
 
 
+@pytest.mark.parametrize("pool", [False, True], ids=["run_program", "run_programs"])
 @pytest.mark.parametrize("path", HOSTILE_FILES, ids=[p.stem for p in HOSTILE_FILES])
-def test_hostile_program(path: Path, canary: Path) -> None:
+def test_hostile_program(path: Path, canary: Path, pool: bool) -> None:
     expect, bwrap_only = _header(path)
     if bwrap_only and isolation() != "bwrap":
         pytest.skip("needs bubblewrap: without it the fallback cannot protect files, network or other processes")
     parent = os.getppid()
-    res, took, before, marker = _run_hostile(path, canary)
+    res, took, before, marker = _run_hostile(path, canary, pool=pool)
     assert res.status == expect, (res.status, res.detail, res.stderr[-500:])
     assert res.passed == (expect == "passed")
     assert took < 10, f"the harness was held for {took:.1f} s"
@@ -137,10 +143,21 @@ def test_host_tmp_hidden_unless_bound(tmp_path: Path) -> None:
     assert bound.passed, bound.stderr
 
 
-def test_run_programs_keeps_order_and_runs_in_parallel() -> None:
+@pytest.mark.parametrize("fork_server", [True, False])
+def test_run_programs_keeps_order_and_runs_in_parallel(fork_server: bool) -> None:
     codes = [f"import time\ntime.sleep(0.3)\nassert {i} % 3 != 0" for i in range(8)]
     t0 = time.monotonic()
-    res = run_programs(codes, workers=4, timeout_s=5, progress=False)
+    res = run_programs(codes, workers=4, timeout_s=5, progress=False, fork_server=fork_server)
     took = time.monotonic() - t0
     assert [r.passed for r in res] == [i % 3 != 0 for i in range(8)]
     assert took < 8 * 0.3, f"no parallelism: {took:.2f} s"
+
+
+def test_pool_programs_do_not_see_each_other() -> None:
+    """Each program of a worker gets a fresh process and working directory: no state carries over."""
+    codes = ["import os, builtins\nopen('left.txt', 'w').write('x')\nopen('/tmp/shared.txt', 'w').write('x')\n"
+             "open('/dev/shm/s', 'w').write('x')\nbuiltins.POISON = 1\nos.environ['POISON'] = '1'",
+             "import os, builtins\nassert not os.path.exists('left.txt') and not os.path.exists('/tmp/shared.txt')\n"
+             "assert not os.path.exists('/dev/shm/s')\nassert not hasattr(builtins, 'POISON') and 'POISON' not in os.environ"]
+    res = run_programs(codes, workers=1, progress=False)
+    assert res[0].passed and res[1].passed, res[1].stderr

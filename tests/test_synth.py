@@ -189,8 +189,13 @@ def test_open_source_errors_name_the_source(tmp_path):
     bad.write_text('{"problem": "def f():\\n", "solution": "  pass"}\n{oops\n')
     with pytest.raises(OpenDataError, match="bad.jsonl:2"):
         exercise_rows(str(bad))
-    with pytest.raises(OpenDataError, match="no-such/dataset"):
-        exercise_rows("no-such/dataset", 3)
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('[{"problem": "def f():\\n    \\"\\"\\"caf\xe9\\"\\"\\"\\n", "solution": "    return 1"}]'.encode("latin-1"))
+    with pytest.raises(OpenDataError, match="latin1.json: not UTF-8"):
+        exercise_rows(str(latin1))
+    from phi_utils.synth.opendata import missing_local
+
+    assert missing_local(str(tmp_path / "nope.jsonl")) and not missing_local("jinaai/code_exercises")
 
 
 # --------------------------------------------------------------------------- real teacher
@@ -198,14 +203,14 @@ def test_small_generation_with_the_local_teacher(local_teacher):
     from phi_utils.synth.exercises import generate_exercises, parse_rows
     from phi_utils.synth.textbooks import generate_passages, validate_passages
 
-    rows = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=96)
+    rows = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=64)
     assert len(rows) == 2 and all(r["text"] and r["teacher"] == local_teacher.label for r in rows)
     assert rows[0]["seed"] == sample_seed(0, "textbook", 0) and rows[0]["topic"]
-    again = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=96)
+    again = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=64)
     assert [r["text"] for r in again] == [r["text"] for r in rows] and all(r["cached"] for r in again)
     verdicts = validate_passages([r["text"] for r in rows])
     assert all(v.status in ("kept", "no_code", "syntax_error", "code_failed", "timeout", "wrong_output") for v in verdicts)
-    ex = generate_exercises(local_teacher, 2, base_seed=0, max_tokens=128)
+    ex = generate_exercises(local_teacher, 2, base_seed=0, max_tokens=96)
     parse_rows(ex)
     assert all(r["status"] in ("pending", "parse_failed") for r in ex)
     assert all(r["entry_point"].isidentifier() and r["tests"] for r in ex if r["status"] == "pending")
@@ -221,9 +226,9 @@ def test_stages_end_to_end_smoke(local_teacher, tmp_path, monkeypatch):
 
     monkeypatch.setenv("PHI_TEACHER_BASE_URL", local_teacher.base_url)
     cfg = get_profile("smoke")
-    cfg.textbooks.n_passages, cfg.textbooks.ablation_passages, cfg.textbooks.max_tokens = 2, 2, 96
+    cfg.textbooks.n_passages, cfg.textbooks.ablation_passages, cfg.textbooks.max_tokens = 2, 2, 64
     cfg.textbooks.topup_max = 3
-    cfg.exercises.n_exercises, cfg.exercises.max_tokens, cfg.exercises.topup_max = 2, 128, 10
+    cfg.exercises.n_exercises, cfg.exercises.max_tokens, cfg.exercises.topup_max = 2, 96, 10
     rd = RunDir.open(cfg, tmp_path / "run")
     m = run_textbooks(cfg, rd)
     assert m["funnel_generated"]["generated"] == 2 and m["ablation"]["n_each"] == 2

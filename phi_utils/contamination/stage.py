@@ -37,6 +37,7 @@ from .tables import combined_table3, run_table3
 
 STEP = "contamination"
 UPSTREAM = {"exercises": "notebook 04 (synthetic exercises)", "textbooks": "notebook 03 (synthetic textbooks)",
+            "tokenizer": "notebook 05 (tokenizer)", "pretrain_textbook": "notebook 06 (pretraining)",
             "finetune": "notebook 07 (finetuning)"}
 
 
@@ -366,6 +367,13 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
 def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
     """The stage: analysis, pruning counts, retraining (if `cfg.contamination.retrain`) and Table 3."""
     out_dir = rd.path / STEP
+    if force or not rd.is_complete(STEP):
+        # fail fast, before the analysis, when an input of a later part is missing
+        needed = ["exercises"] + (["textbooks"] if cfg.contamination.textbook_check else [])
+        if cfg.contamination.retrain:
+            needed += ["tokenizer", "pretrain_textbook", "finetune"]
+        for step in needed:
+            require_upstream(rd, step)
     with rd.step(STEP, force=force, config=cfg.contamination) as rec:
         if rec is None:
             return json.loads((out_dir / "summary.json").read_text())

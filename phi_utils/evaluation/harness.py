@@ -93,9 +93,9 @@ def check_completions(problems: dict[str, Problem], rows: list[dict[str, Any]], 
         if not isinstance(r["completion"], str):
             raise ValueError(f"{source}:{r.get('_line', i)}: `completion` must be a string")
     t0 = time.time()
-    codes = [build_program(problems[r["task_id"]], r["completion"]) for r in rows]
+    codes = [build_program(problems[r["task_id"]], r["completion"], guard=False) for r in rows]
     res: list[ExecResult] = run_programs(codes, workers=workers, timeout_s=timeout_s, desc="check-samples",
-                                         limits=limits, progress=progress)
+                                         limits=limits, progress=progress, prelude=HUMANEVAL_GUARD)
     out = []
     per_task: dict[str, list[bool]] = defaultdict(list)
     for r, e in zip(rows, res):

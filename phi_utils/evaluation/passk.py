@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
-
-import numpy as np
 
 
 def estimate_pass_at_k(n: int, c: int, k: int) -> float:
@@ -20,7 +19,7 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"pass@{k} needs at least {k} samples per problem, got n={n}")
     if n - c < k:
         return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 def pass_at_k(counts: Iterable[tuple[int, int]], ks: Sequence[int]) -> dict[str, float]:
@@ -34,5 +33,5 @@ def pass_at_k(counts: Iterable[tuple[int, int]], ks: Sequence[int]) -> dict[str,
     out: dict[str, float] = {}
     for k in ks:
         if all(n >= k for n, _ in counts):
-            out[f"pass@{k}"] = float(np.mean([estimate_pass_at_k(n, c, k) for n, c in counts]))
+            out[f"pass@{k}"] = sum(estimate_pass_at_k(n, c, k) for n, c in counts) / len(counts)
     return out

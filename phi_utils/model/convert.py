@@ -77,7 +77,7 @@ def from_hf_state_dict(sd: dict[str, torch.Tensor], source: str = "state dict") 
         if m:
             qkv.setdefault((m["i"], m["p"]), {})[m["w"]] = t
             continue
-        if name.endswith("rotary_emb.inv_freq"):  # old checkpoints saved this buffer
+        if "rotary_emb." in name and name.endswith("inv_freq"):  # old checkpoints saved this buffer
             continue
         for rx, target in _HF_RX:
             m = rx.match(name)

@@ -143,7 +143,8 @@ class CausalSelfAttention(nn.Module):
                 is_causal: bool, cache: KVCache | None) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim)        # (B, T, 3, H, D)
-        qk = apply_rotary(qkv[:, :, :2], *rope)                              # q and k in one go: (B, T, 2, H, D)
+        cos, sin = (t.to(qkv.dtype) for t in rope)                           # autocast: qkv may be bf16
+        qk = apply_rotary(qkv[:, :, :2], cos, sin)                           # q and k in one go: (B, T, 2, H, D)
         q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)                           # 2 x (B, H, T, D)
         v = qkv[:, :, 2].transpose(1, 2)                                     # (B, H, T, D)
         if cache is not None:

@@ -74,6 +74,11 @@ def parse_grade(text: str | None) -> float | None:
 FOLLOW_UP = 'Now give only your grade for the solution, in the form "Grade: N/10".'
 """Second turn sent when the first reply holds no grade (cut by the token cap, or a weak grader)."""
 
+GRADE_GRAMMAR = 'root ::= "Grade: " ("10" | [0-9]) "/10"'
+"""GBNF for the follow-up on a local llama.cpp teacher: the reply can only be a grade (other
+endpoints ignore it and get the plain request). Constraining the *second* turn keeps the paper's
+free verbal evaluation in the first turn while guaranteeing a grade even from a tiny grader."""
+
 
 @dataclass
 class Grade:
@@ -82,7 +87,7 @@ class Grade:
     evaluation: str
     """The grader's reply: verbal evaluation (+ grade); a follow-up reply is appended after `---`."""
     method: str = "failed"
-    """`parsed` (grade in the first reply), `follow-up` (asked again for the grade only) or `failed`."""
+    """`parsed` (grade in the first reply), `follow-up` (asked again for the grade alone) or `failed`."""
     cached: bool = False
     """Served from the teacher cache."""
     error: str | None = None
@@ -94,7 +99,8 @@ def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: 
     """Grade (prompt, full solution) pairs with the teacher at temperature 0; order kept.
 
     When a reply holds no parseable grade (the token cap cut it, or the grader ignored the
-    format), one short follow-up turn asks for the grade alone; `Grade.method` records which.
+    format), one short follow-up turn asks for the grade alone (grammar-constrained on a local
+    teacher, see `GRADE_GRAMMAR`); `Grade.method` records which path gave the grade.
     """
     if not items:
         return []
@@ -112,7 +118,8 @@ def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: 
         second = teacher.chat_many(
             [dict(messages=calls[i]["messages"] + [{"role": "assistant", "content": grades[i].evaluation},
                                                    {"role": "user", "content": FOLLOW_UP}],
-                  temperature=0.0, max_tokens=12, seed=0) for i in retry], desc=f"{desc} (grade only)")
+                  temperature=0.0, max_tokens=12, seed=0, grammar=GRADE_GRAMMAR) for i in retry],
+            desc=f"{desc} (grade only)")
         for i, r in zip(retry, second):
             text = getattr(r, "text", None) or ""
             g = parse_grade(text)

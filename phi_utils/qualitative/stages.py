@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import ProfileConfig
+from ..evaluation.stage import FIG21_MODELS
 from ..rundir import RunDir, RunDirError, read_json, write_json_atomic
 from .api_check import check_api, extract_code, trim_to_parseable
 from .grading import grade_solutions, reliability_summary
@@ -31,12 +32,8 @@ from .problems import UnconventionalProblem, load_problems
 from .prompts import QualitativePrompt, get_prompts
 from .report import markdown_table, qualitative_html, table2_rows
 
-MODEL_VARIANTS: tuple[tuple[str, str], ...] = (
-    ("pretrain_raw", "A: raw code only"),
-    ("pretrain_textbook", "B: CodeTextbook (phi-1-base analog)"),
-    ("finetune", "C: B + CodeExercises (phi-1 analog)"),
-)
-"""The three Figure 2.1 models (step name, label); each checkpoint lives in `<step>/final`."""
+MODEL_VARIANTS: tuple[tuple[str, str], ...] = FIG21_MODELS
+"""The three Figure 2.1 models (step name, label; notebook 08's labels); each checkpoint is `<step>/final`."""
 
 SOLUTION_STOP: list[str] | None = None
 """Stop sequences for a solution body: None = the model package's HumanEval stops (a new top-level line ends it)."""
@@ -333,11 +330,8 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
 
 
 def _humaneval_scores(rd: RunDir) -> dict[str, float]:
-    """HumanEval pass@1 (%) per model label from notebook 08's `eval/scores.json`, where it exists.
-
-    Looks for any mapping under a model's step name that holds a `humaneval` number (0-1 or %);
-    absent or differently shaped files simply give no number (the table then says n/a).
-    """
+    """HumanEval pass@1 (%) per model label from notebook 08's `eval/scores.json`
+    (`models.<step>.humaneval["pass@1"]`), where it exists; otherwise no number (the table says n/a)."""
     path = rd.path / "eval" / "scores.json"
     if not path.exists():
         return {}
@@ -346,31 +340,12 @@ def _humaneval_scores(rd: RunDir) -> dict[str, float]:
     except RunDirError:
         return {}
     out: dict[str, float] = {}
-
-    def find(obj: Any) -> float | None:
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if str(k).lower() in ("humaneval", "humaneval_pass@1", "humaneval/pass@1"):
-                    if isinstance(v, (int, float)):
-                        return float(v) * (100.0 if v <= 1 else 1.0)
-                    inner = find(v)
-                    if inner is not None:
-                        return inner
-                if str(k).lower() in ("pass@1", "pass_at_1") and isinstance(v, (int, float)):
-                    return float(v) * (100.0 if v <= 1 else 1.0)
-            for v in obj.values():
-                inner = find(v) if isinstance(v, dict) else None
-                if inner is not None:
-                    return inner
-        return None
-
+    models = data.get("models") if isinstance(data, dict) else None
     for step, mlabel in MODEL_VARIANTS:
-        node = data.get(step) if isinstance(data, dict) else None
-        if node is None and isinstance(data, dict):
-            node = (data.get("models") or {}).get(step) if isinstance(data.get("models"), dict) else None
-        value = find(node) if node is not None else None
-        if value is not None:
-            out[mlabel] = value
+        entry = (models or {}).get(step) if isinstance(models, dict) else None
+        he = entry.get("humaneval") if isinstance(entry, dict) else None
+        if isinstance(he, dict) and isinstance(he.get("pass@1"), (int, float)):
+            out[mlabel] = round(100.0 * he["pass@1"], 1)
     return out
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -66,7 +67,7 @@ def difficulty(code: str) -> dict[str, int]:
     """Size and branching of a solution: lines, AST nodes, decision points (if/for/while/bool ops...)."""
     lines = [l for l in code.splitlines() if l.strip() and not l.strip().startswith("#")]
     try:
-        tree = ast.parse(code)
+        tree = ast.parse(textwrap.dedent(code))  # a solution is an indented function body
     except SyntaxError:
         return {"lines": len(lines), "ast_nodes": 0, "decisions": 0}
     nodes = list(ast.walk(tree))

@@ -305,7 +305,7 @@ def _measure(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: lis
     from .diversity import assign_topics
 
     m["final_assigned_categories"] = dict(Counter(c for c, _ in assign_topics(emb)))
-    m["tokens_by_origin"] = dict(Counter())
+    m["tokens_by_origin"] = {}
     for r in kept:
         m["tokens_by_origin"][r["origin"]] = m["tokens_by_origin"].get(r["origin"], 0) + approx_tokens(r["text"])
     return m

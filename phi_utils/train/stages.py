@@ -87,7 +87,7 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
     init_from = rd.path / FINETUNE_INIT / "final" if stage == "finetune" else None
     started = time.time()
     trainer = Trainer(tc, mc, train, val, out, env, seed=cfg.seed, tokenizer=tok, init_from=init_from,
-                      parallel=parallel, progress=progress)
+                      parallel=parallel, progress=progress, keep_checkpoints=tc.keep_checkpoints)
     result = trainer.fit(resume=True)
     trainer.export_final(out / "final")
     counts: dict[str, Any] = {}
