@@ -87,7 +87,7 @@ def main() -> None:
     rate = {}
     for name, n, dt in results:
         rate[name] = 60 * n / dt if dt > 0 else float("inf")
-        print(f"| {name} | {n} | {dt:.2f} | {rate[name]:.1f} |")
+        print(f"| {name} | {n} | {dt:.3f} | {rate[name]:,.1f} |")
     pairs = [("textbook passages, cache hit (baseline: replay)", "textbook passages, cache miss (generation)"),
              ("exercises, cache hit (baseline: replay)", "exercises, cache miss (generation)"),
              ("open exercises validated, workers=2", "open exercises validated, workers=1 (baseline)")]

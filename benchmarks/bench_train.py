@@ -84,7 +84,7 @@ def bench_hf_baseline(model: str, vocab: int, seq: int, micro: int, accum: int, 
             with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
                 loss = m(input_ids=x, labels=x).loss / accum
             loss.backward()
-            tot += float(loss)
+            tot += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -527,14 +527,15 @@ def _tiny() -> ProfileConfig:
         exercises=ExerciseConfig(n_exercises=20, max_tokens=300,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=200),
         tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
-        pretrain=TrainConfig(model="tiny", max_steps=120, global_batch_size=16, micro_batch_size=8, seq_len=256,
-                             warmup_steps=12, eval_interval=20, checkpoint_interval=60),
+        pretrain=TrainConfig(model="tiny", max_steps=100, global_batch_size=16, micro_batch_size=8, seq_len=256,
+                             warmup_steps=10, eval_interval=20, checkpoint_interval=50),
         finetune=TrainConfig(model="tiny", max_steps=40, global_batch_size=16, micro_batch_size=8, seq_len=256,
                              lr=1e-4, warmup_steps=4, weight_decay=0.01, eval_interval=10, checkpoint_interval=20),
-        eval=EvalConfig(limit=40, max_new_tokens=96, teacher_limit=6, teacher_max_tokens=300, loss_problems=0),
-        # 1.5B teacher ~2.4-5 s per grade: 4 x 3 model solutions + 8 references + 8 broken = 28 grades
+        eval=EvalConfig(limit=40, max_new_tokens=96, teacher_limit=5, teacher_max_tokens=256, loss_problems=0),
+        # 1.5B teacher ~4-6 s per grade (~250 prompt + <=48 completion tokens):
+        # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~2.5 of the 4 minutes
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
-                                      n_graded=4, n_reliability=8, grade_max_tokens=64),
+                                      n_graded=3, n_reliability=8, grade_max_tokens=48),
         contamination=ContaminationConfig(retrain_steps=30, retrain_taus=[0.95, 0.8], eval_limit=40, max_seq_length=128),
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from phi_utils.config import SHARED_DATA
 from phi_utils.evaluation.harness import check_completions, check_samples_file, cli_check_samples
 from phi_utils.evaluation.passk import estimate_pass_at_k, pass_at_k
-from phi_utils.evaluation.problems import ProblemsUnavailable, load_humaneval, load_mbpp, load_problems, read_jsonl
+from phi_utils.evaluation.problems import load_humaneval, load_mbpp, load_problems, read_jsonl
 
 HAVE_MBPP = (SHARED_DATA / "mbpp" / "mbpp.jsonl").exists()
 

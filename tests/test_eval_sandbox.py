@@ -58,8 +58,8 @@ def canary(tmp_path: Path) -> Path:
 
 
 def _run_hostile(path: Path, canary: Path, limits: SandboxLimits | None = None, pool: bool = False):
-    # 512 MiB: page faults are slow on small VMs, so a bomb must hit the cap well within the deadline.
-    limits = limits or SandboxLimits(memory_mb=512)
+    # 256 MiB: page faults are slow on small VMs, so a bomb must hit the cap well within the deadline.
+    limits = limits or SandboxLimits(memory_mb=256)
     marker = f"PHI_HOSTILE_{uuid.uuid4().hex}"
     before = _tree_digest(canary)
     t0 = time.monotonic()
@@ -100,7 +100,7 @@ def test_hostile_program_without_bwrap(name: str, canary: Path) -> None:
     """The limits-only fallback still gives the right verdict and leaves no process behind."""
     path = HOSTILE / f"{name}.py"
     expect, _ = _header(path)
-    res, took, before, marker = _run_hostile(path, canary, SandboxLimits(memory_mb=512, use_bwrap=False))
+    res, took, before, marker = _run_hostile(path, canary, SandboxLimits(memory_mb=256, use_bwrap=False))
     assert res.isolation == "rlimits"
     assert res.status == expect, (res.status, res.detail, res.stderr[-500:])
     assert took < 10

@@ -40,9 +40,13 @@ def test_auc_and_correlation():
 
 
 def test_grader_prompt_holds_the_exercise_and_the_solution():
-    msgs = grader_messages("def f(x):\n    \"\"\"Double x.\"\"\"\n", "def f(x):\n    return 2 * x\n")
+    prompt = 'def f(x):\n    """Double x."""\n'
+    msgs = grader_messages(prompt, prompt + "    return 2 * x\n")
     assert msgs[0]["role"] == "system" and "Grade: N/10" in msgs[1]["content"]
-    assert "Double x." in msgs[1]["content"] and "return 2 * x" in msgs[1]["content"]
+    assert msgs[1]["content"].count("Double x.") == 1 and "return 2 * x" in msgs[1]["content"]
+    # a solution that rewrote the signature is shown beside the exercise
+    other = grader_messages(prompt, "def f(y):\n    return y + y\n")[1]["content"]
+    assert "Double x." in other and "return y + y" in other
 
 
 def test_grading_through_the_local_teacher(local_teacher):

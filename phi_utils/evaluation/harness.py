@@ -115,6 +115,7 @@ def check_samples_file(samples: str | Path, benchmark: str = "humaneval", ks: Se
     """Score a samples JSONL; writes `<samples>_results.jsonl` next to it."""
     samples = Path(samples)
     rows = [dict(o, _line=i) for i, o in read_jsonl(samples)]
+    given_ids = [r.get("task_id") for r in rows]
     problems = {p.task_id: p for p in load_problems(benchmark, problem_file=problem_file, mbpp_path=mbpp_path)}
     if benchmark.startswith("mbpp"):
         # Accept bare MBPP ids (e.g. 11) as well as "Mbpp/11".
@@ -122,6 +123,8 @@ def check_samples_file(samples: str | Path, benchmark: str = "humaneval", ks: Se
             if str(r.get("task_id", "")).isdigit():
                 r["task_id"] = f"Mbpp/{r['task_id']}"
     result = check_completions(problems, rows, ks, workers, timeout_s, source=str(samples), progress=progress)
+    for row, tid in zip(result.rows, given_ids):  # the results file repeats each input line as given
+        row["task_id"] = tid
     out_path = Path(str(samples) + "_results.jsonl")
     with open(out_path, "w", encoding="utf-8") as f:
         for row in result.rows:

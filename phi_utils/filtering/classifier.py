@@ -198,8 +198,8 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
             # Constant labels (e.g. the smoke teacher) carry no signal: keep a seeded random sample so the
             # pipeline still runs, and say so everywhere the result is shown.
             note = f"{e}; kept a seeded random {fcfg.keep_fraction:.0%} of the corpus instead"
-            model, report = None, ClassifierReport(float(np.median(scores)) if len(scores) else 0.0, len(scores),
-                                                   0, 0, 0, None, None, note=note)
+            y_all, thr_lab = binary_labels(scores, fcfg.label_threshold) if len(scores) else (np.zeros(0, int), 0.0)
+            model, report = None, ClassifierReport(thr_lab, len(scores), int(y_all.sum()), 0, 0, None, None, note=note)
             probs = np.random.default_rng(cfg.seed).random(len(corpus))
             t_score = 0.0
         thr = keep_threshold(probs, fcfg.keep_fraction)

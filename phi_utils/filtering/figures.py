@@ -95,7 +95,10 @@ def roc_and_calibration(report: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate",
            title=f"Held-out ROC (n_test={report.get('n_test')})")
-    ax.legend(fontsize=8)
+    if report.get("roc"):
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no classifier: the labels do not separate files", ha="center", fontsize=9)
     cal = report.get("calibration") or {}
     if cal:
         axes[1].plot(cal["mean_predicted"], cal["fraction_positive"], "o-")

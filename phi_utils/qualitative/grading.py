@@ -19,7 +19,18 @@ GRADER_SYSTEM = ("You are a strict but fair teacher grading a student's Python s
                  "edge cases, and you never run the code.")
 """System message of the grading prompt."""
 
-GRADER_TEMPLATE = """Exercise (the function signature and docstring):
+GRADER_TEMPLATE = """Exercise: the function signature and docstring below state the task; the body is the student's solution.
+```python
+{solution}
+```
+
+Write a short verbal evaluation of the solution (one or two sentences: is it correct, what is wrong).
+Then, on the last line, give the grade as "Grade: N/10", where 10 means fully correct, 5 means partly
+correct and 0 means wrong or missing."""
+"""User message of the grading prompt; `{solution}` is the whole function (prompt + student's body),
+so the docstring appears once (prompt tokens are the teacher's main cost on CPU)."""
+
+GRADER_TEMPLATE_SEPARATE = """Exercise (the function signature and docstring):
 ```python
 {prompt}```
 
@@ -31,7 +42,7 @@ Student's solution:
 Write a short verbal evaluation of the solution (one or two sentences: is it correct, what is wrong).
 Then, on the last line, give the grade as "Grade: N/10", where 10 means fully correct, 5 means partly
 correct and 0 means wrong or missing."""
-"""User message of the grading prompt; `{prompt}` is the exercise, `{solution}` the full function."""
+"""Used when the solution does not start with the exercise's prompt (e.g. a rewritten signature)."""
 
 _NUM = r"(\d{1,2}(?:\.\d+)?)"
 _PATTERNS = (
@@ -43,8 +54,11 @@ _PATTERNS = (
 
 def grader_messages(prompt: str, solution: str) -> list[dict[str, str]]:
     """Chat messages asking the teacher to grade `solution` (the whole function) for `prompt`."""
-    return [{"role": "system", "content": GRADER_SYSTEM},
-            {"role": "user", "content": GRADER_TEMPLATE.format(prompt=prompt, solution=solution.rstrip())}]
+    if solution.startswith(prompt):
+        user = GRADER_TEMPLATE.format(solution=solution.rstrip())
+    else:
+        user = GRADER_TEMPLATE_SEPARATE.format(prompt=prompt, solution=solution.rstrip())
+    return [{"role": "system", "content": GRADER_SYSTEM}, {"role": "user", "content": user}]
 
 
 def parse_grade(text: str | None) -> float | None:

@@ -156,6 +156,12 @@ def _open_rows(source: str, limit: int) -> list[dict[str, Any]]:
             else:
                 lines = code.splitlines()
                 doc_end = fn.body[0].end_lineno
+                body = fn.body[1:]
+                if not body or all(isinstance(b, ast.Pass) or (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))
+                                   for b in body):
+                    row.update(status="parse_failed", detail="empty_solution")
+                    out.append(row)
+                    continue
                 row.update(status="pending", detail="", entry_point=fn.name, docstring=doc, tests=[],
                            prompt="\n".join(lines[:doc_end]) + "\n", solution="\n".join(lines[doc_end:]) + "\n")
         out.append(row)

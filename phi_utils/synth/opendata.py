@@ -154,10 +154,11 @@ def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000, require_co
     path = resolve_source(source)
     label = generator_label(source)
     texts: list[str] = []
+    # `textbook` before `text`: in nampdn-ai/tiny-textbooks, `text` is the web seed and `textbook` the generated passage
     if path is not None:
         for f in _files(path, (".md", ".markdown", ".txt", ".json", ".jsonl")):
             if f.suffix.lower() in (".json", ".jsonl"):
-                texts += [str(r.get("text") or r.get("textbook") or r.get("completion") or "") for r in _read_records(f)]
+                texts += [str(r.get("textbook") or r.get("completion") or r.get("text") or "") for r in _read_records(f)]
             else:
                 try:
                     texts += split_markdown_sections(f.read_text(encoding="utf-8"), max_chars)
@@ -165,7 +166,7 @@ def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000, require_co
                     raise OpenDataError(f"{f}: not UTF-8 ({e})") from e
     else:
         for r in _hub_rows(source, limit * 4 if limit else 0):
-            texts.append(str(r.get("text") or r.get("textbook") or r.get("completion") or ""))
+            texts.append(str(r.get("textbook") or r.get("completion") or r.get("text") or ""))
     texts = [t for t in texts if t.strip()]
     with_code = [t for t in texts if "```python" in t or "```py\n" in t]
     rest = [t for t in texts if t not in set(with_code)]

@@ -7,6 +7,10 @@ Examples::
         --stage pretrain_textbook --parallel fsdp
     python -m phi_utils.train --profile smoke --run-dir /tmp/r --stage finetune --set finetune.max_steps=4
 
+Multi-node: run the same command on every node with `--nnodes=N --rdzv_backend=c10d
+--rdzv_endpoint=HOST:29500 --rdzv_id=JOB` instead of `--standalone`; the run directory must be on a
+filesystem all nodes share (global rank 0 packs the data and writes checkpoints; every rank reads them).
+
 The config comes from `--config` (a JSON ProfileConfig, e.g. a run directory's `run.json`), else
 the run directory's `run.json`, else `--profile`; `--set a.b=value` overrides (value parsed as JSON).
 """

@@ -129,10 +129,10 @@ class Trainer:
         self.raw_model = model.to(env.device)
         self.n_params = compat.num_parameters(self.raw_model)
         self.flops_per_token = compat.flops_per_token(model_cfg, tc.seq_len, n_params=self.n_params)
-        self.model = wrap_model(self.raw_model, env, self.parallel,
-                                mixed_dtype=self.autocast if self.parallel == "fsdp" else None)
-        if tc.compile:
-            self.model = torch.compile(self.model)
+        self.wrapped = wrap_model(self.raw_model, env, self.parallel,
+                                  mixed_dtype=self.autocast if self.parallel == "fsdp" else None)
+        # compile the wrapped model; `self.wrapped` stays reachable for DDP's no_sync
+        self.model = torch.compile(self.wrapped) if tc.compile else self.wrapped
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.model, tc, env.device)
         self.scheduler = make_scheduler(self.optimizer, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
@@ -227,6 +227,9 @@ class Trainer:
         mb, world = self.tc.micro_batch_size, self.env.world_size
         # the same held-out sequences whatever the number of ranks (eval_batches x micro_batch_size)
         n = min(len(self.val), self.tc.eval_batches * mb)
+        n -= n % world  # equal shares: under FSDP every rank must run the same forwards
+        if n == 0:
+            return None
         idx = np.arange(n)[self.env.rank::world]
         was_training = self.model.training
         self.model.eval()
@@ -255,7 +258,7 @@ class Trainer:
             x, y = self.train.batch(idx)
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
             last = j == len(micro) - 1
-            with no_grad_sync(self.model, self.parallel, active=not last):
+            with no_grad_sync(self.wrapped, self.parallel, active=not last):
                 ce = micro_loss_sum(self.model, x, y, self.autocast, env.device)
                 loss = ce * (env.world_size / max(1, n_glob))
                 self.scaler.scale_loss(loss).backward()

@@ -4,5 +4,5 @@ try:
 except MemoryError:
     pass
 blocks = []
-while True:  # then growing in 256 MiB steps until the address-space limit stops it
-    blocks.append(bytearray(256 * 2**20))
+while True:  # then growing in 32 MiB steps until the address-space limit stops it
+    blocks.append(bytearray(32 * 2**20))
