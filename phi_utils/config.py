@@ -287,6 +287,8 @@ class TrainConfig:
     """Wrap the model in torch.compile."""
     keep_checkpoints: int = 2
     """Newest step checkpoints kept on disk (`<step>/final` is always kept)."""
+    num_threads: int = 0
+    """CPU threads torch uses while training (0 = torch's default; 1 avoids OpenMP stalls on a busy shared CPU)."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
@@ -296,6 +298,7 @@ class TrainConfig:
         _check(0 <= self.warmup_steps <= self.max_steps, "train.warmup_steps must be in [0, max_steps]")
         _check(0.0 <= self.dropout < 1.0, "train.dropout must be in [0, 1)")
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+        _check(self.num_threads >= 0, "train.num_threads must be >= 0")
         _check(self.eval_interval > 0 and self.checkpoint_interval > 0, "train.eval_interval and checkpoint_interval must be positive")
 
 
@@ -399,7 +402,7 @@ class ContaminationConfig:
     retrain: bool = True
     """Finetune again on each pruned set and evaluate on similar/non-similar HumanEval."""
     retrain_steps: int = 0
-    """Finetuning steps per pruned set (0 = same as the finetune stage)."""
+    """Finetuning steps per pruned set (0 = as the finetune stage, whose model is the reference; else a control finetuned on all exercises for the same steps is)."""
     retrain_taus: list[float] | None = None
     """The taus whose pruned sets are retrained on (None = all of `taus`); a tau that prunes nothing reuses the finetuned model."""
     eval_limit: int = 0
@@ -501,7 +504,7 @@ def _smoke() -> ProfileConfig:
                              warmup_steps=4, eval_interval=6, eval_batches=2, checkpoint_interval=12),
         finetune=TrainConfig(model="smoke", max_steps=10, global_batch_size=8, micro_batch_size=8, seq_len=128,
                              lr=1e-4, warmup_steps=2, weight_decay=0.01, eval_interval=5, eval_batches=2, checkpoint_interval=5),
-        eval=EvalConfig(limit=10, max_new_tokens=64, teacher_limit=2, teacher_max_tokens=128, loss_problems=20),
+        eval=EvalConfig(limit=5, max_new_tokens=64, teacher_limit=2, teacher_max_tokens=128, loss_problems=10),
         qualitative=QualitativeConfig(max_new_tokens=64, run_timeout_s=2.0, script_timeout_s=10.0, n_problems=5, problem_max_new_tokens=64,
                                       prompts=["alice_bob_charles", "pygame_ball", "tkinter_pew", "pyplot_bar_log",
                                                "chat_pyplot_ta"],
@@ -536,7 +539,7 @@ def _tiny() -> ProfileConfig:
         # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~2.5 of the 4 minutes
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
                                       n_graded=3, n_reliability=8, grade_max_tokens=48),
-        contamination=ContaminationConfig(retrain_steps=30, retrain_taus=[0.95, 0.8], eval_limit=40, max_seq_length=128),
+        contamination=ContaminationConfig(retrain_steps=25, retrain_taus=[0.8], eval_limit=40, max_seq_length=128),
     )
 
 

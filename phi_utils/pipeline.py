@@ -314,7 +314,7 @@ def make_plan(cfg: ProfileConfig) -> Plan:
     ann_prompt = cfg.annotation.max_prompt_chars / 3.5 + 250
     n_ann = cfg.annotation.n_samples + cfg.annotation.reliability_subset
     c_ann = cost(n_ann, ann_prompt, 40, rate_price)
-    c_tb = cost(cfg.textbooks.n_passages, 150, cfg.textbooks.max_tokens, gen_price)
+    c_tb = cost(cfg.textbooks.n_passages + cfg.textbooks.ablation_passages, 150, cfg.textbooks.max_tokens, gen_price)
     c_ex = cost(cfg.exercises.n_exercises, 150, cfg.exercises.max_tokens, gen_price)
     plan.teacher_cost_usd = c_ann + c_tb + c_ex
     backend = "local llama.cpp server" if t.backend == "local" else f"{t.base_url or 'OpenAI API'}"

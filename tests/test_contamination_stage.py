@@ -64,7 +64,7 @@ def test_missing_upstream_is_one_clear_error(tmp_path):
         run_contamination(cfg, rd)
     assert not rd.is_complete("contamination")
     # with the data but no finetuned model, retraining is refused up front, naming notebook 07's step
-    cfg, rd = _crafted_run(tmp_path, **{"contamination.retrain": True})
+    cfg, rd = _crafted_run(tmp_path, **{"contamination.retrain": True, "contamination.retrain_steps": 0})
     for step in ("tokenizer", "pretrain_textbook"):
         rd.mark_complete(step)
     with pytest.raises(ContaminationError, match=r"'finetune'.*notebook 07"):
@@ -120,8 +120,6 @@ def test_minilm_embedding_nearest_neighbour(tmp_path):
 def test_retrain_on_pruned_set_and_score_subsets(tmp_path):
     """Real path: pruned set -> finetune (training package) -> HumanEval in the sandbox -> Table 3 rows.
     The model is a random smoke-size one (the mechanics are under test, not the pass rate)."""
-    import shutil
-
     from phi_utils.model.tokenizer import train_tokenizer
     from phi_utils.train import compat
 
@@ -135,14 +133,17 @@ def test_retrain_on_pruned_set_and_score_subsets(tmp_path):
     mc = compat.model_config(cfg.finetune.model, vocab_size=compat.vocab_size(tok), max_position_embeddings=cfg.finetune.seq_len)
     compat.save_hf(compat.build_model(mc), tok, rd.path / "pretrain_textbook" / "final")
     rd.mark_complete("pretrain_textbook")
-    shutil.copytree(rd.path / "pretrain_textbook" / "final", rd.path / "finetune" / "final")
-    rd.mark_complete("finetune")
 
     run_contamination(cfg, rd)
     out = rd.path / "contamination"
     info = json.loads((out / "retrain.json").read_text())
     assert info["runs"] == [{"tau": 0.95, "removed": 1, "retrained": True,
                              "checkpoint": str(out / "retrain" / "tau_0.95" / "final")}]
+    # 2 steps != the finetune stage's 10: the reference is a control finetuned on all 6 exercises for 2 steps
+    assert info["baseline_checkpoint"] == str(out / "retrain" / "control_all" / "final") and info["steps"] == 2
+    for run in ("control_all", "tau_0.95"):
+        metrics = [json.loads(l) for l in (out / "retrain" / run / "metrics.jsonl").read_text().splitlines()]
+        assert max(m["step"] for m in metrics) == 2
     assert "HumanEval/0" in info["evaluated"] and len(info["evaluated"]) == 2  # one similar, one not
     assert len(datasets.load_from_disk(str(out / "pruned" / "tau_0.95"))) == 5
     for name in ("finetuned", "retrained_tau_0.95"):

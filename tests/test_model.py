@@ -15,7 +15,7 @@ from phi_utils.model import (CheckpointError, ModelConfig, PhiForCausalLM, causa
                              get_model_config, load_checkpoint, save_checkpoint, to_hf_model)
 from phi_utils.model.flops import flops_per_token, matmul_params, mfu, training_flops
 from phi_utils.model.generate import HUMANEVAL_STOP, generate, generate_ids, truncate_at_stop
-from phi_utils.model.model import attention
+from phi_utils.model.model import Rotary, apply_rotary, attention
 from phi_utils.model.tokenizer import EOS, _take_chars, load_tokenizer, run_tokenizer, stdlib_texts, train_tokenizer
 from phi_utils.rundir import RunDir
 
@@ -204,6 +204,20 @@ def test_left_padded_batch_equals_unpadded_rows() -> None:
         assert torch.isfinite(batched).all()  # padding queries must not produce NaN
         for i, r in enumerate(rows):
             torch.testing.assert_close(batched[i, L - len(r):], model(r[None])[0], atol=1e-5, rtol=0)
+
+
+def test_fused_rotary_equals_rotate_half_reference() -> None:
+    rot = Rotary(head_dim=32, rotary_dim=12, theta=10000.0)
+    pos = torch.tensor([[0, 1, 5, 300], [7, 8, 9, 10]])
+    cos, sin, R = rot(pos, torch.float32)
+    qkv = torch.randn(2, 4, 3, 5, 32)                                # (B, T, 3, H, D)
+    fused = qkv * cos + (qkv @ R) * sin
+    inv = 1.0 / (10000.0 ** (torch.arange(0, 12, 2).float() / 12))
+    emb = torch.cat([pos[..., None] * inv] * 2, -1)[:, :, None]       # (B, T, 1, 12)
+    ref_qk = apply_rotary(qkv[:, :, :2], emb.cos()[:, :, None], emb.sin()[:, :, None])
+    torch.testing.assert_close(fused[:, :, :2], ref_qk, atol=1e-6, rtol=0)
+    assert torch.equal(fused[:, :, 2], qkv[:, :, 2])                 # v untouched
+    assert torch.equal(fused[..., 12:], qkv[..., 12:])               # pass-through dims untouched
 
 
 def test_fp16_attention_does_not_overflow() -> None:

@@ -74,6 +74,8 @@ MALFORMED = {
                         "tests": ["assert add(1, 2) == 3"]}),
     "truncated": "```python\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n\nassert add(1, 2) == 3\nassert add(2, 2) ==",
     "split_blocks": "```python\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n```\nTests:\n```python\nassert add(1, 2) == 3\n```",
+    "check_function": "```python\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n\ndef check_add():\n    assert add(1, 2) == 3\n\ncheck_add()\n```",
+    "main_guard": "```python\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n\nif __name__ == \"__main__\":\n    assert add(1, 2) == 3\n```",
     "bare": "def add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n\nassert add(1, 1) == 2\n",
 }
 
@@ -83,7 +85,11 @@ def test_parse_exercise_repairs_common_malformations(kind):
     ex, why = parsing.parse_exercise(MALFORMED[kind], "add")
     assert why == "ok" and ex is not None
     assert ex.entry_point == "add" and '"""' in ex.prompt and "return a + b" in ex.solution
-    assert ex.tests and all(t.startswith("assert add(") for t in ex.tests)
+    assert ex.tests and all(t.startswith(("assert add(", "def check_add", "check_add()")) for t in ex.tests)
+    from phi_utils.synth.exercises import exercise_program, validate_programs
+
+    assert validate_programs([exercise_program(ex.prompt, ex.solution, ex.tests)], 5.0)[0][0] == "kept"
+    assert validate_programs([exercise_program(ex.prompt, "    return a - b\n", ex.tests)], 5.0)[0][0] == "failed_tests"
 
 
 @pytest.mark.parametrize("text,reason", [

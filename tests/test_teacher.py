@@ -351,8 +351,11 @@ def test_teacher_card_records_model_usage_and_capability(local_teacher: Teacher,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
+    from phi_utils.teacher import card as card_mod
     from phi_utils.teacher import write_teacher_card
     from phi_utils.teacher.server import ENV_LABEL, ENV_SHA256
+
+    monkeypatch.setattr(card_mod, "QUICK", {"humaneval": 1, "snippets": 2, "max_tokens": 128})  # keep CI short
 
     monkeypatch.setenv(ENV_BASE_URL, local_teacher.base_url)  # attach, as a notebook kernel does
     monkeypatch.setenv(ENV_LOCAL_MODEL, "smollm2-135m")
@@ -366,7 +369,7 @@ def test_teacher_card_records_model_usage_and_capability(local_teacher: Teacher,
     assert on_disk["label"] == card["label"] == local_teacher.label
     assert on_disk["file_sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     he, rating = on_disk["capability"]["humaneval"], on_disk["capability"]["rating"]
-    assert he["n"] == 2 and 0 <= he["passed"] <= 2 and he["runner"] in ("sandbox", "subprocess")
-    assert rating["n"] == 4 and rating["auc"] is not None and sum(rating["methods"].values()) == 4
-    assert on_disk["usage_run_total"]["requests"] == 6 and on_disk["usage_run_total"]["completion_tokens"] > 0
+    assert he["n"] == 1 and he["passed"] in (0, 1) and he["runner"] in ("sandbox", "subprocess")
+    assert rating["n"] == 2 and rating["auc"] is not None and sum(rating["methods"].values()) == 2
+    assert on_disk["usage_run_total"]["requests"] == 3 and on_disk["usage_run_total"]["completion_tokens"] > 0
     assert {s["label"] for s in on_disk["snippets"]} == {"good", "bad"}

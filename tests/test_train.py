@@ -28,6 +28,16 @@ GOLDEN = REPO / "tests" / "golden" / "train_loss_curve.json"
 VOCAB, SEQ = 128, 32
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP
+    threads per process stall each other; the subprocess tests set OMP_NUM_THREADS=1 likewise."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def synthetic_data(directory: Path, n_train: int = 64, n_val: int = 8, seed: int = 0) -> Path:
     """Learnable sequences (modular arithmetic progressions), independent of any tokenizer or
     Python version, so the golden curve only moves when training itself changes."""
@@ -105,9 +115,6 @@ def test_packing_masks_and_split(tmp_path):
     flat_t, flat_m = np.asarray(tr.tokens).ravel(), np.asarray(tr.mask).ravel()
     n = meta["splits"]["train"]["n_tokens"]
     # rebuild the stream: every document is prompt + solution + <|endoftext|>, prompts masked out
-    stream = []
-    for i, (p, s) in enumerate(docs):
-        stream.append(i)
     text = tok.decode(flat_t[:n].tolist())
     assert text.count("<|endoftext|>") == meta["splits"]["train"]["n_documents"]
     assert (flat_t[:n] == eos).sum() == meta["splits"]["train"]["n_documents"]
@@ -200,11 +207,12 @@ def test_checkpoint_verification_skips_corrupt_and_partial(tmp_path):
         ckpt.write_checkpoint(root, step, {"w": sd["w"] + step}, {"step": step}, keep=5)
     (root / "step_000009.tmp-99999").mkdir()        # a writer killed mid-way
     (root / "step_000012").mkdir()                  # no completion marker
-    assert ckpt.latest_good(root).name == "step_000006"
+    with pytest.warns(UserWarning, match="no _COMPLETE.json"):
+        assert ckpt.latest_good(root).name == "step_000006"
     with open(root / "step_000006" / "model_state.safetensors", "r+b") as f:
         f.seek(40)
         f.write(b"\xff\xff\xff\xff")                 # bit rot
-    with pytest.warns(UserWarning, match="SHA-256 mismatch"):
+    with pytest.warns(UserWarning, match="SHA-256 mismatch"), pytest.warns(UserWarning, match="no _COMPLETE"):
         good = ckpt.latest_good(root)
     assert good.name == "step_000003"
     m, st = ckpt.load_checkpoint_state(good)

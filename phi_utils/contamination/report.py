@@ -105,3 +105,9 @@ def removed_vs_tau(rd: RunDir) -> dict[str, Any]:
 
 def summary(rd: RunDir) -> dict[str, Any]:
     return json.loads((out_dir(rd) / "summary.json").read_text())
+
+
+def retrain_info(rd: RunDir) -> dict[str, Any] | None:
+    """What was retrained (`retrain.json`): evaluated problems, steps, the reference model, runs per τ."""
+    p = out_dir(rd) / "retrain.json"
+    return json.loads(p.read_text()) if p.exists() else None

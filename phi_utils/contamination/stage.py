@@ -336,7 +336,17 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
     taus = [float(t) for t in cc.taus]
     problems = humaneval_problems()
     evaluated = retrain.eval_subset(problems, splits, cc.eval_limit)
-    base_ckpt = require_upstream(rd, "finetune") / "final"
+    steps = cc.retrain_steps or cfg.finetune.max_steps
+    if steps == cfg.finetune.max_steps:
+        # same recipe and budget as the finetune stage: its model is the un-pruned reference ("phi-1")
+        base_ckpt = require_upstream(rd, "finetune") / "final"
+        baseline = f"finetune/final ({steps} steps on all exercises)"
+    else:
+        # a cut budget (CPU profiles): compare like with like, a control finetuned on *all* exercises
+        # with the same number of steps, not the longer-trained finetune stage model
+        base_ckpt = retrain.finetune_on(cfg, rd, require_upstream(rd, "exercises") / "code_exercises",
+                                        out / "retrain" / "control_all", steps, force)
+        baseline = f"control: {steps} steps on all exercises (finetune/final has {cfg.finetune.max_steps})"
     base_passed = retrain.evaluate_checkpoint(cfg, rd, base_ckpt, evaluated, out / "eval" / "finetuned.jsonl", force)
     retrained: dict[float, dict[str, bool]] = {}
     info = []
@@ -360,7 +370,8 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
         ckpt = retrain.finetune_on(cfg, rd, data_path, out / "retrain" / f"tau_{t}", cc.retrain_steps, force)
         retrained[t] = retrain.evaluate_checkpoint(cfg, rd, ckpt, evaluated, out / "eval" / f"retrained_tau_{t}.jsonl", force)
         info.append({"tau": t, "removed": removed, "retrained": True, "checkpoint": str(ckpt)})
-    write_json_atomic(out / "retrain.json", {"evaluated": evaluated, "runs": info})
+    write_json_atomic(out / "retrain.json", {"evaluated": evaluated, "steps": steps, "baseline": baseline,
+                                             "baseline_checkpoint": str(base_ckpt), "runs": info})
     return run_table3(taus, splits, evaluated, base_passed, retrained)
 
 
@@ -371,7 +382,9 @@ def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> di
         # fail fast, before the analysis, when an input of a later part is missing
         needed = ["exercises"] + (["textbooks"] if cfg.contamination.textbook_check else [])
         if cfg.contamination.retrain:
-            needed += ["tokenizer", "pretrain_textbook", "finetune"]
+            needed += ["tokenizer", "pretrain_textbook"]
+            if cfg.contamination.retrain_steps in (0, cfg.finetune.max_steps):
+                needed.append("finetune")  # its model is the reference; with a cut budget a control is trained
         for step in needed:
             require_upstream(rd, step)
     with rd.step(STEP, force=force, config=cfg.contamination) as rec:

@@ -96,7 +96,7 @@ def generate(model: PhiForCausalLM, tokenizer: Any, prompts: list[str], max_new_
     - Prompts longer than `block_size - max_new_tokens` tokens keep their last tokens (logged).
     - Rows are sorted by prompt length and batched `batch_size` at a time; results keep input order.
     """
-    stop = list(HUMANEVAL_STOP if stop is None else stop)
+    stop = [s for s in (HUMANEVAL_STOP if stop is None else stop) if s]
     was_training = model.training
     model.eval()
     enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]

@@ -79,27 +79,50 @@ class KVCache:
 
 # --------------------------------------------------------------------------- rotary
 class Rotary(nn.Module):
-    """cos/sin tables for the first `rotary_dim` dims of each head, computed in fp32 per call
-    (cheap, and exact after `model.half()`, which would otherwise round a stored `inv_freq`)."""
+    """Partial rotary embeddings, applied to the fused (B, T, 3, H, D) qkv tensor in one expression:
 
-    def __init__(self, rotary_dim: int, theta: float) -> None:
+        qkv' = qkv * cos + (qkv @ R) * sin
+
+    `R` (D x D, entries 0/+-1) is GPT-NeoX's "rotate half" on the first `rotary_dim` dims and zero
+    elsewhere; `cos` is 1 and `sin` 0 on the pass-through dims and on v. This equals slicing +
+    rotate_half + cat (`apply_rotary`, the textbook form) exactly, but autograd sees two
+    multiplies and a tiny matmul instead of slices and concatenations (faster backward on CPU).
+    cos/sin are computed in fp32 per call (exact after `model.half()`).
+    """
+
+    def __init__(self, head_dim: int, rotary_dim: int, theta: float) -> None:
         super().__init__()
-        self.rotary_dim, self.theta = rotary_dim, theta
-        self._inv_freq: dict[torch.device, torch.Tensor] = {}
+        self.head_dim, self.rotary_dim, self.theta = head_dim, rotary_dim, theta
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        dev = position_ids.device
-        if dev not in self._inv_freq:
-            exps = torch.arange(0, self.rotary_dim, 2, dtype=torch.float32, device=dev) / self.rotary_dim
-            self._inv_freq[dev] = 1.0 / (self.theta ** exps)
-        freqs = position_ids[..., None].float() * self._inv_freq[dev]   # (B, T, rd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None, None]        # (B, T, 1, 1, rd)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+    def _consts(self, dev: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (dev, dtype)
+        if key not in self._cache:
+            rd, h = self.rotary_dim, self.rotary_dim // 2
+            exps = torch.arange(0, rd, 2, dtype=torch.float32, device=dev) / rd
+            R = torch.zeros(self.head_dim, self.head_dim, device=dev)
+            j = torch.arange(h, device=dev)
+            R[j + h, j] = -1.0      # out[j]     = -x[j + h]
+            R[j, j + h] = 1.0       # out[j + h] =  x[j]
+            self._cache[key] = (1.0 / (self.theta ** exps), R.to(dtype))
+        return self._cache[key]
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cos, sin) of shape (B, T, 3, 1, head_dim) and R (head_dim, head_dim), in `dtype`."""
+        inv_freq, R = self._consts(position_ids.device, dtype)
+        B, T = position_ids.shape
+        freqs = position_ids[..., None].float() * inv_freq                   # (B, T, rd/2)
+        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None]                  # (B, T, 1, rd)
+        cos = freqs.new_ones(B, T, 3, 1, self.head_dim)
+        sin = freqs.new_zeros(B, T, 3, 1, self.head_dim)
+        cos[:, :, :2, :, : self.rotary_dim] = emb.cos()[:, :, None]          # q and k only
+        sin[:, :, :2, :, : self.rotary_dim] = emb.sin()[:, :, None]
+        return cos.to(dtype), sin.to(dtype), R
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first `cos.size(-1)` dims of x (..., D) ("rotate half" layout, as GPT-NeoX and
-    transformers' Phi); the other dims pass through. cos/sin broadcast against x[..., :rd]."""
+    """Reference form: rotate the first `cos.size(-1)` dims of x (..., D) ("rotate half" layout, as
+    GPT-NeoX and transformers' Phi); the other dims pass through. Used by tests and the notebook."""
     rd = cos.size(-1)
     x_rot, x_pass = x[..., :rd], x[..., rd:]
     x1, x2 = x_rot.chunk(2, dim=-1)
@@ -139,14 +162,13 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=True)      # transformers: `dense`
         self.attn_pdrop = config.attn_pdrop
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
                 is_causal: bool, cache: KVCache | None) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim)        # (B, T, 3, H, D)
-        cos, sin = (t.to(qkv.dtype) for t in rope)                           # autocast: qkv may be bf16
-        qk = apply_rotary(qkv[:, :, :2], cos, sin)                           # q and k in one go: (B, T, 2, H, D)
-        q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)                           # 2 x (B, H, T, D)
-        v = qkv[:, :, 2].transpose(1, 2)                                     # (B, H, T, D)
+        cos, sin, R = (t.to(qkv.dtype) for t in rope)                        # autocast: qkv may be bf16
+        qkv = qkv * cos + (qkv @ R) * sin                                    # partial rotary on q, k (see Rotary)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                       # 3 x (B, H, T, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)                        # (B, H, past+T, D)
         y = attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
@@ -175,7 +197,7 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.resid_drop = nn.Dropout(config.resid_pdrop)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
                 is_causal: bool, cache: KVCache | None) -> torch.Tensor:
         h = self.ln(x)                                                        # (B, T, C)
         return x + self.resid_drop(self.attn(h, rope, mask, is_causal, cache)) + self.resid_drop(self.mlp(h))
@@ -195,7 +217,7 @@ class PhiForCausalLM(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=True)  # untied, with bias
-        self.rotary = Rotary(config.rotary_dim, config.rope_theta)
+        self.rotary = Rotary(config.head_dim, config.rotary_dim, config.rope_theta)
         self.gradient_checkpointing = False
         """Recompute each block in backward (saves activation memory for long sequences)."""
         self.apply(self._init_weights)
@@ -240,7 +262,7 @@ class PhiForCausalLM(nn.Module):
         mask, is_causal = self._attn_mask(attention_mask, B, T, past, input_ids.device)
 
         x = self.transformer.drop(self.transformer.wte(input_ids))           # (B, T, C)
-        rope = self.rotary(position_ids, x.dtype)                             # 2 x (B, T, 1, 1, rotary_dim)
+        rope = self.rotary(position_ids, x.dtype)                             # cos, sin (B, T, 3, 1, D); R (D, D)
         for block in self.transformer.h:
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope, mask, is_causal, past_key_values, use_reentrant=False)

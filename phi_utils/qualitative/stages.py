@@ -234,6 +234,8 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
     checkpoint exists, one clear error names the notebooks to run. `teacher` may be passed in
     (tests); otherwise one is made from `cfg.teacher` and closed at the end.
     """
+    from ..evaluation.sandbox import run_programs
+
     q = cfg.qualitative
     out_dir = rd.path / "unconventional"
     if rd.is_complete("unconventional") and not force:
@@ -282,7 +284,6 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
         for step, mlabel, path in models:
             bodies = _generate(path, [p.prompt for p in problems], q.problem_max_new_tokens, q.temperature,
                                q.top_p, SOLUTION_STOP, q.batch_size)
-            from ..evaluation.sandbox import run_programs
             results = run_programs([p.program(b) for p, b in zip(problems, bodies)], workers=q.run_workers,
                                    timeout_s=cfg.eval.timeout_s, desc=f"tests ({mlabel})")
             for p, body, r in zip(problems, bodies, results):

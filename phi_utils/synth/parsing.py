@@ -357,8 +357,25 @@ def _split_exercise(code: str, entry_point: str | None) -> tuple[ParsedExercise 
             if seg and fn.name in seg:
                 tests.append(seg.strip())
     if not tests:
+        tests = _wrapped_tests(code, tree, fn)
+    if not tests:
         return None, "no_tests"
     return ParsedExercise(entry_point=fn.name, prompt=prompt, solution=solution, tests=tests, docstring=doc), "ok"
+
+
+def _wrapped_tests(code: str, tree: ast.Module, fn: ast.FunctionDef) -> list[str]:
+    """Asserts the teacher wrapped in `def check_x(): assert ...` (+ its call) or `if __name__ == "__main__":`."""
+    def has_assert(node: ast.AST) -> bool:
+        return any(isinstance(n, ast.Assert) and fn.name in (ast.get_source_segment(code, n) or "") for n in ast.walk(node))
+
+    tests: list[str] = []
+    for n in tree.body:
+        if isinstance(n, ast.FunctionDef) and n is not fn and not n.args.args and has_assert(n):
+            tests += [(ast.get_source_segment(code, n) or "").strip(), f"{n.name}()"]
+        elif isinstance(n, ast.If) and "__main__" in (ast.get_source_segment(code, n.test) or ""):
+            tests += [(ast.get_source_segment(code, a) or "").strip() for a in n.body
+                      if isinstance(a, ast.Assert) and fn.name in (ast.get_source_segment(code, a) or "")]
+    return [t for t in tests if t]
 
 
 def join_problem_solution(problem: str, solution: str) -> str | None:

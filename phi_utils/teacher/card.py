@@ -42,7 +42,7 @@ RATING_USER = (
     "Answer with a single digit from 0 to 9 first, then one short sentence explaining why.")
 
 # Sizes of the capability check (HumanEval problems, labelled snippets), per mode.
-QUICK = {"humaneval": 2, "snippets": 4, "max_tokens": 256}
+QUICK = {"humaneval": 2, "snippets": 4, "max_tokens": 192}
 FULL = {"humaneval": 3, "snippets": 12, "max_tokens": 384}
 
 

@@ -92,6 +92,15 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+def server_env() -> dict[str, str]:
+    """The server's environment: unbuffered output (the log is complete up to a crash) and, unless
+    set already, OMP_WAIT_POLICY=passive. On 2 cores shared with other work (measured at load ~15,
+    SmolLM2) spinning OpenMP threads starve: passive gave 2.5x prompt and 3-7x generation tok/s."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OMP_WAIT_POLICY", "passive")
+    return env
+
+
 def log_tail(path: Path, n_lines: int = 30) -> str:
     try:
         lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
@@ -140,7 +149,7 @@ class LocalServer:
             log.flush()
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log is complete up to a crash
+                env=server_env(),
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None)
         with _LIVE_LOCK:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -109,14 +108,18 @@ class Trainer:
         self.ckpt_root = self.out_dir / "checkpoints"
         self.metrics_path = self.out_dir / "metrics.jsonl"
         world = env.world_size
-        if tc.global_batch_size % (tc.micro_batch_size * world) != 0:
-            raise ValueError(f"train.global_batch_size {tc.global_batch_size} must be a multiple of "
-                             f"micro_batch_size x ranks = {tc.micro_batch_size} x {world}")
+        if tc.global_batch_size % world != 0:
+            raise ValueError(f"train.global_batch_size {tc.global_batch_size} must be a multiple of the {world} ranks")
+        per_rank = tc.global_batch_size // world
+        # micro_batch_size is a memory cap: use the largest micro-batch <= it that divides this rank's share
+        self.micro = max(m for m in range(1, min(tc.micro_batch_size, per_rank) + 1) if per_rank % m == 0)
         if train.seq_len != tc.seq_len:
             raise ValueError(f"packed data has seq_len {train.seq_len}, config says {tc.seq_len}")
-        self.accum = tc.global_batch_size // (tc.micro_batch_size * world)
+        self.accum = per_rank // self.micro
         self.autocast = AUTOCAST_DTYPES[tc.precision]
 
+        if tc.num_threads > 0 and env.device.type == "cpu":
+            torch.set_num_threads(tc.num_threads)
         torch.manual_seed(seed)  # same initial weights on every rank
         model = compat.build_model(model_cfg)
         if init_from is not None:
@@ -224,9 +227,9 @@ class Trainer:
     def evaluate(self) -> float | None:
         if self.val is None or len(self.val) == 0 or self.tc.eval_batches <= 0:
             return None
-        mb, world = self.tc.micro_batch_size, self.env.world_size
+        mb, world = self.micro, self.env.world_size
         # the same held-out sequences whatever the number of ranks (eval_batches x micro_batch_size)
-        n = min(len(self.val), self.tc.eval_batches * mb)
+        n = min(len(self.val), self.tc.eval_batches * self.tc.micro_batch_size)
         n -= n % world  # equal shares: under FSDP every rank must run the same forwards
         if n == 0:
             return None
@@ -251,7 +254,7 @@ class Trainer:
         t0 = time.perf_counter()
         gidx = self.sampler.global_indices(self.step)
         n_glob = self.train.n_targets(gidx)
-        micro = self.sampler.rank_micro_batches(self.step, env.rank, env.world_size, tc.micro_batch_size)
+        micro = self.sampler.rank_micro_batches(self.step, env.rank, env.world_size, self.micro)
         lr = self.optimizer.param_groups[0]["lr"]
         loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
         for j, idx in enumerate(micro):
