@@ -71,7 +71,7 @@ class TeacherConfig:
     max_retries: int = 6
     """Retries on 429/5xx/timeouts/connection resets (exponential backoff with jitter)."""
     n_ctx: int = 4096
-    """Context window of the local server."""
+    """Context window of the local server (llama-cpp-python keeps n_ctx x vocab float logits: 2.5 GB at 4096 for Qwen)."""
     use_batch_api: bool = False
     """Use OpenAI's Batch API (half price, asynchronous) for paper-scale jobs."""
 
@@ -518,7 +518,7 @@ def _tiny() -> ProfileConfig:
         name="tiny",
         description="The main job: the whole pipeline in <= 60 min on 2 CPU cores; Qwen2.5-Coder-1.5B teacher.",
         time_budget_min=60,
-        teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450),
+        teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450, n_ctx=2048),
         corpus=CorpusConfig(max_files=2000),  # ~25M chars; notebook 02 embeds it in ~100 s on 2 cores
         # ~128 ratings x ~3.4 s (1.5B: ~220 code tokens at ~80 tok/s + 16 reason tokens at ~19 tok/s) fit 8 min.
         annotation=AnnotationConfig(n_samples=100, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,

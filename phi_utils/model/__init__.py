@@ -25,7 +25,7 @@ Checkpoints (Hugging Face format, loadable by transformers.AutoModelForCausalLM)
     to_hf_model(model) / from_hf_model(hf_model)          # in-memory conversion with transformers
 
 Submodules: `generate` (batched generation with stop sequences), `tokenizer` (load/train,
-`run_tokenizer`), `flops` (`flops_per_token`, `mfu`).
+`run_tokenizer`), `flops` (`flops_per_token`, `mfu`), `report` (notebook 05: `run_model_card`).
 """
 
 from .config import PRESET_NAMES, ModelConfig, get_model_config

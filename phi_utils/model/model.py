@@ -24,7 +24,6 @@ The state dict uses nanoGPT/litgpt names (`transformer.h.0.attn.qkv.weight`);
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch

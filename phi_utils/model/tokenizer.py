@@ -63,17 +63,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
     return tok
 
 
-def _run_texts(rd: RunDir) -> tuple[list[str], list[str]]:
-    """(text column iterators' sources, texts) from the run's datasets that exist."""
+def _run_texts(rd: RunDir, max_chars: int) -> tuple[list[str], list[str]]:
+    """(sources used, texts): the `text` column of the run's datasets that exist, an equal share
+    of `max_chars` from each (the leftover of a short one goes to the next)."""
     from datasets import load_from_disk
 
-    used, texts = [], []
-    for step, name in RUN_SOURCES:
-        p = rd.path / step / name
-        if rd.is_complete(step) and p.exists():
-            ds = load_from_disk(str(p))
-            texts.extend(t for t in ds["text"] if t)
-            used.append(f"{step}/{name}")
+    found = [(f"{step}/{name}", rd.path / step / name) for step, name in RUN_SOURCES
+             if rd.is_complete(step) and (rd.path / step / name).exists()]
+    used: list[str] = []
+    texts: list[str] = []
+    budget = max_chars
+    for k, (label, p) in enumerate(found):
+        share = budget // (len(found) - k)
+        got = _take_chars((t for t in load_from_disk(str(p))["text"] if t), share)
+        if got:
+            used.append(label)
+            texts.extend(got)
+            budget -= sum(len(t) for t in got)
     return used, texts
 
 
@@ -115,12 +121,11 @@ def run_tokenizer(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Any:
             tok.save_pretrained(str(out))
             sources, n_chars = [tc.name_or_path], 0
         else:
-            sources, texts = _run_texts(rd)
+            sources, texts = _run_texts(rd, tc.train_chars)
             if not texts:
                 log.warning("no corpus/textbook/exercise datasets in %s; training the tokenizer on the "
                             "Python standard library instead", rd.path)
-                sources, texts = ["python-stdlib"], list(stdlib_texts())
-            texts = _take_chars(texts, tc.train_chars)
+                sources, texts = ["python-stdlib"], _take_chars(stdlib_texts(), tc.train_chars)
             n_chars = sum(len(t) for t in texts)
             tok = train_tokenizer(texts, tc.vocab_size, out)
         rec.counts.update(vocab_size=len(tok), train_chars=n_chars)

@@ -435,17 +435,56 @@ class Teacher:
         r = rating_from_logprobs(res.text, res.logprobs, scale)
         return r if r is not None else rating_from_text(res.text, scale)
 
+    def _rate_one(self, system: str, user: str, scale: Sequence[int], max_tokens: int, sample_index: int) -> Rating:
+        req = self._rating_request(system, user, scale, max_tokens, sample_index)
+        if not self.is_local or max_tokens <= 1:
+            return self._to_rating(self.chat(**req), scale)
+        # llama-cpp-python sorts the whole vocabulary in Python for every token it returns logprobs
+        # for (~0.15 s/token with Qwen's 152k vocab), so the score token is asked for alone, and the
+        # reason in a second request without logprobs that reuses the server's cached prompt prefix.
+        first = self.chat(**{**req, "max_tokens": 1})
+        rating = self._to_rating(first, scale)
+        if first.error:
+            return rating
+        second = self.chat(**{**req, "logprobs": False, "top_logprobs": None})
+        if second.error:
+            return rating
+        if rating.method != "logprobs":
+            return rating_from_text(second.text, scale)
+        rating.raw = second.text
+        rating.reason = rating_from_text(second.text, scale).reason
+        return rating
+
     def rate(self, system: str, user: str, scale: Sequence[int] = tuple(range(10)), max_tokens: int = 32,
              sample_index: int = 0) -> Rating:
         """Score from the score token's logprobs (probability-weighted mean over the scale, method
         `logprobs`); a parsed integer where the endpoint gives no logprobs (`parsed`); else `failed`.
-        The prompt should ask for the score first (each scale value must be a single token, e.g. 0-9)."""
-        return self._to_rating(self.chat(**self._rating_request(system, user, scale, max_tokens, sample_index)), scale)
+        The prompt should ask for the score first (each scale value must be a single token, e.g. 0-9);
+        `max_tokens` bounds the short reason that follows."""
+        return self._rate_one(system, user, scale, max_tokens, sample_index)
 
     def rate_many(self, items: Sequence[tuple[str, str]], desc: str = "rating", scale: Sequence[int] = tuple(range(10)),
                   max_tokens: int = 32, sample_index: int = 0) -> list[Rating]:
-        reqs = [self._rating_request(s, u, scale, max_tokens, sample_index) for s, u in items]
-        return [self._to_rating(r, scale) for r in self.chat_many(reqs, desc=desc)]
+        """`rate` for each (system, user), `teacher.concurrency` at a time; order kept."""
+        return self._map(lambda it: self._rate_one(it[0], it[1], scale, max_tokens, sample_index), list(items), desc)
+
+    def _map(self, fn: Any, items: list[Any], desc: str) -> list[Any]:
+        out: list[Any] = [None] * len(items)
+        bar = tqdm(total=len(items), desc=desc, unit="item", disable=len(items) <= 1)
+        ex = ThreadPoolExecutor(max_workers=max(1, int(self.cfg.concurrency)), thread_name_prefix="teacher")
+        try:
+            futures = {ex.submit(fn, it): i for i, it in enumerate(items)}
+            for fut in as_completed(futures):
+                out[futures[fut]] = fut.result()
+                bar.update(1)
+                bar.set_postfix(self._postfix(), refresh=False)
+        except BaseException:
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            ex.shutdown(wait=True)
+            bar.close()
+        return out
 
     def json_object(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None,
                     **kw: Any) -> dict[str, Any] | None:
