@@ -103,7 +103,7 @@ def main() -> int:
     for r in rows:
         print(f"| {r['model']} | {r['startup_s']:.1f} | {r['prompt_tok_s']:.0f} | {r['gen_tok_s']:.1f} | "
               f"{r['agg_c1']:.1f} | {r['agg_c4']:.1f} | {r['c4_over_c1']:.2f} | {r['real_ms']:.0f} | "
-              f"{r['hit_ms']:.2f} | {r['real_over_hit']:.0f}x |")
+              f"{r['hit_ms']:.3f} | {r['real_over_hit']:,.0f}x |")
     return 0
 
 

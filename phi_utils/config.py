@@ -539,7 +539,7 @@ def _tiny() -> ProfileConfig:
         # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~2.5 of the 4 minutes
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
                                       n_graded=3, n_reliability=8, grade_max_tokens=48),
-        contamination=ContaminationConfig(retrain_steps=25, retrain_taus=[0.8], eval_limit=40, max_seq_length=128),
+        contamination=ContaminationConfig(retrain_steps=15, retrain_taus=[0.8], eval_limit=30, max_seq_length=128),
     )
 
 
