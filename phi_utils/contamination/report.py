@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..rundir import RunDir
-from .stage import STEP, humaneval_problems, load_exercises, mbpp_problems, read_jsonl
+from ..rundir import read_jsonl
+from .stage import STEP, humaneval_problems, load_exercises, mbpp_problems
 from .tables import PAPER_REMOVED
 
 

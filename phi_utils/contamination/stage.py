@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SHARED_DATA, ProfileConfig
-from ..rundir import RunDir, RunDirError, write_json_atomic
+from ..rundir import RunDir, RunDirError, write_json_atomic, write_jsonl_atomic
 from . import ast_match, embedding, ngram
 from .prune import PruneAccumulator
 from .tables import combined_table3, run_table3
@@ -200,19 +200,6 @@ def similarity_scan(problems: Sequence[Problem], corpus_codes: Sequence[str], q_
             "parsed": [x is not None for x in c_str]}
 
 
-def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, default=float) + "\n")
-    tmp.replace(path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
     """n-gram, embedding and AST checks; pruning counts and similar/non-similar splits (no training)."""
     cc = cfg.contamination
@@ -229,12 +216,12 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
     index = ngram.build_index(bench, cc.ngram)
     ng_ex = ngram.find_overlaps(index, ((i, docstring_of(t)) for i, t in zip(ids, ex_prompt)), total=len(ids),
                                 desc=f"{cc.ngram}-gram vs exercises")
-    _write_jsonl(out / "ngram_exercises.jsonl", [o.to_dict() for o in ng_ex])
+    write_jsonl_atomic(out / "ngram_exercises.jsonl", [o.to_dict() for o in ng_ex])
     ng_tb = []
     if tb is not None:
         ng_tb = ngram.find_overlaps(index, ((f"textbook/{i}", t) for i, t in enumerate(tb["text"])), total=len(tb),
                                     desc=f"{cc.ngram}-gram vs CodeTextbook")
-        _write_jsonl(out / "ngram_textbook.jsonl", [o.to_dict() for o in ng_tb])
+        write_jsonl_atomic(out / "ngram_textbook.jsonl", [o.to_dict() for o in ng_tb])
 
     # embeddings (HumanEval vs exercises)
     q_emb = c_emb = None
@@ -264,8 +251,8 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
                "embedding": [{"exercise": ids[j], "index": int(j), "l2": float(v)}
                              for j, v in zip(scan["emb_idx"][qi], scan["emb_val"][qi])]}
         neigh.append(row)
-    _write_jsonl(out / "neighbours.jsonl", neigh)
-    _write_jsonl(out / "exercise_scores.jsonl", [
+    write_jsonl_atomic(out / "neighbours.jsonl", neigh)
+    write_jsonl_atomic(out / "exercise_scores.jsonl", [
         {"exercise": ids[j], "index": j, "parsed": scan["parsed"][j], "ast_best": float(acc.ast_best[j]), "ast_best_problem": he[scan["ast_arg"][j]].task_id,
          "emb_best": None if q_emb is None else float(acc.emb_best[j]),
          "emb_best_problem": None if q_emb is None else he[scan["emb_arg"][j]].task_id} for j in range(len(ids))])
@@ -294,7 +281,7 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
                     {"doc": f"textbook/{src[j]}", "function": funcs[j][:2000], "match_rate": float(v)}
                     for j, v in zip(ts["ast_idx"][qi], ts["ast_val"][qi])]})
             tb_counts = ts["acc"].counts()
-        _write_jsonl(out / "textbook_ast.jsonl", tb_rows)
+        write_jsonl_atomic(out / "textbook_ast.jsonl", tb_rows)
     summary = {
         "n_exercises": len(ids), "n_humaneval": len(he), "n_mbpp": len(mbpp), "ngram": cc.ngram,
         "ngram_exercise_pairs": len(ng_ex),

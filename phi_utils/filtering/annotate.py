@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config import AnnotationConfig, ProfileConfig
-from ..rundir import RunDir, write_json_atomic
+from ..rundir import RunDir, read_jsonl, write_json_atomic
 
 STEP = "annotation"
 PROMPT_VERSION = "v1"
@@ -294,15 +294,7 @@ def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher:
 
 def load_labels_jsonl(rd: RunDir) -> list[dict[str, Any]]:
     """All rows of `annotation/labels.jsonl` (main, repeat and card passes)."""
-    path = rd.require(STEP) / "labels.jsonl"
-    out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: malformed JSON line ({e})") from e
-    return out
+    return read_jsonl(rd.require(STEP) / "labels.jsonl")
 
 
 def rated_examples(rd: RunDir, k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -168,7 +168,6 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
     Writes `filtering/filtered` (kept corpus rows + `score`), `filtering/scores.jsonl` (every
     corpus row's score), `filtering/metrics.json`, `filtering/classifier.joblib`. Returns metrics.
     """
-    import datasets
     import joblib
 
     from ..corpus import load_corpus

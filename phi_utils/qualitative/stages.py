@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Sequence
 
 from ..config import ProfileConfig
 from ..evaluation.stage import FIG21_MODELS
-from ..rundir import RunDir, RunDirError, read_json, write_json_atomic
+from ..rundir import RunDir, RunDirError, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .api_check import check_api, extract_code, trim_to_parseable
 from .grading import grade_solutions, reliability_summary
 from .headless import run_headless
@@ -171,7 +170,7 @@ def run_qualitative(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Qual
                                                q.temperature, q.top_p, [], q.batch_size)
             rows = evaluate_completions(prompts, completions, q.run_timeout_s, q.run_workers, q.script_timeout_s)
             labels = [label for _, label, _ in models]
-            _write_jsonl(out_dir / "completions.jsonl", rows)
+            write_jsonl_atomic(out_dir / "completions.jsonl", rows)
             _write_csv(out_dir / "summary.csv", rows, ["model", "prompt", "verdict", "run_verdict", "cut_at_limit",
                                                       "api_ok", "error"])
             write_json_atomic(out_dir / "decoding.json", {**decoding, "models": labels,
@@ -180,7 +179,7 @@ def run_qualitative(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Qual
             counts = _verdict_counts(rows, labels)
             rec.counts.update({"prompts": len(prompts), "models": len(labels), "completions": len(rows)})
             rec.extra["verdicts"] = counts
-    rows = _read_jsonl(out_dir / "completions.jsonl")
+    rows = read_jsonl(out_dir / "completions.jsonl")
     meta = read_json(out_dir / "decoding.json")
     labels = meta["models"]
     return QualitativeResult(rows, labels, (out_dir / "table.html").read_text(encoding="utf-8"),
@@ -248,7 +247,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
 
     # 1. the problem set itself: every reference passes, every broken variant fails
     checks = check_problem_set(all_problems, workers=q.run_workers)
-    _write_jsonl(out_dir / "problem_check.jsonl", checks)
+    write_jsonl_atomic(out_dir / "problem_check.jsonl", checks)
     refs = [c for c in checks if c["variant"] == "reference"]
     broken = [c for c in checks if c["variant"] != "reference"]
     problem_check = {"problems": len(refs), "references_passing": sum(c["passed"] for c in refs),
@@ -272,7 +271,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
                          "grade": g.grade, "grade_method": g.method, "evaluation": g.evaluation, "error": g.error,
                          "teacher": label}
                         for (p, v, _, ok), g in zip(items, grades)]
-            _write_jsonl(out_dir / "reliability.jsonl", rel_rows)
+            write_jsonl_atomic(out_dir / "reliability.jsonl", rel_rows)
             reliability = {"teacher": label, "graded": True, "problems": len(rel_problems),
                            "grades_from_follow_up": sum(g.method == "follow-up" for g in grades),
                            **reliability_summary([g.grade for g in grades], [ok for *_, ok in items])}
@@ -298,7 +297,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
                                                for s in todo], q.grade_max_tokens, desc="grading model solutions")
             for s, g in zip(todo, grades):
                 s["grade"], s["evaluation"], s["grade_method"] = g.grade, g.evaluation, g.method
-        _write_jsonl(out_dir / "solutions.jsonl", solutions)
+        write_jsonl_atomic(out_dir / "solutions.jsonl", solutions)
     finally:
         if own_teacher and teacher is not None:
             teacher.close()
@@ -353,32 +352,11 @@ def _humaneval_scores(rd: RunDir) -> dict[str, float]:
 def _load_unconventional(out_dir: Path) -> UnconventionalResult:
     reliability = read_json(out_dir / "reliability.json")
     return UnconventionalResult(read_json(out_dir / "problem_check.json"), reliability,
-                                _read_jsonl(out_dir / "solutions.jsonl"), read_json(out_dir / "table2.json"),
+                                read_jsonl(out_dir / "solutions.jsonl"), read_json(out_dir / "table2.json"),
                                 reliability.get("teacher"))
 
 
 # ----------------------------------------------------------------------------- small I/O helpers
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, default=str) + "\n")
-    tmp.replace(path)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise RunDirError(f"{path}:{lineno}: malformed JSONL ({e})") from e
-    return rows
-
-
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:

@@ -1,10 +1,8 @@
-"""Small pieces shared by the textbook and exercise stages: teacher access, sandbox runs, I/O."""
+"""Small pieces shared by the textbook and exercise stages: teacher access and sandbox runs."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 
 def open_teacher(cfg: Any, rd: Any) -> Any:
@@ -22,20 +20,6 @@ def run_sandboxed(codes: Sequence[str], timeout_s: float, desc: str) -> list[Any
         return []
     return run_programs(list(codes), workers=2, timeout_s=timeout_s, desc=desc,
                         env={"MPLBACKEND": "Agg", "SDL_VIDEODRIVER": "dummy"})
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, default=str) + "\n")
-    tmp.replace(path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(l) for l in f if l.strip()]
 
 
 def share(counts: dict[str, int], total: int) -> dict[str, float]:

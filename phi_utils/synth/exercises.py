@@ -26,9 +26,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from .common import open_teacher, read_jsonl, run_sandboxed, write_jsonl
+from ..rundir import read_jsonl, write_jsonl_atomic
+from .common import open_teacher, run_sandboxed
 from .diversity import approx_tokens, diversity_report, near_duplicate_mask
-from .parsing import ParsedExercise, parse_exercise, parses
+from .parsing import ParsedExercise, parse_exercise
 from .topics import ExerciseDraw, draw_exercise, sample_seed
 
 STEP = "exercises"
@@ -254,7 +255,7 @@ def run_exercises(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
         if not any(r["status"] == "kept" for r in rows) and rows:
             notes.append("no generated exercise passed its tests" +
                          ("; CodeExercises comes from the open top-up set" if topup else "; CodeExercises is empty"))
-        write_jsonl(out_dir / "exercises.jsonl", allrows)
+        write_jsonl_atomic(out_dir / "exercises.jsonl", allrows)
         save_code_exercises(kept, out_dir / "code_exercises")
         from ..rundir import write_json_atomic
 

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .common import open_teacher, read_jsonl, run_sandboxed, write_jsonl
+from ..rundir import read_jsonl, write_jsonl_atomic
+from .common import open_teacher, run_sandboxed
 from .diversity import approx_tokens, diversity_report, embed, near_duplicate_mask
 from .parsing import claim_agrees, parses, passage_program, split_passage, split_stdout
 from .topics import TextbookDraw, draw_textbook, sample_seed, vocab_sizes
@@ -253,8 +254,8 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
         metrics = _measure(rows, fixed, topup, kept, tc, gen_wall)
         metrics.update(teacher=teacher_label, notes=notes, vocab=vocab_sizes(), wall_s=time.time() - t_start)
 
-        write_jsonl(out_dir / "passages.jsonl", rows + topup)
-        write_jsonl(out_dir / "ablation_passages.jsonl", fixed)
+        write_jsonl_atomic(out_dir / "passages.jsonl", rows + topup)
+        write_jsonl_atomic(out_dir / "ablation_passages.jsonl", fixed)
         _save_textbooks(kept, out_dir / "textbooks")
         metrics["code_textbook"] = build_code_textbook(rd, kept, out_dir / "code_textbook")
         if metrics["code_textbook"]["filtered_code_missing"]:
