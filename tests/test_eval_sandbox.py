@@ -161,3 +161,19 @@ def test_pool_programs_do_not_see_each_other() -> None:
              "assert not os.path.exists('/dev/shm/s')\nassert not hasattr(builtins, 'POISON') and 'POISON' not in os.environ"]
     res = run_programs(codes, workers=1, progress=False)
     assert res[0].passed and res[1].passed, res[1].stderr
+
+
+def test_interpreter_in_a_venv_under_tmp_stays_visible(tmp_path):
+    """A checkout (and its venv) under /tmp must still run: the sandbox's own /tmp is a private tmpfs."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    assert str(venv).startswith("/tmp/")
+    limits = SandboxLimits(python=str(venv / "bin" / "python"), site=True)  # site: the venv is activated
+    res = run_program("import sys\nprint(sys.prefix)", timeout_s=20, limits=limits)
+    assert res.passed, res.detail
+    assert res.stdout.strip() == str(venv)
+    pooled = run_programs(["print(1 + 1)", "assert False"], workers=1, timeout_s=20, limits=limits)
+    assert [r.passed for r in pooled] == [True, False]

@@ -165,7 +165,7 @@ def _warn_weak() -> None:
         print(f"WARNING: {msg}", file=sys.stderr)
 
 
-def _bwrap_args(tmp_size_mb: int, ro_binds: Iterable[str], network: bool) -> list[str]:
+def _bwrap_args(tmp_size_mb: int, ro_binds: Iterable[str], network: bool, python: str = sys.executable) -> list[str]:
     size = str(int(tmp_size_mb) << 20)
     args = ["--unshare-all"]
     if network:
@@ -175,11 +175,20 @@ def _bwrap_args(tmp_size_mb: int, ro_binds: Iterable[str], network: bool) -> lis
              "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
              "--proc", "/proc",
              "--size", size, "--tmpfs", "/tmp"]
-    for p in ro_binds:
+    for p in [*ro_binds, *_hidden_interpreter_paths(python)]:
         if os.path.exists(p):
             args += ["--ro-bind", p, p]
     args += ["--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
     return args
+
+
+def _hidden_interpreter_paths(python: str) -> list[str]:
+    """The interpreter's installation (a venv root or a prefix) when it lives under /tmp or /var/tmp,
+    e.g. a venv in a CI checkout there: the sandbox's private tmpfs would hide it, so it is bound
+    back read-only."""
+    roots = {os.path.dirname(os.path.dirname(os.path.abspath(python))),
+             os.path.dirname(os.path.dirname(os.path.realpath(python)))}
+    return sorted(r for r in roots if any(r == t or r.startswith(t + os.sep) for t in ("/tmp", "/var/tmp")))
 
 
 # --------------------------------------------------------------------------- process-count limits
@@ -369,7 +378,7 @@ def run_program(code: str, timeout_s: float = 5.0, limits: SandboxLimits | None 
 
     host_tmp = None
     if bwrap:
-        argv = [bwrap, *_bwrap_args(limits.tmp_size_mb, ro_binds, limits.network), "--", *_python_argv(limits)]
+        argv = [bwrap, *_bwrap_args(limits.tmp_size_mb, ro_binds, limits.network, limits.python), "--", *_python_argv(limits)]
         child_tmp = "/tmp"
     else:
         host_tmp = tempfile.mkdtemp(prefix="phi_sandbox_")
@@ -635,8 +644,9 @@ def _start_server(limits: SandboxLimits, env: dict[str, str] | None, ro_binds: l
     assert bwrap
     py = [limits.python, "-s", "-P"] + ([] if limits.site else ["-S"])
     io_size = str(2 * (int(limits.file_size_mb) << 20) + (1 << 20))
-    argv = [bwrap, *_bwrap_args(limits.tmp_size_mb, ro_binds, limits.network), "--size", io_size, "--tmpfs", "/var/tmp",
-            "--", *py, "-c", SERVER_SRC]
+    argv = [bwrap, *_bwrap_args(limits.tmp_size_mb, ro_binds, limits.network, limits.python),
+            "--size", io_size, "--tmpfs", "/var/tmp",
+            *[a for p in _hidden_interpreter_paths(limits.python) for a in ("--ro-bind", p, p)], "--", *py, "-c", SERVER_SRC]
     cg = _new_cgroup(limits.max_processes + 4)  # + bwrap, its reaper, the server
     return ForkServer(argv, _child_env(env, limits, "/tmp"), _make_preexec(limits, cg, None), "/tmp",
                       (lambda: _kill_cgroup(cg)) if cg else (lambda: None), prelude)
