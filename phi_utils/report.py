@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Any
 
 from .config import REPO_ROOT
 from .rundir import RunDir, read_json
@@ -53,8 +52,13 @@ def results_markdown(rd: RunDir) -> str:
     card_path = rd.path / "teacher" / "card.json"
     if card_path.exists():
         card = read_json(card_path)
+        cap = card.get("capability") or {}
+        he, rating = cap.get("humaneval") or {}, cap.get("rating") or {}
+        auc = rating.get("auc")
         parts.append(f"**Teacher**: {card.get('label', card.get('model', '?'))}; capability check: "
-                     f"{_short(card.get('capability'))}.")
+                     f"HumanEval {he.get('passed')}/{he.get('n')} of the first problems (greedy), rating AUC "
+                     f"{'n/a' if auc is None else f'{auc:.2f}'} on {rating.get('n')} labelled good/bad snippets "
+                     f"(0.5 = no signal).")
     summary = _summary_table(rd)
     if summary:
         parts += ["### Stages", summary]
@@ -68,13 +72,6 @@ def results_markdown(rd: RunDir) -> str:
     if figs:
         parts.append("Figures: " + ", ".join(f"`figures/{f.name}`" for f in figs))
     return "\n\n".join(parts)
-
-
-def _short(obj: Any) -> str:
-    if not isinstance(obj, dict):
-        return str(obj)
-    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in obj.items()
-                     if not isinstance(v, (dict, list)))
 
 
 def update_readme(rd: RunDir, readme: Path = REPO_ROOT / "README.md") -> None:

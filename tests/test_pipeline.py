@@ -123,3 +123,21 @@ def test_paper_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkey
     assert "100,000 samples rated" in out and "1.42B params" in out and "A100-hours" in out and "$" in out
     assert "36,000 steps x 1024 seqs" in out
     assert (REPO_ROOT / "runs" / "paper").exists() == existed  # no run directory made
+
+
+def test_results_block_is_regenerated_from_the_run(three_stages, tmp_path):
+    from phi_utils.report import END, START, update_readme
+    from phi_utils.rundir import RunDir
+
+    nbdir, stages = three_stages
+    rd_path = tmp_path / "run"
+    run_pipeline("smoke", rd_path, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    (rd_path / "eval").mkdir()
+    (rd_path / "eval" / "table1.csv").write_text("source,model,humaneval\npaper-reported,phi-1,50.6\nthis run,C,0.0\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{START}\nold\n{END}\ntail\n")
+    update_readme(RunDir(rd_path, "smoke"), readme)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith(f"{END}\ntail\n")
+    assert "| paper-reported | phi-1 | 50.6 |" in text and "| 01_b | done |" in text
+    assert (rd_path / "RESULTS.md").exists()
