@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from .config import CorpusConfig, ProfileConfig
-from .rundir import RunDir, write_json_atomic
+from .rundir import RunDir, save_dataset, write_json_atomic
 
 STEP = "corpus"
 DATASET_NAME = "dataset"
@@ -474,7 +474,7 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str,
             raise (e.__cause__ if isinstance(e.__cause__, CorpusError) else e) from None
         if counts["kept"] == 0:
             raise CorpusError(f"corpus.source={cfg.corpus.source!r}: no file survived cleaning ({dict(counts)})")
-        ds.save_to_disk(str(rec.path / DATASET_NAME))
+        save_dataset(ds, rec.path / DATASET_NAME)
         del ds
         shutil.rmtree(cache, ignore_errors=True)
         lic = {k: {**asdict(v), "files_kept": kept_by_dist.get(k, 0)} for k, v in licences.items()}

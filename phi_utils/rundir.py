@@ -72,6 +72,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def save_dataset(ds: Any, path: Path) -> None:
+    """`ds.save_to_disk(path)`, also for an empty dataset (datasets writes 0 shards for 0 rows, which
+    `load_from_disk` then cannot read back)."""
+    ds.save_to_disk(str(path), num_shards=1 if len(ds) == 0 else None)
+
+
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write JSONL via a temp file + rename (a crash leaves the old file or the new one, never half)."""
     path = Path(path)

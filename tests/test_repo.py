@@ -81,3 +81,12 @@ def test_every_stage_has_its_notebook():
     names = {p.stem for p in NOTEBOOKS}
     missing = [s.notebook for s in STAGES if s.notebook not in names]
     assert not missing, f"stages without a notebook: {missing}"
+
+
+def test_empty_datasets_round_trip(tmp_path):
+    from datasets import Dataset, load_from_disk
+
+    from phi_utils.rundir import save_dataset
+
+    save_dataset(Dataset.from_dict({"text": []}), tmp_path / "empty")
+    assert len(load_from_disk(str(tmp_path / "empty"))) == 0

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SHARED_DATA, ProfileConfig
-from ..rundir import RunDir, RunDirError, write_json_atomic, write_jsonl_atomic
+from ..rundir import RunDir, RunDirError, save_dataset, write_json_atomic, write_jsonl_atomic
 from . import ast_match, embedding, ngram
 from .prune import PruneAccumulator
 from .tables import combined_table3, run_table3
@@ -307,7 +307,7 @@ def pruned_dataset(rd: RunDir, tau: float, out: Path):
     keep = np.flatnonzero(~masks[taus.index(float(tau))])
     ds = ex.select(keep.tolist())
     path = out / "pruned" / f"tau_{tau}"
-    ds.save_to_disk(str(path))
+    save_dataset(ds, path)
     return ds, path
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..config import FilterConfig, ProfileConfig
-from ..rundir import RunDir, write_json_atomic
+from ..rundir import RunDir, save_dataset, write_json_atomic
 
 STEP = "filtering"
 
@@ -219,7 +219,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
             "report": asdict(report), "note": note,
         }
         if rank == 0:
-            filtered.save_to_disk(str(rec.path / "filtered"))
+            save_dataset(filtered, rec.path / "filtered")
             with open(rec.path / "scores.jsonl", "w", encoding="utf-8") as f:
                 for i, (pth, s) in enumerate(zip(corpus["path"], probs)):
                     f.write(json.dumps({"id": i, "path": pth, "score": float(s), "kept": bool(s >= thr)}) + "\n")

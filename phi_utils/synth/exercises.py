@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..rundir import read_jsonl, write_jsonl_atomic
+from ..rundir import read_jsonl, save_dataset, write_jsonl_atomic
 from .common import open_teacher, run_sandboxed
 from .diversity import approx_tokens, diversity_report, near_duplicate_mask
 from .parsing import ParsedExercise, parse_exercise
@@ -324,7 +324,7 @@ def save_code_exercises(kept: list[dict[str, Any]], path: Path) -> None:
         "function_name": [r.get("function_name") or "" for r in kept], "topic": [r.get("topic") or "" for r in kept],
     }
     data["n_tokens"] = [approx_tokens(t) for t in data["text"]]
-    Dataset.from_dict(data).save_to_disk(str(path))
+    save_dataset(Dataset.from_dict(data), path)
 
 
 def load_metrics(rd: Any) -> dict[str, Any]:

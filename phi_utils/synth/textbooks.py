@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..rundir import read_jsonl, write_jsonl_atomic
+from ..rundir import read_jsonl, save_dataset, write_jsonl_atomic
 from .common import open_teacher, run_sandboxed
 from .diversity import approx_tokens, diversity_report, embed, near_duplicate_mask
 from .parsing import claim_agrees, parses, passage_program, split_passage, split_stdout
@@ -320,7 +320,7 @@ def _save_textbooks(kept: list[dict[str, Any]], path: Path) -> None:
     data["words"] = [list(w or []) for w in data["words"]]
     data["seed"] = [(-1 if s is None else int(s)) for s in data["seed"]]
     data["n_tokens"] = [approx_tokens(t) for t in data["text"]]
-    Dataset.from_dict(data).save_to_disk(str(path))
+    save_dataset(Dataset.from_dict(data), path)
 
 
 def build_code_textbook(rd: Any, kept: list[dict[str, Any]], path: Path) -> dict[str, Any]:
@@ -336,7 +336,7 @@ def build_code_textbook(rd: Any, kept: list[dict[str, Any]], path: Path) -> dict
     sources = ["filtered_code"] * len(code_texts) + ["textbook"] * len(kept)
     origins = ["filtered_code"] * len(code_texts) + [r["origin"] for r in kept]
     ntok = [approx_tokens(t) for t in texts]
-    Dataset.from_dict({"text": texts, "source": sources, "origin": origins, "n_tokens": ntok}).save_to_disk(str(path))
+    save_dataset(Dataset.from_dict({"text": texts, "source": sources, "origin": origins, "n_tokens": ntok}), path)
     by_source: dict[str, int] = {}
     for s, n in zip(sources, ntok):
         by_source[s] = by_source.get(s, 0) + n
