@@ -146,6 +146,17 @@ def test_ngram_detector_finds_shared_13_grams_only():
     assert {p.doc_id for p in ngram.overlap_table(problems, docs, n=10)} == {"ex1", "ex2"}
 
 
+def test_ngram_index_matches_short_texts_whole_only_when_asked():
+    problems = {"MBPP/2": "Write a function to find the shared elements from the given two lists."}  # 13 words
+    short = {"MBPP/17": "Write a function to find the perimeter of a square."}  # 10 words
+    doc = "Exercise: write a function to find the perimeter of a square, using only integers."
+    assert ngram.build_index(short, n=13).query(doc) == {}  # the paper's definition: no 13-gram, no match
+    idx = ngram.build_index({**problems, **short}, n=13, min_short_words=5)
+    assert list(idx.query(doc)) == ["MBPP/17"]
+    assert idx.query("find the perimeter of a") == {}  # a fragment of the short text is not the text
+    assert ngram.build_index({"x": "sort a list"}, n=13, min_short_words=5).query("please sort a list now") == {}
+
+
 def test_ngram_index_scales_linearly():
     """100k documents stream through the index without any pairwise loop (a few seconds)."""
     import time

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from phi_utils.config import SHARED_DATA, get_profile
 from phi_utils.pipeline import STAGES, run_pipeline
 from phi_utils.plots import FIGURES_DIR
 
@@ -14,6 +15,11 @@ pytestmark = pytest.mark.notebooks
 
 @pytest.mark.timeout(40 * 60)  # the assertion below holds it to its 15-minute budget
 def test_smoke_pipeline_runs_every_notebook(tmp_path):
+    # SmolLM2 cannot write exercises that pass their tests: smoke's CodeExercises is the open top-up set
+    topup = SHARED_DATA / get_profile("smoke").exercises.topup_source
+    if not topup.exists():
+        pytest.skip(f"smoke needs the open exercise set at {topup} (shared data absent): without it "
+                    f"CodeExercises is empty and notebook 07 stops, by design, with an error saying so")
     figures_before = {p: p.stat().st_mtime for p in FIGURES_DIR.glob("*.png")}
     t0 = time.time()
     results = run_pipeline("smoke", tmp_path / "smoke")

@@ -50,17 +50,32 @@ class NgramOverlap:
 
 @dataclass
 class NgramIndex:
-    """Hash index of the n-grams of a (small) set of benchmark texts."""
+    """Hash index of the n-grams of a (small) set of benchmark texts.
+
+    With `min_short_words` > 0, a benchmark text shorter than n words (most MBPP prompts are one
+    sentence) but at least that long is matched when a document contains its whole word run, so
+    short problems are not exempt by construction (generation-time decontamination uses 5). The
+    paper's §5 definition is plain 13-gram overlap: `min_short_words = 0`.
+    """
 
     n: int = 13
+    min_short_words: int = 0
     table: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     texts: dict[int, str] = field(default_factory=dict)
     """hash -> the n-gram string (first seen), to show overlaps readably."""
+    short: list[tuple[str, str]] = field(default_factory=list)
+    """(" w1 w2 ... wk ", problem id) for benchmark texts shorter than n words."""
 
     def add(self, problem_id: str, text: str) -> int:
-        """Index one benchmark text; returns how many n-grams it has."""
+        """Index one benchmark text; returns how many n-grams (or whole short runs) it has."""
+        ws = words(text)
+        if len(ws) < self.n:
+            if self.min_short_words and len(ws) >= self.min_short_words:
+                self.short.append((" " + " ".join(ws) + " ", problem_id))
+                return 1
+            return 0
         k = 0
-        for _, g in ngrams(words(text), self.n):
+        for _, g in ngrams(ws, self.n):
             h = hash(g)
             self.table[h].add(problem_id)
             self.texts.setdefault(h, g)
@@ -68,10 +83,11 @@ class NgramIndex:
         return k
 
     def query(self, text: str) -> dict[str, list[str]]:
-        """problem_id -> the distinct n-grams it shares with `text` (empty dict when none)."""
+        """problem_id -> the distinct n-grams (or whole short texts) it shares with `text`."""
         hits: dict[str, list[str]] = {}
         seen: set[int] = set()
-        for _, g in ngrams(words(text), self.n):
+        ws = words(text)
+        for _, g in ngrams(ws, self.n):
             h = hash(g)
             if h in seen:
                 continue
@@ -80,12 +96,17 @@ class NgramIndex:
             if pids and self.texts.get(h) == g:  # guard against hash collisions
                 for pid in pids:
                     hits.setdefault(pid, []).append(g)
+        if self.short:
+            joined = " " + " ".join(ws) + " "
+            for run, pid in self.short:
+                if run in joined:
+                    hits.setdefault(pid, []).append(run.strip())
         return hits
 
 
-def build_index(problems: dict[str, str], n: int = 13) -> NgramIndex:
-    """Index benchmark texts (problem id -> docstring)."""
-    idx = NgramIndex(n=n)
+def build_index(problems: dict[str, str], n: int = 13, min_short_words: int = 0) -> NgramIndex:
+    """Index benchmark texts (problem id -> docstring); see `NgramIndex` for `min_short_words`."""
+    idx = NgramIndex(n=n, min_short_words=min_short_words)
     for pid, text in problems.items():
         idx.add(pid, text)
     return idx

@@ -2,9 +2,10 @@
 
 The paper checks contamination only after training (§5); here each exercise's docstring is
 compared with every benchmark problem text *before* it enters CodeExercises:
-* n-gram: shares a word n-gram (n = 13 by default, as §5) with a benchmark text. A benchmark text
-  shorter than n words (most MBPP prompts are one sentence) counts as matched when the exercise
-  contains it whole, so short problems are not exempt by construction;
+* n-gram: shares a word n-gram (n = 13 by default, as §5) with a benchmark text, through the same
+  index as the §5 analysis (`phi_utils.contamination.ngram`). A benchmark text shorter than n words
+  (most MBPP prompts are one sentence) counts as matched when the exercise contains it whole, so
+  short problems are not exempt by construction;
 * embedding: MiniLM cosine similarity to some benchmark text >= a threshold.
 Flagged exercises are excluded by default (`ExerciseConfig.decontaminate`) and counted.
 """
@@ -19,7 +20,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .diversity import embed, words
+from ..contamination.ngram import build_index
+from .diversity import embed
+
+SHORT_TEXT_MIN_WORDS = 5
+"""A benchmark text shorter than n words counts as matched when contained whole, if it has at least
+this many words (a 1-4 word "problem" would match generic phrases)."""
 
 
 @dataclass(frozen=True)
@@ -53,39 +59,6 @@ def mbpp_texts() -> list[BenchmarkText]:
 @lru_cache(maxsize=1)
 def benchmark_texts() -> tuple[BenchmarkText, ...]:
     return tuple(humaneval_texts() + mbpp_texts())
-
-
-def ngram_set(text: str, n: int) -> set[tuple[str, ...]]:
-    w = [t for t in words(text) if re.match(r"\w", t)]  # punctuation does not count toward n
-    if len(w) < n:
-        return {tuple(w)} if w else set()
-    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
-
-
-class NgramIndex:
-    """Benchmark n-grams -> benchmark ids; short benchmark texts are matched as whole word runs."""
-
-    def __init__(self, refs: Sequence[BenchmarkText], n: int = 13) -> None:
-        self.n = n
-        self.refs = list(refs)
-        self.index: dict[tuple[str, ...], set[int]] = {}
-        self.short: list[tuple[str, int]] = []
-        for i, r in enumerate(self.refs):
-            w = [t for t in words(r.text) if re.match(r"\w", t)]
-            if len(w) < n:
-                if len(w) >= 5:  # a 1-4 word "problem" would match generic phrases
-                    self.short.append((" " + " ".join(w) + " ", i))
-                continue
-            for g in ngram_set(r.text, n):
-                self.index.setdefault(g, set()).add(i)
-
-    def matches(self, text: str) -> list[int]:
-        hits: set[int] = set()
-        for g in ngram_set(text, self.n):
-            hits |= self.index.get(g, set())
-        joined = " " + " ".join(t for t in words(text) if re.match(r"\w", t)) + " "
-        hits |= {i for s, i in self.short if s in joined}
-        return sorted(hits)
 
 
 @dataclass
@@ -137,14 +110,15 @@ def check_contamination(texts: Sequence[str], n: int = 13, sim_threshold: float 
     refs = list(benchmark_texts() if refs is None else refs)
     if not refs or not texts:
         return [ContaminationFlag([], None, None, False) for _ in texts]
-    idx = NgramIndex(refs, n)
+    keys = [f"{r.benchmark}/{r.task_id}" for r in refs]
+    idx = build_index(dict(zip(keys, (r.text for r in refs))), n, min_short_words=SHORT_TEXT_MIN_WORDS)
     sims = None
     if use_embeddings:
         ref_emb = _benchmark_embeddings() if refs == list(benchmark_texts()) else embed([r.text for r in refs])
         sims = embed(list(texts)) @ ref_emb.T
     out = []
     for k, t in enumerate(texts):
-        ng = [f"{refs[i].benchmark}/{refs[i].task_id}" for i in idx.matches(t)]
+        ng = sorted(idx.query(t))
         ms, near = None, None
         if sims is not None:
             j = int(sims[k].argmax())

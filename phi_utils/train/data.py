@@ -248,7 +248,9 @@ def _iter_exercises(ds: Any) -> Iterator[tuple[str, str]]:
 
 
 def load_dataset_dir(path: Path, what: str) -> Any:
-    """A `datasets` dataset saved with `save_to_disk`, or one clear error naming it."""
+    """A `datasets` dataset saved with `save_to_disk`, or one clear error naming it (and, when it is
+    empty, the stage's own account of why: its `metrics.json` notes, e.g. "no generated exercise
+    passed its tests; CodeExercises is empty")."""
     import datasets
 
     path = Path(path)
@@ -262,8 +264,19 @@ def load_dataset_dir(path: Path, what: str) -> Any:
     if "text" not in ds.column_names:
         raise ValueError(f"{what} dataset {path} has no 'text' column (columns: {ds.column_names})")
     if len(ds) == 0:
-        raise ValueError(f"{what} dataset {path} is empty")
+        raise ValueError(f"{what} dataset {path} is empty{_stage_notes(path.parent)}")
     return ds
+
+
+def _stage_notes(step_dir: Path) -> str:
+    """The notes a data stage left in its metrics.json, as a suffix for an error message."""
+    try:
+        notes = json.loads((step_dir / "metrics.json").read_text()).get("notes") or []
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return ("; the stage that wrote it says: " + "; ".join(map(str, notes)) +
+            ". A teacher that cannot code (SmolLM2) needs the open top-up sets under SHARED_DATA "
+            "(see README, 'Shared data'), or use a stronger teacher (profile tiny)") if notes else ""
 
 
 def prepare_packed(dataset_path: Path, tokenizer: Any, out_dir: Path, seq_len: int, val_fraction: float,
