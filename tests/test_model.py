@@ -206,6 +206,30 @@ def test_left_padded_batch_equals_unpadded_rows() -> None:
             torch.testing.assert_close(batched[i, L - len(r):], model(r[None])[0], atol=1e-5, rtol=0)
 
 
+def test_rowwise_prefill_into_a_dirty_cache_equals_padded_forward() -> None:
+    """generate's prefill runs mixed-length rows one by one into their cache slots; the padding slots
+    may hold anything (here NaN) and decoding must still equal a full left-padded forward."""
+    from phi_utils.model.generate import _prefill
+
+    mc = SHAPES["tiny"]
+    model, _ = _pair(mc, seed=10)
+    lengths, L = [6, 11, 3], 11
+    ids = torch.randint(0, mc.vocab_size, (3, L + 1))
+    mask = torch.ones(3, L + 1, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :L - n] = 0
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask)
+        cache = model.new_cache(3, L + 4)
+        for t in cache.k + cache.v:
+            t.fill_(float("nan"))
+        first = _prefill(model, ids[:, :L], mask[:, :L], lengths, cache)
+        step = model(ids[:, L:], attention_mask=mask, position_ids=mask[:, :L].sum(1, keepdim=True),
+                     past_key_values=cache)
+    torch.testing.assert_close(first, full[:, L - 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(step[:, 0], full[:, L], atol=1e-5, rtol=0)
+
+
 def test_fused_rotary_equals_rotate_half_reference() -> None:
     rot = Rotary(head_dim=32, rotary_dim=12, theta=10000.0)
     pos = torch.tensor([[0, 1, 5, 300], [7, 8, 9, 10]])

@@ -1,7 +1,8 @@
 """Batched generation for evaluation: left padding, KV cache, greedy / temperature + top-p,
 n samples per prompt, stop sequences, early exit when every row has stopped.
 
-Rows that finish (stop sequence or `<|endoftext|>`) are dropped from the batch, so a batch costs
+Prompts of different lengths are prefilled row by row without their padding (`_prefill`), and
+rows that finish (stop sequence or `<|endoftext|>`) are dropped from the batch, so a batch costs
 what its longest completion costs, not `max_new_tokens` for every row.
 """
 
@@ -13,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .model import PhiForCausalLM
+from .model import KVCache, PhiForCausalLM
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,31 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.G
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
+def _prefill(model: PhiForCausalLM, ids: torch.Tensor, mask: torch.Tensor, lengths: list[int],
+             cache: KVCache) -> torch.Tensor:
+    """Run the left-padded prompts (B, L) into `cache`; next-token logits (B, V).
+
+    Prompts of equal length go in one batch. Otherwise each row is run on its own, without its
+    padding, straight into its slots of the shared cache: a batch of mixed-length prompts costs
+    the sum of their lengths instead of B x the longest (transformers pays for the padding).
+    """
+    B, L = ids.shape
+    if min(lengths) == L:
+        h = model.hidden_states(ids, attention_mask=mask, past_key_values=cache)
+        return model.lm_head(h[:, -1])
+    last = []
+    for i, n in enumerate(lengths):
+        pad = L - n
+        for k, v in zip(cache.k, cache.v):  # padding slots are masked, but 0 * NaN would still be NaN
+            k[i, :, :pad] = 0
+            v[i, :, :pad] = 0
+        row = KVCache([k[i:i + 1, :, pad:] for k in cache.k], [v[i:i + 1, :, pad:] for v in cache.v],
+                      length=0, max_len=cache.max_len - pad)
+        last.append(model.hidden_states(ids[i:i + 1, pad:], past_key_values=row)[:, -1])
+    cache.length = L
+    return model.lm_head(torch.cat(last))
+
+
 @torch.inference_mode()
 def generate_ids(model: PhiForCausalLM, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0,
@@ -58,8 +84,7 @@ def generate_ids(model: PhiForCausalLM, prompts: list[list[int]], max_new_tokens
         mask[i, L - len(p):] = 1
     ids, mask = ids.to(dev), mask.to(dev)
     cache = model.new_cache(B, L + max_new_tokens)
-    h = model.hidden_states(ids, attention_mask=mask, past_key_values=cache)
-    logits = model.lm_head(h[:, -1])                                      # (B, V)
+    logits = _prefill(model, ids, mask, [len(p) for p in prompts], cache)    # (B, V)
     next_pos = mask.sum(1, keepdim=True)                                  # (B, 1) position of the next token
     rows = list(range(B))                                                 # original index of each live row
     out: list[list[int]] = [[] for _ in range(B)]

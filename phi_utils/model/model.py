@@ -86,13 +86,14 @@ class Rotary(nn.Module):
     elsewhere; `cos` is 1 and `sin` 0 on the pass-through dims and on v. This equals slicing +
     rotate_half + cat (`apply_rotary`, the textbook form) exactly, but autograd sees two
     multiplies and a tiny matmul instead of slices and concatenations (faster backward on CPU).
-    cos/sin are computed in fp32 per call (exact after `model.half()`).
+    cos/sin come from an fp32 table indexed by position (exact after `model.half()`).
     """
 
     def __init__(self, head_dim: int, rotary_dim: int, theta: float) -> None:
         super().__init__()
         self.head_dim, self.rotary_dim, self.theta = head_dim, rotary_dim, theta
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _consts(self, dev: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         key = (dev, dtype)
@@ -106,17 +107,30 @@ class Rotary(nn.Module):
             self._cache[key] = (1.0 / (self.theta ** exps), R.to(dtype))
         return self._cache[key]
 
-    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(cos, sin) of shape (B, T, 3, 1, head_dim) and R (head_dim, head_dim), in `dtype`."""
-        inv_freq, R = self._consts(position_ids.device, dtype)
-        B, T = position_ids.shape
-        freqs = position_ids[..., None].float() * inv_freq                   # (B, T, rd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None]                  # (B, T, 1, rd)
-        cos = freqs.new_ones(B, T, 3, 1, self.head_dim)
-        sin = freqs.new_zeros(B, T, 3, 1, self.head_dim)
-        cos[:, :, :2, :, : self.rotary_dim] = emb.cos()[:, :, None]          # q and k only
-        sin[:, :, :2, :, : self.rotary_dim] = emb.sin()[:, :, None]
-        return cos.to(dtype), sin.to(dtype), R
+    def _table(self, dev: torch.device, n_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """fp32 (cos, sin) of shape (n_pos', 3, 1, head_dim) for positions 0 .. n_pos'-1 (n_pos' >= n_pos):
+        cos = 1, sin = 0 on v and on the pass-through dims. Grown by doubling, so decoding one token
+        is two index lookups instead of building cos/sin again."""
+        tab = self._tables.get(dev)
+        if tab is None or tab[0].size(0) < n_pos:
+            n = max(n_pos, 2 * tab[0].size(0) if tab is not None else 256)
+            inv_freq, _ = self._consts(dev, torch.float32)
+            freqs = torch.arange(n, device=dev, dtype=torch.float32)[:, None] * inv_freq   # (n, rd/2)
+            emb = torch.cat((freqs, freqs), dim=-1)                                         # (n, rd)
+            cos = torch.ones(n, 3, 1, self.head_dim, device=dev)
+            sin = torch.zeros(n, 3, 1, self.head_dim, device=dev)
+            cos[:, :2, 0, : self.rotary_dim] = emb.cos()[:, None]                          # q and k only
+            sin[:, :2, 0, : self.rotary_dim] = emb.sin()[:, None]
+            self._tables[dev] = tab = (cos, sin)
+        return tab
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype,
+                n_pos: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cos, sin) of shape (B, T, 3, 1, head_dim) and R (head_dim, head_dim), in `dtype`.
+        `n_pos`: an upper bound on the positions + 1 when the caller knows one (saves a device sync)."""
+        _, R = self._consts(position_ids.device, dtype)
+        cos, sin = self._table(position_ids.device, n_pos or int(position_ids.max()) + 1)
+        return cos[position_ids].to(dtype), sin[position_ids].to(dtype), R
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -253,6 +267,7 @@ class PhiForCausalLM(nn.Module):
         """Final-LayerNorm hidden states (B, T, n_embd); arguments as in `forward`."""
         B, T = input_ids.shape
         past = past_key_values.length if past_key_values is not None else 0
+        n_pos = None if position_ids is not None else past + T     # default positions never exceed past + T - 1
         if position_ids is None:
             if attention_mask is not None:  # left padding: a row's first real token gets position 0
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, past:past + T]
@@ -261,7 +276,7 @@ class PhiForCausalLM(nn.Module):
         mask, is_causal = self._attn_mask(attention_mask, B, T, past, input_ids.device)
 
         x = self.transformer.drop(self.transformer.wte(input_ids))           # (B, T, C)
-        rope = self.rotary(position_ids, x.dtype)                             # cos, sin (B, T, 3, 1, D); R (D, D)
+        rope = self.rotary(position_ids, x.dtype, n_pos)                             # cos, sin (B, T, 3, 1, D); R (D, D)
         for block in self.transformer.h:
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope, mask, is_causal, past_key_values, use_reentrant=False)
@@ -288,12 +303,16 @@ class PhiForCausalLM(nn.Module):
     def _attn_mask(attention_mask: torch.Tensor | None, B: int, T: int, past: int,
                    device: torch.device) -> tuple[torch.Tensor | None, bool]:
         """Bool mask (B, 1, T, past + T), True = attend, or None plus an is_causal flag for the fast path."""
+        S = past + T
+        if T == 1 and past > 0:             # decoding: the new token sees every real cached one, and itself
+            if attention_mask is None:
+                return None, False
+            mask = attention_mask[:, None, None, :S].to(torch.bool, copy=True)
+            mask[..., -1] = True
+            return mask, False
         if attention_mask is None or bool(attention_mask.all()):
             if past == 0:
                 return None, True
-            if T == 1:
-                return None, False          # one new token may see every cached one
-        S = past + T
         q_pos = torch.arange(past, S, device=device)[:, None]                 # (T, 1)
         k_pos = torch.arange(S, device=device)[None, :]                       # (1, S)
         mask = (k_pos <= q_pos)[None, None]                                   # (1, 1, T, S) causal
