@@ -185,17 +185,22 @@ class RunDir:
         (self.path / step / MARKER).unlink(missing_ok=True)
 
     @contextmanager
-    def step(self, step: str, force: bool = False, config: Any = None) -> Iterator["StepRecorder | None"]:
+    def step(self, step: str, force: bool = False, config: Any = None,
+             writer: bool = True) -> Iterator["StepRecorder | None"]:
         """`with rd.step("corpus", force) as rec:` yields None when already complete (skip),
-        else a recorder whose `counts` go into the manifest written when the block exits cleanly."""
+        else a recorder whose `counts` go into the manifest written when the block exits cleanly.
+        `writer=False` (a non-zero torchrun rank): do the work but never touch the manifest, so only
+        the rank that writes the outputs can declare them complete."""
         if self.is_complete(step) and not force:
             yield None
             return
-        self.invalidate(step)
+        if writer:
+            self.invalidate(step)
         rec = StepRecorder(self.step_dir(step))
         started = time.time()
         yield rec
-        self.mark_complete(step, counts=rec.counts, config=config, started=started, **rec.extra)
+        if writer:
+            self.mark_complete(step, counts=rec.counts, config=config, started=started, **rec.extra)
 
     # ---------------------------------------------------------------- runner bookkeeping
     def set_key_metric(self, notebook: str, name: str, value: Any) -> None:

@@ -141,3 +141,24 @@ def test_results_block_is_regenerated_from_the_run(three_stages, tmp_path):
     assert "old" not in text and text.endswith(f"{END}\ntail\n")
     assert "| paper-reported | phi-1 | 50.6 |" in text and "| 01_b | done |" in text
     assert (rd_path / "RESULTS.md").exists()
+
+
+def test_step_manifest_is_written_last_and_only_by_the_writer(tmp_path):
+    from phi_utils.config import get_profile
+    from phi_utils.rundir import RunDir
+
+    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    with pytest.raises(RuntimeError):
+        with rd.step("corpus") as rec:
+            (rec.path / "part.jsonl").write_text("{}\n")
+            raise RuntimeError("killed mid-step")
+    assert not rd.is_complete("corpus")  # a failed step is never marked complete
+    with rd.step("corpus", writer=False) as rec:  # a non-zero rank does the work but declares nothing
+        assert rec is not None
+    assert not rd.is_complete("corpus")
+    with rd.step("corpus") as rec:
+        rec.counts = {"n": 1}
+    assert rd.manifest("corpus")["counts"] == {"n": 1}
+    with rd.step("corpus", writer=False, force=True):  # nor does it invalidate rank 0's outputs
+        pass
+    assert rd.is_complete("corpus")

@@ -174,7 +174,8 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
     from .embed import cached_embeddings, rank_and_world
 
     fcfg = cfg.filter
-    with rd.step(STEP, force, config=fcfg) as rec:
+    rank, world = rank_and_world()
+    with rd.step(STEP, force, config=fcfg, writer=rank == 0) as rec:
         if rec is None:
             return json.loads((rd.path / STEP / "metrics.json").read_text())
         t0 = time.time()
@@ -183,7 +184,6 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
         ann = rd.manifest("annotation")
         keys = corpus["sha256"] if "sha256" in corpus.column_names else [str(i) for i in range(len(corpus))]
         emb = cached_embeddings(corpus["text"], keys, fcfg, rd, force=force)
-        rank, world = rank_and_world()
         t_emb = time.time() - t0
         ids = np.array([r["id"] for r in labels], dtype=int)
         scores = np.array([r["score"] for r in labels], dtype=float)
