@@ -375,8 +375,14 @@ class QualitativeConfig:
     """Broken variants graded per reliability problem (0 = all of them)."""
     grade_max_tokens: int = 96
     """Completion cap of one grade (short verbal evaluation + grade)."""
+    grade_method: str = "auto"
+    """`verbal`: the paper's verbal evaluation followed by "Grade: N/10" (parsed); `logprobs`: the grade
+    digit first, read as the probability-weighted mean over 0-9 and rescaled to 0-10 (a small local
+    grader only carries signal there); `auto`: logprobs on a local teacher, verbal on an API."""
 
     def __post_init__(self) -> None:
+        _check(self.grade_method in ("auto", "verbal", "logprobs"),
+               f"qualitative.grade_method must be auto/verbal/logprobs, got {self.grade_method!r}")
         _check(self.max_new_tokens > 0, "qualitative.max_new_tokens must be positive")
         _check(self.problem_max_new_tokens > 0, "qualitative.problem_max_new_tokens must be positive")
         _check(0.0 <= self.temperature <= 2.0, "qualitative.temperature must be in [0, 2]")

@@ -218,13 +218,31 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, stages: str | 
 
 
 def _write_figures_manifest(rd: RunDir) -> None:
+    """Make the committed `figures/` exactly the run's figures (stages skipped because an earlier
+    invocation finished them wrote theirs then), and record where they came from."""
+    import hashlib
+    import shutil
+
     from .plots import FIGURES_DIR
     from .rundir import git_sha
 
+    src = rd.path / "figures"
+    wanted = {p.name for p in src.iterdir() if p.suffix in (".png", ".json")} if src.exists() else set()
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    for p in FIGURES_DIR.iterdir():
+        if p.suffix in (".png", ".json") and p.name != "MANIFEST.json" and p.name not in wanted:
+            p.unlink()  # a figure from an older run that this run did not make
+    for name in sorted(wanted):
+        shutil.copy2(src / name, FIGURES_DIR / name)
+    try:
+        run_dir = str(rd.path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        run_dir = str(rd.path)
     write_json_atomic(FIGURES_DIR / "MANIFEST.json", {
-        "profile": rd.profile, "run_dir": str(rd.path), "git_sha": git_sha(),
+        "profile": rd.profile, "run_dir": run_dir, "git_sha": git_sha(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "figures": sorted(p.name for p in FIGURES_DIR.glob("*.png"))})
+        "figures": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+                    for p in sorted(FIGURES_DIR.glob("*.png"))}})
 
 
 def _fmt_metric(metric: tuple[str, Any] | None) -> str:

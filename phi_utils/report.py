@@ -43,6 +43,47 @@ def _summary_table(rd: RunDir) -> str:
     return "\n".join(lines)
 
 
+def _table1_note(rd: RunDir) -> str:
+    """What moves at CPU scale: the loss of HumanEval's canonical solutions under each model."""
+    p = rd.path / "eval" / "scores.json"
+    if not p.exists():
+        return ""
+    models = read_json(p).get("models") or {}
+    losses = [f"{name} {m['humaneval_canonical_loss']:.3f}" for name, m in models.items()
+              if isinstance(m, dict) and m.get("humaneval_canonical_loss") is not None]
+    if not losses:
+        return ""
+    solved = any((m.get(b) or {}).get("pass@1") for m in models.values() if isinstance(m, dict)
+                 for b in ("humaneval", "mbpp"))
+    lead = ("" if solved else "No trained model solves a problem at this scale, so pass@1 cannot separate them. ")
+    return (lead + "The loss of HumanEval's canonical solutions under each model (nats/token, lower is "
+            "better) moves even where pass@1 does not: " + ", ".join(losses) + ".")
+
+
+def _table2_note(rd: RunDir) -> str:
+    """How far the grader can be trusted: its grades of references vs deliberately broken variants."""
+    p = rd.path / "unconventional" / "reliability.json"
+    if not p.exists():
+        return ""
+    r = read_json(p)
+    if not r.get("graded"):
+        return ""
+    auc = r.get("auc")
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    return (f"Grader reliability ({r.get('teacher')}, grades read by `{r.get('grade_method', 'verbal')}`): on "
+            f"{r.get('n')} reference solutions and broken variants whose correctness the tests establish, the "
+            f"grade separates them with ROC AUC {fmt(auc)} (0.5 = no signal; mean grade {fmt(r.get('mean_grade_passing'))} "
+            f"for passing vs {fmt(r.get('mean_grade_failing'))} for failing code). Read the LLM-grade column against it.")
+
+
+def _table3_note(rd: RunDir) -> str:
+    return ""
+
+
+_TABLE_NOTES = {"eval/table1.csv": _table1_note, "unconventional/table2.csv": _table2_note,
+                "contamination/table3.csv": _table3_note}
+
+
 def results_markdown(rd: RunDir) -> str:
     """The README's results block for the run in `rd`."""
     info = read_json(rd.path / "run.json")
@@ -68,6 +109,9 @@ def results_markdown(rd: RunDir) -> str:
         p = rd.path / rel
         if p.exists():
             parts += [f"### {title}", csv_to_markdown(p)]
+            note = _TABLE_NOTES[rel](rd)
+            if note:
+                parts.append(note)
     figs = sorted((rd.path / "figures").glob("*.png"))
     if figs:
         parts.append("Figures: " + ", ".join(f"`figures/{f.name}`" for f in figs))

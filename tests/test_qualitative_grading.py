@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phi_utils.qualitative.grading import (grade_solutions, grader_messages, parse_grade, pearson,
+from phi_utils.qualitative.grading import (grade_solutions, grader_messages, parse_grade, pearson, resolve_grade_method,
                                            reliability_summary, roc_auc)
 
 
@@ -64,3 +64,17 @@ def test_grading_through_the_local_teacher(local_teacher):
         if g.method != "parsed":  # the grade-only follow-up turn was asked and recorded
             assert "\n---\n" in g.evaluation
         assert g.grade is None or 0.0 <= g.grade <= 10.0
+
+
+def test_logprob_grading_through_the_local_teacher(local_teacher):
+    # the grade-first path: a grade on 0-10 read from the grade token's probabilities
+    prompt = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
+    assert resolve_grade_method("auto", local_teacher) == "logprobs"
+    assert resolve_grade_method("verbal", local_teacher) == "verbal"
+    grades = grade_solutions(local_teacher, [(prompt, prompt + "    return a + b\n"),
+                                             (prompt, "def add(x, y):\n    return x - y\n")], max_tokens=16,
+                             method="logprobs")
+    assert [g.method for g in grades] == ["logprobs", "logprobs"]
+    for g in grades:
+        assert g.error is None and 0.0 <= g.grade <= 10.0
+        assert g.grade != round(g.grade)  # an expected value over the digits, not one parsed digit

@@ -90,3 +90,45 @@ def test_empty_datasets_round_trip(tmp_path):
 
     save_dataset(Dataset.from_dict({"text": []}), tmp_path / "empty")
     assert len(load_from_disk(str(tmp_path / "empty"))) == 0
+
+
+def test_committed_figures_are_exactly_the_manifest():
+    """figures/ holds the latest full tiny run's figures, each listed with its hash, nothing else."""
+    import hashlib
+    import json
+
+    from phi_utils.config import REPO_ROOT
+
+    fig = REPO_ROOT / "figures"
+    manifest = fig / "MANIFEST.json"
+    if not manifest.exists():
+        pytest.skip("no full tiny run recorded yet")
+    listed = json.loads(manifest.read_text())["figures"]
+    assert sorted(listed) == sorted(p.name for p in fig.glob("*.png"))
+    for name, digest in listed.items():
+        assert hashlib.sha256((fig / name).read_bytes()).hexdigest()[:16] == digest, f"{name} changed since the run"
+        assert (fig / name).with_suffix(".json").exists(), f"{name} has no data file beside it"
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name in listed:
+        assert f"figures/{name}" in readme, f"README results block does not list {name}"
+
+
+def test_figures_sync_replaces_stale_figures(tmp_path, monkeypatch):
+    import phi_utils.plots as plots
+    from phi_utils.config import get_profile
+    from phi_utils.pipeline import _write_figures_manifest
+    from phi_utils.rundir import RunDir
+
+    committed = tmp_path / "figures"
+    committed.mkdir()
+    (committed / "README.md").write_text("kept")
+    (committed / "99_stale.png").write_bytes(b"old")
+    monkeypatch.setattr(plots, "FIGURES_DIR", committed)
+    rd = RunDir.open(get_profile("tiny"), tmp_path / "run")
+    (rd.path / "figures").mkdir(exist_ok=True)
+    for stem in ("01_a", "08_b"):
+        (rd.path / "figures" / f"{stem}.png").write_bytes(stem.encode())
+        (rd.path / "figures" / f"{stem}.json").write_text("{}")
+    _write_figures_manifest(rd)
+    assert sorted(p.name for p in committed.iterdir()) == ["01_a.json", "01_a.png", "08_b.json", "08_b.png",
+                                                          "MANIFEST.json", "README.md"]

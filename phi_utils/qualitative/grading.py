@@ -1,7 +1,11 @@
 """LLM grading of solutions 0-10 (the paper's §4, GPT-4's role) and the grader's reliability.
 
 The paper asks GPT-4 for "a short verbal evaluation followed by grades 0-10" (exact prompt not
-published). We do the same through the teacher layer, with a rubric, at temperature 0. The paper
+published). We do the same through the teacher layer, with a rubric, at temperature 0 (`verbal`).
+A small local grader writes "The solution is correct ... Grade: 10/10" for anything (measured:
+Qwen2.5-Coder-1.5B gave 10/10 to every reference, broken variant and garbage completion), so on a
+local teacher the grade is asked for first and read from the grade token's probabilities
+(`logprobs`, the teacher's `rate`; the evaluation sentence follows it). The paper
 does not check the grader; we grade reference solutions and deliberately broken variants (whose
 correctness the tests establish) and report how well the grade separates them (ROC AUC) and how
 it correlates with the tests.
@@ -108,16 +112,37 @@ class Grade:
     """Request error, if any."""
 
 
+GRADER_TEMPLATE_GRADE_FIRST = """Exercise: the function signature and docstring below state the task; the body is the student's solution.
+```python
+{solution}
+```
+
+Grade the solution from 0 to 9: 9 = fully correct, 5 = partly correct, 0 = wrong, missing or not working Python.
+Answer with the grade digit first, then one short sentence of evaluation."""
+"""User message of `logprobs` grading: the grade token comes first, so its probabilities are the grade."""
+
+
+def resolve_grade_method(method: str, teacher: Any) -> str:
+    """`auto` -> `logprobs` on a local teacher, `verbal` on an API teacher (GPT-4, as the paper)."""
+    if method == "auto":
+        return "logprobs" if getattr(teacher, "is_local", False) else "verbal"
+    return method
+
+
 def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: int = 96,
-                    desc: str = "grading", follow_up: bool = True) -> list[Grade]:
+                    desc: str = "grading", follow_up: bool = True, method: str = "verbal") -> list[Grade]:
     """Grade (prompt, full solution) pairs with the teacher at temperature 0; order kept.
 
-    When a reply holds no parseable grade (the token cap cut it, or the grader ignored the
-    format), one short follow-up turn asks for the grade alone (grammar-constrained on a local
-    teacher, see `GRADE_GRAMMAR`); `Grade.method` records which path gave the grade.
+    `verbal` (the paper): when a reply holds no parseable grade (the token cap cut it, or the grader
+    ignored the format), one short follow-up turn asks for the grade alone (grammar-constrained on a
+    local teacher, see `GRADE_GRAMMAR`); `Grade.method` records which path gave the grade.
+    `logprobs`: the grade digit first, its expected value over 0-9 rescaled to 0-10 (`Grade.method`
+    `logprobs`, or `parsed` where the endpoint returns no logprobs).
     """
     if not items:
         return []
+    if method == "logprobs":
+        return _grade_by_logprobs(teacher, items, max_tokens, desc)
     calls = [dict(messages=grader_messages(p, s), temperature=0.0, max_tokens=max_tokens, seed=0)
              for p, s in items]
     results = teacher.chat_many(calls, desc=desc)
@@ -142,6 +167,20 @@ def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: 
                 grades[i].grade, grades[i].method = g, "follow-up"
             grades[i].error = getattr(r, "error", None)
     return grades
+
+
+def _grade_by_logprobs(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: int, desc: str) -> list[Grade]:
+    users = []
+    for prompt, solution in items:
+        shown = solution if solution.startswith(prompt) else f"{prompt.rstrip()}\n# student's solution:\n{solution}"
+        users.append(GRADER_TEMPLATE_GRADE_FIRST.format(solution=shown.rstrip()))
+    ratings = teacher.rate_many([(GRADER_SYSTEM, u) for u in users], desc=desc, max_tokens=max_tokens)
+    out = []
+    for r in ratings:
+        grade = None if r.score is None else round(r.score * 10.0 / 9.0, 3)
+        out.append(Grade(grade, (r.raw or r.reason or "").strip(), r.method if grade is not None else "failed",
+                         False, None if grade is not None else (r.reason or "no grade in the reply")))
+    return out
 
 
 # ----------------------------------------------------------------------------- reliability statistics

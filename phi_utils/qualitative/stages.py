@@ -25,7 +25,7 @@ from ..config import ProfileConfig
 from ..evaluation.stage import FIG21_MODELS
 from ..rundir import RunDir, RunDirError, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .api_check import check_api, extract_code, trim_to_parseable
-from .grading import grade_solutions, reliability_summary
+from .grading import grade_solutions, reliability_summary, resolve_grade_method
 from .headless import run_headless
 from .problems import UnconventionalProblem, load_problems
 from .prompts import QualitativePrompt, get_prompts
@@ -262,17 +262,18 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
     try:
         # 2. grader reliability: references vs broken variants (teacher only, no model needed)
         reliability: dict[str, Any] = {"teacher": label, "graded": False}
+        method = resolve_grade_method(q.grade_method, teacher) if q.grade_with_teacher else None
         if q.grade_with_teacher:
             rel_problems = all_problems[: q.n_reliability] if q.n_reliability else all_problems
             items = list(_reliability_items(rel_problems, q.broken_per_problem))
             grades = grade_solutions(teacher, [(p.prompt, p.prompt + body) for p, _, body, _ in items],
-                                     q.grade_max_tokens, desc="grading references and broken variants")
+                                     q.grade_max_tokens, desc="grading references and broken variants", method=method)
             rel_rows = [{"task_id": p.task_id, "entry_point": p.entry_point, "variant": v, "passes_tests": ok,
                          "grade": g.grade, "grade_method": g.method, "evaluation": g.evaluation, "error": g.error,
                          "teacher": label}
                         for (p, v, _, ok), g in zip(items, grades)]
             write_jsonl_atomic(out_dir / "reliability.jsonl", rel_rows)
-            reliability = {"teacher": label, "graded": True, "problems": len(rel_problems),
+            reliability = {"teacher": label, "graded": True, "grade_method": method, "problems": len(rel_problems),
                            "grades_from_follow_up": sum(g.method == "follow-up" for g in grades),
                            **reliability_summary([g.grade for g in grades], [ok for *_, ok in items])}
         write_json_atomic(out_dir / "reliability.json", reliability)
@@ -294,7 +295,8 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
             todo = [s for s in solutions if s["task_id"] in graded_ids]
             by_id = {p.task_id: p for p in problems}
             grades = grade_solutions(teacher, [(by_id[s["task_id"]].prompt, by_id[s["task_id"]].prompt + s["completion"])
-                                               for s in todo], q.grade_max_tokens, desc="grading model solutions")
+                                               for s in todo], q.grade_max_tokens, desc="grading model solutions",
+                                     method=method)
             for s, g in zip(todo, grades):
                 s["grade"], s["evaluation"], s["grade_method"] = g.grade, g.evaluation, g.method
         write_jsonl_atomic(out_dir / "solutions.jsonl", solutions)
