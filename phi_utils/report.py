@@ -38,7 +38,8 @@ def _summary_table(rd: RunDir) -> str:
         value = m.get("value")
         value = f"{value:.4g}" if isinstance(value, float) else value
         wall = f"{r['wall_s'] / 60:.1f} min" if r.get("wall_s") else ""
-        lines.append(f"| {r['stage']} | {r['status']} | {wall} | {m.get('name', '')}{' = ' if m else ''}"
+        status = "done (earlier invocation)" if r["status"] == "skipped" else r["status"]
+        lines.append(f"| {r['stage']} | {status} | {wall} | {m.get('name', '')}{' = ' if m else ''}"
                      f"{'' if value is None else value} |")
     return "\n".join(lines)
 
