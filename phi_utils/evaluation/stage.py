@@ -319,8 +319,16 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     handles = [Patch(color=c, label=lab) for c, (_, lab) in zip(colors, FIG21_MODELS)]
     handles.append(Patch(facecolor="none", edgecolor="grey", hatch="//", label="n/a: not stated in the text / not trained"))
     ax.legend(handles=handles, fontsize=7, loc="upper left")
+    top = max([v for vals in groups.values() for v in vals if v is not None] + [1.0])
+    ax.set_ylim(0, top * 1.55)  # headroom: the legend sits above the tallest bar
     xs = [i for i, v in enumerate(losses) if v is not None]
     ax2.bar(xs, [losses[i] for i in xs], color=[colors[i] for i in xs])
+    if xs:  # zoom on the differences (the bars' zero is not meaningful for a loss) and print them
+        lo, hi = min(losses[i] for i in xs), max(losses[i] for i in xs)
+        pad = max(0.05, (hi - lo) * 0.6)
+        ax2.set_ylim(lo - pad, hi + pad)
+        for i in xs:
+            ax2.text(i, losses[i], f"{losses[i]:.3f}", ha="center", va="bottom", fontsize=8)
     ax2.set_xticks(range(3), ["A: raw", "B: textbook", "C: + exercises"], fontsize=8)
     ax2.set_ylabel("nats / token")
     ax2.set_title("Proxy (measured): loss of canonical\nHumanEval solutions given the prompt", fontsize=9)
