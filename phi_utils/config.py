@@ -541,8 +541,8 @@ def _tiny() -> ProfileConfig:
         finetune=TrainConfig(model="tiny", max_steps=40, global_batch_size=16, micro_batch_size=8, seq_len=256,
                              lr=1e-4, warmup_steps=4, weight_decay=0.01, eval_interval=10, checkpoint_interval=20),
         eval=EvalConfig(limit=40, max_new_tokens=96, teacher_limit=5, teacher_max_tokens=256, loss_problems=0),
-        # 1.5B teacher ~4-6 s per grade (~250 prompt + <=48 completion tokens):
-        # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~2.5 of the 4 minutes
+        # 1.5B teacher ~8 s per logprob grade (grade token, then the sentence on the cached prompt):
+        # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~3.5 of the 3.7 minutes measured
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
                                       n_graded=3, n_reliability=8, grade_max_tokens=48),
         contamination=ContaminationConfig(retrain_steps=15, retrain_taus=[0.8], eval_limit=30, max_seq_length=128),
