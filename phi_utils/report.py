@@ -22,7 +22,12 @@ def csv_to_markdown(path: Path, max_rows: int = 60) -> str:
     if not rows:
         return ""
     head, body = rows[0], rows[1:max_rows + 1]
-    fmt = lambda c: c.replace("|", "\\|")
+
+    def fmt(cell: str) -> str:
+        if re.fullmatch(r"-?\d+\.\d{4,}", cell):  # floats from the CSVs: 54.63666666666666 -> 54.64
+            cell = f"{float(cell):.4g}" if abs(float(cell)) < 1 else f"{float(cell):.2f}"
+        return cell.replace("|", "\\|")
+
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in body]
     return "\n".join(lines)
