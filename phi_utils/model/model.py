@@ -305,8 +305,8 @@ class PhiForCausalLM(nn.Module):
         """Bool mask (B, 1, T, past + T), True = attend, or None plus an is_causal flag for the fast path."""
         S = past + T
         if T == 1 and past > 0:             # decoding: the new token sees every real cached one, and itself
-            if attention_mask is None:
-                return None, False
+            if attention_mask is None or bool(attention_mask.all()):
+                return None, False          # no mask: the flash-attention path stays open on GPUs
             mask = attention_mask[:, None, None, :S].to(torch.bool, copy=True)
             mask[..., -1] = True
             return mask, False
