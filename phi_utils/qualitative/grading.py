@@ -23,18 +23,25 @@ GRADER_SYSTEM = ("You are a strict but fair teacher grading a student's Python s
                  "edge cases, and you never run the code.")
 """System message of the grading prompt."""
 
-GRADER_TEMPLATE = """Exercise: the function signature and docstring below state the task; the body is the student's solution.
+VERBAL_INSTRUCTION = """Write a short verbal evaluation of the solution (one or two sentences: is it correct, what is wrong).
+Then, on the last line, give the grade as "Grade: N/10", where 10 means fully correct, 5 means partly
+correct and 0 means wrong or missing."""
+"""The paper's form: a short verbal evaluation followed by a grade 0-10 (`verbal` grading)."""
+
+GRADE_FIRST_INSTRUCTION = """Grade the solution from 0 to 9: 9 = fully correct, 5 = partly correct, 0 = wrong, missing or not working Python.
+Answer with the grade digit first, then one short sentence of evaluation."""
+"""`logprobs` grading: the grade token comes first, so its probabilities are the grade."""
+
+_EXERCISE_WHOLE = """Exercise: the function signature and docstring below state the task; the body is the student's solution.
 ```python
 {solution}
 ```
 
-Write a short verbal evaluation of the solution (one or two sentences: is it correct, what is wrong).
-Then, on the last line, give the grade as "Grade: N/10", where 10 means fully correct, 5 means partly
-correct and 0 means wrong or missing."""
-"""User message of the grading prompt; `{solution}` is the whole function (prompt + student's body),
-so the docstring appears once (prompt tokens are the teacher's main cost on CPU)."""
+"""
+"""`{solution}` is the whole function (prompt + student's body), so the docstring appears once
+(prompt tokens are the teacher's main cost on CPU)."""
 
-GRADER_TEMPLATE_SEPARATE = """Exercise (the function signature and docstring):
+_EXERCISE_SEPARATE = """Exercise (the function signature and docstring):
 ```python
 {prompt}```
 
@@ -43,9 +50,7 @@ Student's solution:
 {solution}
 ```
 
-Write a short verbal evaluation of the solution (one or two sentences: is it correct, what is wrong).
-Then, on the last line, give the grade as "Grade: N/10", where 10 means fully correct, 5 means partly
-correct and 0 means wrong or missing."""
+"""
 """Used when the solution does not start with the exercise's prompt (e.g. a rewritten signature)."""
 
 _NUM = r"(\d{1,2}(?:\.\d+)?)"
@@ -56,13 +61,13 @@ _PATTERNS = (
 )
 
 
-def grader_messages(prompt: str, solution: str) -> list[dict[str, str]]:
+def grader_messages(prompt: str, solution: str, instruction: str = VERBAL_INSTRUCTION) -> list[dict[str, str]]:
     """Chat messages asking the teacher to grade `solution` (the whole function) for `prompt`."""
     if solution.startswith(prompt):
-        user = GRADER_TEMPLATE.format(solution=solution.rstrip())
+        user = _EXERCISE_WHOLE.format(solution=solution.rstrip())
     else:
-        user = GRADER_TEMPLATE_SEPARATE.format(prompt=prompt, solution=solution.rstrip())
-    return [{"role": "system", "content": GRADER_SYSTEM}, {"role": "user", "content": user}]
+        user = _EXERCISE_SEPARATE.format(prompt=prompt, solution=solution.rstrip())
+    return [{"role": "system", "content": GRADER_SYSTEM}, {"role": "user", "content": user + instruction}]
 
 
 def parse_grade(text: str | None) -> float | None:
@@ -110,16 +115,6 @@ class Grade:
     """Served from the teacher cache."""
     error: str | None = None
     """Request error, if any."""
-
-
-GRADER_TEMPLATE_GRADE_FIRST = """Exercise: the function signature and docstring below state the task; the body is the student's solution.
-```python
-{solution}
-```
-
-Grade the solution from 0 to 9: 9 = fully correct, 5 = partly correct, 0 = wrong, missing or not working Python.
-Answer with the grade digit first, then one short sentence of evaluation."""
-"""User message of `logprobs` grading: the grade token comes first, so its probabilities are the grade."""
 
 
 def resolve_grade_method(method: str, teacher: Any) -> str:
@@ -170,11 +165,8 @@ def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: 
 
 
 def _grade_by_logprobs(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: int, desc: str) -> list[Grade]:
-    users = []
-    for prompt, solution in items:
-        shown = solution if solution.startswith(prompt) else f"{prompt.rstrip()}\n# student's solution:\n{solution}"
-        users.append(GRADER_TEMPLATE_GRADE_FIRST.format(solution=shown.rstrip()))
-    ratings = teacher.rate_many([(GRADER_SYSTEM, u) for u in users], desc=desc, max_tokens=max_tokens)
+    msgs = [grader_messages(p, s, GRADE_FIRST_INSTRUCTION) for p, s in items]
+    ratings = teacher.rate_many([(m[0]["content"], m[1]["content"]) for m in msgs], desc=desc, max_tokens=max_tokens)
     out = []
     for r in ratings:
         grade = None if r.score is None else round(r.score * 10.0 / 9.0, 3)
