@@ -82,12 +82,7 @@ def _table2_note(rd: RunDir) -> str:
             f"for passing vs {fmt(r.get('mean_grade_failing'))} for failing code). Read the LLM-grade column against it.")
 
 
-def _table3_note(rd: RunDir) -> str:
-    return ""
-
-
-_TABLE_NOTES = {"eval/table1.csv": _table1_note, "unconventional/table2.csv": _table2_note,
-                "contamination/table3.csv": _table3_note}
+_TABLE_NOTES = {"eval/table1.csv": _table1_note, "unconventional/table2.csv": _table2_note}
 
 
 def results_markdown(rd: RunDir) -> str:
@@ -115,7 +110,7 @@ def results_markdown(rd: RunDir) -> str:
         p = rd.path / rel
         if p.exists():
             parts += [f"### {title}", csv_to_markdown(p)]
-            note = _TABLE_NOTES[rel](rd)
+            note = _TABLE_NOTES[rel](rd) if rel in _TABLE_NOTES else ""
             if note:
                 parts.append(note)
     figs = sorted((rd.path / "figures").glob("*.png"))

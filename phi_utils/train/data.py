@@ -275,8 +275,7 @@ def _stage_notes(step_dir: Path) -> str:
     except (OSError, ValueError, AttributeError):
         return ""
     return ("; the stage that wrote it says: " + "; ".join(map(str, notes)) +
-            ". A teacher that cannot code (SmolLM2) needs the open top-up sets under SHARED_DATA "
-            "(see README, 'Shared data'), or use a stronger teacher (profile tiny)") if notes else ""
+            " (README, 'Shared data': what each stage uses when the open datasets are absent)") if notes else ""
 
 
 def prepare_packed(dataset_path: Path, tokenizer: Any, out_dir: Path, seq_len: int, val_fraction: float,
