@@ -297,3 +297,20 @@ def test_sigkill_and_resume_is_bit_exact(fake_run, tmp_path):
     la = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(ref / "pretrain_textbook" / "metrics.jsonl")]
     lb = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(metrics)]
     assert la == lb and len(la) == 12
+
+
+def test_empty_dataset_error_quotes_the_stage_notes(tmp_path):
+    import json
+
+    import datasets
+
+    from phi_utils.rundir import save_dataset
+    from phi_utils.train.data import load_dataset_dir
+
+    step = tmp_path / "exercises"
+    save_dataset(datasets.Dataset.from_dict({"text": [], "prompt": [], "solution": []}), step / "code_exercises")
+    with pytest.raises(ValueError, match=r"code_exercises is empty$"):
+        load_dataset_dir(step / "code_exercises", "CodeExercises")  # no metrics.json: nothing to quote
+    (step / "metrics.json").write_text(json.dumps({"notes": ["no generated exercise passed its tests"]}))
+    with pytest.raises(ValueError, match="is empty; the stage that wrote it says: no generated exercise passed"):
+        load_dataset_dir(step / "code_exercises", "CodeExercises")

@@ -11,7 +11,6 @@ import ast
 import inspect
 import os
 from pathlib import Path
-import pytest
 
 from phi_utils.config import get_profile
 from phi_utils.rundir import RunDir
@@ -68,20 +67,3 @@ def make_fake_run(path: Path, profile: str = "smoke", n_files: int = 60, vocab_s
     train_tokenizer(texts + book, vocab_size, rd.path / "tokenizer", show_progress=False)
     rd.mark_complete("tokenizer")
     return cfg, rd
-
-
-def test_empty_dataset_error_quotes_the_stage_notes(tmp_path):
-    import json
-
-    import datasets
-
-    from phi_utils.rundir import save_dataset
-    from phi_utils.train.data import load_dataset_dir
-
-    step = tmp_path / "exercises"
-    save_dataset(datasets.Dataset.from_dict({"text": [], "prompt": [], "solution": []}), step / "code_exercises")
-    with pytest.raises(ValueError, match=r"code_exercises is empty$"):
-        load_dataset_dir(step / "code_exercises", "CodeExercises")  # no metrics.json: nothing to quote
-    (step / "metrics.json").write_text(json.dumps({"notes": ["no generated exercise passed its tests"]}))
-    with pytest.raises(ValueError, match="is empty; the stage that wrote it says: no generated exercise passed"):
-        load_dataset_dir(step / "code_exercises", "CodeExercises")
