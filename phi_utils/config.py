@@ -329,6 +329,10 @@ class EvalConfig:
     """Completion cap for the teacher's answers (chat replies are longer than bare code)."""
     loss_problems: int = 0
     """HumanEval problems used for the canonical-solution loss proxy (0 = all 164)."""
+    dtype: str = "auto"
+    """Precision of every inference pass on our checkpoints (notebooks 08-11): `auto` = bfloat16 on
+    CUDA, float32 on CPU; or `float32`, `bfloat16`, `float16`. The device is the profile's `device`.
+    bfloat16 on a CPU is faster only with AVX512-BF16/AMX and can change greedy tokens."""
 
     def __post_init__(self) -> None:
         known = {"humaneval", "mbpp", "humaneval+", "mbpp+"}
@@ -340,6 +344,8 @@ class EvalConfig:
         _check(set(self.benchmarks) <= known, f"eval.benchmarks must be within {sorted(known)}")
         _check(self.n_samples >= 1, "eval.n_samples must be >= 1")
         _check(self.timeout_s > 0, "eval.timeout_s must be positive")
+        _check(self.dtype in ("auto", "float32", "bfloat16", "float16"),
+               f"eval.dtype must be auto/float32/bfloat16/float16, got {self.dtype!r}")
 
 
 # --------------------------------------------------------------------------- qualitative + unconventional (issue 9)

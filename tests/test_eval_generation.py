@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from phi_utils.config import get_profile
-from phi_utils.evaluation.generation import (GenSettings, canonical_solution_loss, generate_completions, load_model,
-                                             sanitize_completion, teacher_completions)
+from phi_utils.evaluation.generation import (GenSettings, Placement, canonical_solution_loss, generate_completions,
+                                             load_model, sanitize_completion, teacher_completions)
 from phi_utils.evaluation.problems import load_humaneval
 from phi_utils.evaluation.stage import failure_category, figure_2_1, run_evaluation
 from phi_utils.rundir import RunDir
@@ -72,6 +72,23 @@ def test_generate_with_project_checkpoint_and_loss_proxy(tiny_checkpoint: Path, 
     assert canonical_solution_loss(lm, [p]) == pytest.approx(want, rel=1e-4)
 
 
+def test_placement_bfloat16_inference_matches_float32(tiny_checkpoint: Path, humaneval) -> None:
+    """eval.dtype = bfloat16 loads our checkpoint in bf16: same loss to bf16 accuracy, and it generates."""
+    assert Placement.resolve("cpu", "auto") == Placement("cpu", "float32")
+    with pytest.raises(ValueError, match="eval.dtype"):
+        Placement.resolve("cpu", "fp8")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            Placement.resolve("cuda", "auto")
+    place = Placement.resolve("cpu", "bfloat16")
+    lm32, lm16 = load_model(tiny_checkpoint), load_model(tiny_checkpoint, place.device, place.dtype)
+    assert {p.dtype for p in lm16.model.parameters()} == {torch.bfloat16}
+    loss32, loss16 = canonical_solution_loss(lm32, humaneval[:4]), canonical_solution_loss(lm16, humaneval[:4])
+    assert loss16 == pytest.approx(loss32, rel=0.02) and loss16 != loss32
+    rows = generate_completions(lm16, humaneval[:2], GenSettings(max_new_tokens=12), progress=False)
+    assert len(rows) == 2 and all(isinstance(r["completion"], str) for r in rows)
+
+
 def test_generate_with_any_transformers_model(tmp_path: Path, tiny_checkpoint: Path, humaneval) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -107,6 +124,8 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     e = scores["models"]["pretrain_textbook"]
     assert e["humaneval"]["n_problems"] == 3 and 0.0 <= e["humaneval"]["pass@1"] <= 1.0
     assert e["humaneval_canonical_loss"] > 0 and e["loss_problems"] == 4
+    want = {"device": "cuda", "dtype": "bfloat16"} if torch.cuda.is_available() else {"device": "cpu", "dtype": "float32"}
+    assert scores["placement"] == want or not torch.cuda.is_bf16_supported()  # device auto, dtype auto
     out = rd.path / "eval"
     results = [json.loads(x) for x in (out / "samples_pretrain_textbook_humaneval.jsonl_results.jsonl").read_text().splitlines()]
     assert len(results) == 3 and all("passed" in r and "result" in r for r in results)

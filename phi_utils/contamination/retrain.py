@@ -83,7 +83,7 @@ def evaluate_checkpoint(cfg: ProfileConfig, rd: RunDir, ckpt: Path, task_ids: Se
         rows = [json.loads(l) for l in out_jsonl.read_text().splitlines() if l.strip()]
         if [r["task_id"] for r in rows] == list(task_ids):
             return {r["task_id"]: bool(r["passed"]) for r in rows}
-    from ..evaluation.generation import GenSettings, generate_completions, load_model
+    from ..evaluation.generation import GenSettings, Placement, generate_completions, load_model
     from ..evaluation.harness import check_completions
     from ..evaluation.problems import load_humaneval
 
@@ -91,7 +91,8 @@ def evaluate_checkpoint(cfg: ProfileConfig, rd: RunDir, ckpt: Path, task_ids: Se
         raise FileNotFoundError(f"checkpoint {ckpt} is missing (config.json not found)")
     by_id = {p.task_id: p for p in load_humaneval()}
     problems = [by_id[t] for t in task_ids]
-    lm = load_model(str(ckpt))
+    place = Placement.resolve(cfg.device, cfg.eval.dtype)
+    lm = load_model(str(ckpt), place.device, place.dtype)
     settings = GenSettings(max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0, n=1, batch_size=8, seed=cfg.seed)
     rows = generate_completions(lm, problems, settings)
     res = check_completions(by_id, rows, ks=(1,), workers=cfg.eval.workers, timeout_s=cfg.eval.timeout_s,

@@ -90,9 +90,41 @@ class LoadedModel:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def load_model(path_or_name: str | Path, device: str = "cpu") -> LoadedModel:
+@dataclass(frozen=True)
+class Placement:
+    """Where and in which precision a model runs inference; recorded next to the scores."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    @classmethod
+    def resolve(cls, device: str = "auto", dtype: str = "auto") -> "Placement":
+        """`device` auto/cpu/cuda (the profile's `device`), `dtype` auto/float32/bfloat16/float16
+        (`eval.dtype`): auto = CUDA when present, in bfloat16 (float16 on GPUs without it); CPU in float32."""
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device is 'cuda' in the profile but CUDA is not available (set device: auto or cpu)")
+        dev = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+        if dtype == "auto":
+            dtype = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if dev == "cuda" else "float32"
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"unknown dtype {dtype!r} (eval.dtype: auto, float32, bfloat16 or float16)")
+        return cls(dev, dtype)
+
+    @property
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype)
+
+
+def load_model(path_or_name: str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """Load a checkpoint of this project (or `microsoft/phi-1`) into our model, else any
-    transformers causal LM with `AutoModelForCausalLM`."""
+    transformers causal LM with `AutoModelForCausalLM`, on `device` in `dtype` (see `Placement`)."""
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
     p = Path(path_or_name)
     config = p / "config.json"
     model_type = None
@@ -105,7 +137,7 @@ def load_model(path_or_name: str | Path, device: str = "cpu") -> LoadedModel:
         try:
             from ..model import load_checkpoint
 
-            model, tok = load_checkpoint(str(path_or_name), device=device)
+            model, tok = load_checkpoint(str(path_or_name), device=device, dtype=torch_dtype)
             if tok is None:
                 raise ValueError(f"{path_or_name}: checkpoint has no tokenizer files")
             return LoadedModel(model, tok, "phi", str(path_or_name))
@@ -120,7 +152,7 @@ def load_model(path_or_name: str | Path, device: str = "cpu") -> LoadedModel:
     tok = AutoTokenizer.from_pretrained(str(path_or_name))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(path_or_name)).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(path_or_name)).to(device=device, dtype=torch_dtype).eval()
     return LoadedModel(model, tok, "hf", str(path_or_name))
 
 

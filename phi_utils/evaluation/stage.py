@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from ..config import ProfileConfig
 from ..rundir import RunDir, read_json, write_json_atomic
-from .generation import (GenSettings, canonical_solution_loss, generate_completions, load_model, settings_dict,
+from .generation import (GenSettings, Placement, canonical_solution_loss, generate_completions, load_model, settings_dict,
                          teacher_completions, write_samples)
 from .harness import check_completions
 from .problems import Problem, ProblemsUnavailable, load_humaneval, load_problems
@@ -122,6 +122,7 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
         settings = GenSettings(max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, top_p=ev.top_p,
                                n=ev.n_samples, seed=cfg.seed)
         ks = _ks(ev.n_samples)
+        place = Placement.resolve(cfg.device, ev.dtype)
         problems, skipped = _load_benchmarks(cfg, ev.limit)
         if ev.limit:
             print(f"Evaluating the first {ev.limit} problems per benchmark (eval.limit; 0 = all).")
@@ -137,7 +138,8 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
                 print(f"Missing Figure 2.1 models (run notebooks 06/07 first): {', '.join(s + '/final' for s in missing)}")
         else:
             missing = []
-        scores: dict[str, Any] = {"profile": cfg.name, "settings": settings_dict(settings), "timeout_s": ev.timeout_s,
+        scores: dict[str, Any] = {"profile": cfg.name, "settings": settings_dict(settings),
+                                  "placement": {"device": place.device, "dtype": place.dtype}, "timeout_s": ev.timeout_s,
                                   "limit": ev.limit, "isolation": isolation(), "skipped_benchmarks": skipped,
                                   "missing_models": missing, "models": {}, "teacher": None,
                                   "n_problems": {b: len(p) for b, p in problems.items()}}
@@ -146,7 +148,7 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
         if ev.loss_problems:
             he_loss = he_loss[:ev.loss_problems]
         for name, path in models.items():
-            lm = load_model(path)
+            lm = load_model(path, place.device, place.dtype)
             entry: dict[str, Any] = {"path": path, "kind": lm.kind, "n_params": lm.n_params()}
             manifest = rd.path / name / "_COMPLETE.json"
             if manifest.exists():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import ProfileConfig
+from ..evaluation.generation import Placement
 from ..evaluation.stage import FIG21_MODELS
 from ..rundir import RunDir, RunDirError, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .api_check import check_api, extract_code, trim_to_parseable
@@ -60,12 +61,13 @@ def require_models(rd: RunDir) -> list[tuple[str, str, Path]]:
     return found
 
 
-def _generate(ckpt: Path, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
+def _generate(cfg: ProfileConfig, ckpt: Path, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
               stop: list[str] | None, batch_size: int) -> list[str]:
     from ..model import load_checkpoint
     from ..model.generate import generate
 
-    model, tokenizer = load_checkpoint(str(ckpt))
+    place = Placement.resolve(cfg.device, cfg.eval.dtype)
+    model, tokenizer = load_checkpoint(str(ckpt), device=place.device, dtype=place.torch_dtype)
     model.eval()
     outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                     top_p=top_p, n=1, stop=stop, batch_size=batch_size)
@@ -162,11 +164,12 @@ def run_qualitative(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Qual
             models = require_models(rd)
             decoding = {"temperature": q.temperature, "top_p": q.top_p, "max_new_tokens": q.max_new_tokens,
                         "n": 1, "stop": [], "prompt_format": "raw continuation (no chat template)",
+                        "placement": asdict(Placement.resolve(cfg.device, cfg.eval.dtype)),
                         "run_timeout_s (event loops)": q.run_timeout_s, "script_timeout_s": q.script_timeout_s,
                         "checkpoints": {label: str(path) for _, label, path in models}}
             completions = {}
             for _, label, path in models:
-                completions[label] = _generate(path, [p.prompt for p in prompts], q.max_new_tokens,
+                completions[label] = _generate(cfg, path, [p.prompt for p in prompts], q.max_new_tokens,
                                                q.temperature, q.top_p, [], q.batch_size)
             rows = evaluate_completions(prompts, completions, q.run_timeout_s, q.run_workers, q.script_timeout_s)
             labels = [label for _, label, _ in models]
@@ -282,7 +285,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
         models = require_models(rd)
         solutions: list[dict[str, Any]] = []
         for step, mlabel, path in models:
-            bodies = _generate(path, [p.prompt for p in problems], q.problem_max_new_tokens, q.temperature,
+            bodies = _generate(cfg, path, [p.prompt for p in problems], q.problem_max_new_tokens, q.temperature,
                                q.top_p, SOLUTION_STOP, q.batch_size)
             results = run_programs([p.program(b) for p, b in zip(problems, bodies)], workers=q.run_workers,
                                    timeout_s=cfg.eval.timeout_s, desc=f"tests ({mlabel})")
