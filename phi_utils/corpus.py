@@ -13,7 +13,8 @@ Two sources behind one interface (`CorpusConfig.source`):
 Both go through the same cleaning: files that are huge, binary, not UTF-8, minified,
 generated or (near-)empty are skipped and counted; exact duplicates (content hash) and near
 duplicates (MinHash-LSH on 5-token shingles, `datasketch`) are removed and counted. Candidates
-are visited in a seeded random order until `max_files` are kept, so the kept set is a
+are visited in a seeded random order (`visiting_order`: a hash of seed and path, so a file's rank
+does not depend on the rest of the pool) until `max_files` are kept, so the kept set is a
 deterministic uniform sample of the deduplicated pool (counts refer to the files examined).
 
 Token counts are an *estimate* (`estimate_tokens`): the number of word/punctuation pieces,
@@ -368,12 +369,22 @@ class CorpusResult:
     licences: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def visiting_order(cands: list[Candidate], seed: int) -> list[Candidate]:
+    """The seeded visiting order (= the deterministic sample): by a hash of (seed, source, path).
+
+    Unlike shuffling the list, a file's rank does not depend on which other files exist, so two
+    machines whose pools differ by a few packages keep the same sample apart from those files.
+    """
+    def rank(c: Candidate) -> bytes:
+        return hashlib.blake2b(f"{seed}\0{c.source}\0{c.path}".encode(), digest_size=8).digest()
+
+    return sorted(cands, key=lambda c: (rank(c), c.source, c.path))
+
+
 def _ordered_candidates(cfg: CorpusConfig, seed: int, counts: Counter) -> tuple[Iterable[Candidate], dict[str, LicenceInfo]]:
     if cfg.source == "local":
         cands, licences = local_candidates(cfg, counts)
-        cands.sort(key=lambda c: (c.source, c.path))
-        random.Random(seed).shuffle(cands)  # the seeded visiting order = the deterministic sample
-        return cands, licences
+        return visiting_order(cands, seed), licences
     return hub_candidates(cfg, seed), {}
 
 

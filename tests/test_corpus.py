@@ -11,7 +11,7 @@ import pytest
 from phi_utils.config import CorpusConfig, get_profile
 from phi_utils.corpus import (Candidate, CorpusError, Deduplicator, build_corpus, check_file,
                               classify_distribution_licence, estimate_tokens, licence_from_directory,
-                              load_corpus, run_corpus, _spdx_permissive)
+                              load_corpus, run_corpus, visiting_order, _spdx_permissive)
 from phi_utils.rundir import RunDir
 
 GOOD = '''def gcd(a: int, b: int) -> int:
@@ -55,6 +55,18 @@ def test_check_file_edge_cases():
 def test_estimate_tokens_counts_words_and_punctuation():
     assert estimate_tokens("def f(x): return x+1") == 10
     assert estimate_tokens("") == 0
+
+
+def test_visiting_order_is_seeded_and_stable_under_pool_changes():
+    pool = [Candidate(f"pkg{i % 7}/mod{i}.py", "site-packages", f"pkg{i % 7}", "MIT") for i in range(300)]
+    order = visiting_order(pool, seed=0)
+    assert sorted(c.path for c in order) == sorted(c.path for c in pool)
+    assert [c.path for c in order] != [c.path for c in pool]                      # shuffled
+    assert [c.path for c in visiting_order(pool[::-1], seed=0)] == [c.path for c in order]  # input order is irrelevant
+    assert [c.path for c in visiting_order(pool, seed=1)] != [c.path for c in order]
+    # One package more or less (another venv) leaves every other file's relative order intact.
+    fewer = visiting_order([c for c in pool if c.distribution != "pkg3"], seed=0)
+    assert [c.path for c in fewer] == [c.path for c in order if c.distribution != "pkg3"]
 
 
 def test_deduplicator_exact_and_near():
