@@ -275,9 +275,6 @@ def format_summary(results: Sequence[StageResult], total_s: float, cfg: ProfileC
 
 
 # ------------------------------------------------------------------------------ the plan (--dry-run)
-# USD per 1k tokens (prompt, completion) for models the paper profile names; list prices of the
-# OpenAI API when those models were current. Other models use the config's prices.
-KNOWN_PRICES = {"gpt-4-0613": (0.03, 0.06), "gpt-3.5-turbo-0301": (0.0015, 0.002)}
 # The paper's measured throughput: 51B tokens in 770 A100-hours for phi-1 (Fig. 2.1 caption).
 PAPER_TOKENS_PER_GPU_HOUR = 51e9 / 770
 
@@ -320,8 +317,10 @@ def make_plan(cfg: ProfileConfig) -> Plan:
 
     plan = Plan(cfg.name)
     t = cfg.teacher
-    gen_price = KNOWN_PRICES.get(t.model, (t.price_per_1k_prompt, t.price_per_1k_completion))
-    rate_price = KNOWN_PRICES.get(t.rating_model or t.model, gen_price)
+    from .teacher.client import price_per_1k
+
+    gen_price = price_per_1k(t.model, (t.price_per_1k_prompt, t.price_per_1k_completion))
+    rate_price = price_per_1k(t.rating_model or t.model, gen_price)
 
     def cost(n: int, prompt_tok: float, completion_tok: float, price: tuple[float, float]) -> float:
         return n * (prompt_tok * price[0] + completion_tok * price[1]) / 1000

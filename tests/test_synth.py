@@ -156,6 +156,11 @@ def test_embedding_measures_rank_redundant_sets_lower():
     assert a["nn_similarity"] > b["nn_similarity"] and a["embedding_spread"] < b["embedding_spread"]
     assert a["near_dup_rate"] > 0 and b["near_dup_rate"] == 0
     assert b["topics_covered"] >= 2
+    # A large set is measured on a seeded sample of max_texts (the pairwise measures are n^2).
+    big = varied * 4
+    r = diversity_report(big, max_texts=5)
+    assert r["n"] == 12 and r["n_measured"] == 5 and r == diversity_report(big, max_texts=5)
+    assert r["near_dup_rate"] > 0   # the sample holds repeats of the three texts
 
 
 def test_decontamination_flags_crafted_cases():

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 class FaultProxy:
     """Forwards to `upstream`; each POST takes the next scripted action first
-    ("429", "500", "garbage", "drop"; then "pass" forever). Records arrival times and peak in-flight."""
+    ("429", "500", "404", "garbage", "drop"; then "pass" forever). Records arrival times and peak in-flight."""
 
     def __init__(self, upstream: str, script: list[str] | None = None) -> None:
         self.upstream = upstream.rstrip("/")
@@ -82,6 +82,8 @@ class FaultProxy:
                         self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "0"})
                     elif action == "500":
                         self._send(500, b'{"error": {"message": "boom"}}')
+                    elif action == "404":
+                        self._send(404, b'{"error": {"message": "The model does not exist", "code": "model_not_found"}}')
                     elif action == "garbage":
                         self._send(200, b"<html>this is not json")
                     elif action == "drop":
@@ -245,6 +247,40 @@ def test_unparseable_response_is_recorded_not_raised(local_teacher: Teacher, rd:
         t.close()
     finally:
         proxy.close()
+
+
+def test_unknown_model_fails_once_naming_the_setting(local_teacher: Teacher, rd: RunDir) -> None:
+    """An OpenAI-style endpoint that does not list the configured model is refused at construction;
+    a 404 on a request (model withdrawn later) raises instead of filling a stage with errors."""
+    proxy = FaultProxy(_upstream_root(local_teacher), ["404"])
+    try:
+        listed = [m.id for m in local_teacher.client.models.list()]
+        api = dataclasses.replace(get_profile("paper").teacher, budget_usd=0.0)
+        with pytest.raises(TeacherConfigError, match=r"does not serve teacher.model='gpt-3.5-turbo'.*"
+                                                     r"teacher.rating_model='gpt-4-0613'"):
+            Teacher(api, proxy.base_url + "/v1", "k", "m", "m", Path(rd.path) / "c.sqlite", rd=rd)
+        ok = dataclasses.replace(api, model=listed[0], rating_model=None)
+        t = Teacher(ok, proxy.base_url + "/v1", "k", "m", "m", Path(rd.path) / "c.sqlite", rd=rd)
+        with pytest.raises(TeacherConfigError, match=r"refused model .*HTTP 404.*teacher.model"):
+            t.chat(_msg("Say yes."), max_tokens=2)
+        assert t.chat(_msg("Say yes."), max_tokens=2, temperature=0).error is None  # the next one goes through
+        t.close()
+    finally:
+        proxy.close()
+
+
+def test_rating_model_is_priced_as_itself(local_teacher: Teacher, rd: RunDir) -> None:
+    """GPT-4 ratings next to GPT-3.5 generation: each request is priced at its own model's rate."""
+    api = dataclasses.replace(get_profile("paper").teacher)
+    t = Teacher(api, local_teacher.base_url, "k", "m", "m", Path(rd.path) / "c.sqlite", rd=rd, check=False)
+    try:
+        assert t._cost(1000, 1000, model="gpt-3.5-turbo") == pytest.approx(0.0005 + 0.0015)
+        assert t._cost(1000, 1000, model="gpt-3.5-turbo-0125") == pytest.approx(0.002)  # dated = its config
+        assert t._cost(1000, 1000, model="gpt-4-0613") == pytest.approx(0.09)
+        assert t._cost(1000, 1000, batch=True, model="gpt-4-0613") == pytest.approx(0.045)
+        assert t.rating_label == f"gpt-4-0613 @ {local_teacher.base_url}" and t.label == "m"
+    finally:
+        t.close()
 
 
 def test_unreachable_endpoint_names_the_url(rd: RunDir) -> None:

@@ -164,6 +164,35 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
         torch.testing.assert_close(pa[k], pb[k], rtol=1e-4, atol=1e-5)  # Adam amplifies fp32 summation-order noise
 
 
+def test_gradient_checkpointing_gives_the_same_steps(tmp_path):
+    """train.gradient_checkpointing recomputes blocks in backward: same losses and gradients (without
+    dropout, whose masks come from a different RNG sequence under checkpointing)."""
+    data = synthetic_data(tmp_path / "data")
+    plain = make_trainer(data, tmp_path / "plain", max_steps=2)
+    ckpt = make_trainer(data, tmp_path / "ckpt", max_steps=2, gradient_checkpointing=True)
+    assert ckpt.raw_model.gradient_checkpointing and not plain.raw_model.gradient_checkpointing
+    for _ in range(2):
+        rp, rc = plain.train_step(), ckpt.train_step()
+        assert rc["loss"] == pytest.approx(rp["loss"], rel=1e-6)
+        assert rc["grad_norm"] == pytest.approx(rp["grad_norm"], rel=1e-5)
+
+
+def test_training_processes_follow_the_profile(monkeypatch):
+    from phi_utils.train.stages import default_nproc
+
+    cfg = get_profile("paper")
+    assert cfg.pretrain.parallel == cfg.finetune.parallel == "fsdp" and get_profile("tiny").pretrain.parallel == "ddp"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert default_nproc(cfg) == 4                  # one per visible GPU ...
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 16)
+    assert default_nproc(cfg) == 8                  # ... up to the profile's n_gpus
+    cfg.device = "cpu"
+    assert default_nproc(cfg) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_nproc(get_profile("tiny")) == 1
+
+
 def test_loss_decreases_and_metrics_are_written(tmp_path):
     data = synthetic_data(tmp_path / "data")
     t = make_trainer(data, tmp_path / "run", max_steps=12, eval_interval=6)

@@ -167,7 +167,7 @@ def _hf_generate(lm: LoadedModel, prompts: list[str], s: GenSettings, stops: lis
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     batches = [order[i:i + s.batch_size] for i in range(0, len(order), s.batch_size)]
     for b in tqdm(batches, desc="generate", disable=len(batches) < 2):
-        enc = tok([prompts[i] for i in b], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok([prompts[i] for i in b], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.inference_mode():
             gen = model.generate(**enc, max_new_tokens=s.max_new_tokens, do_sample=s.temperature > 0,
                                  temperature=s.temperature if s.temperature > 0 else None,

@@ -112,9 +112,17 @@ def _load_hf(name: str, source: str, device: str, max_length: int) -> Embedder:
     return Embedder(name, str(source), model, tok, max_length)
 
 
-def load_embedder(fcfg: FilterConfig | str, rd: RunDir | None = None, device: str = "cpu") -> Embedder:
-    """Load the embedder named by `fcfg.embedder` (or a name); one clear error when it cannot be had."""
+def _resolve_device(device: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def load_embedder(fcfg: FilterConfig | str, rd: RunDir | None = None, device: str = "auto") -> Embedder:
+    """Load the embedder named by `fcfg.embedder` (or a name) on `device` (auto = CUDA when present);
+    one clear error when it cannot be had."""
     name = fcfg if isinstance(fcfg, str) else fcfg.embedder
+    device = _resolve_device(device)
     if name == "minilm":
         from sentence_transformers import SentenceTransformer
 
@@ -146,14 +154,18 @@ def rank_and_world() -> tuple[int, int]:
 _WORKER_EMBEDDER: dict[str, Embedder] = {}
 
 
-def _map_embed(batch: dict[str, list], name: str, run_path: str | None, batch_size: int, threads: int) -> dict[str, list]:
-    """`datasets.map` worker: loads the embedder once per process (cached in a module global)."""
+def _map_embed(batch: dict[str, list], rank: int | None, name: str, run_path: str | None, batch_size: int,
+               threads: int) -> dict[str, list]:
+    """`datasets.map` worker: loads the embedder once per process (cached in a module global), on
+    its own GPU when there are several (process `rank` -> `cuda:rank % n_gpus`)."""
     import torch
 
     torch.set_num_threads(threads)
     if name not in _WORKER_EMBEDDER:
         rd = RunDir(Path(run_path), "") if run_path else None
-        _WORKER_EMBEDDER[name] = load_embedder(name, rd)
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        device = f"cuda:{(rank or 0) % n_gpus}" if n_gpus else "cpu"
+        _WORKER_EMBEDDER[name] = load_embedder(name, rd, device=device)
     emb = _WORKER_EMBEDDER[name].encode(batch["text"], batch_size=batch_size, progress=False)
     return {"embedding": [e for e in emb]}
 
@@ -169,7 +181,7 @@ def embed_texts(texts: Sequence[str], fcfg: FilterConfig, rd: RunDir | None = No
 
     threads = max(1, (os.cpu_count() or 1) // num_proc)
     ds = datasets.Dataset.from_dict({"text": [t[:MAX_EMBED_CHARS] for t in texts]})
-    out = ds.map(_map_embed, batched=True, batch_size=fcfg.batch_size * 4, num_proc=num_proc,
+    out = ds.map(_map_embed, batched=True, with_rank=True, batch_size=fcfg.batch_size * 4, num_proc=num_proc,
                  remove_columns=["text"], desc=f"{desc} ({fcfg.embedder}, {num_proc} proc)", load_from_cache_file=False,
                  fn_kwargs={"name": fcfg.embedder, "run_path": str(rd.path) if rd else None,
                             "batch_size": fcfg.batch_size, "threads": threads})

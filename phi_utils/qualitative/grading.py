@@ -138,7 +138,8 @@ def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: 
         return []
     if method == "logprobs":
         return _grade_by_logprobs(teacher, items, max_tokens, desc)
-    calls = [dict(messages=grader_messages(p, s), temperature=0.0, max_tokens=max_tokens, seed=0)
+    grader = getattr(getattr(teacher, "cfg", None), "rating_model", None)   # GPT-4's role, as the ratings
+    calls = [dict(messages=grader_messages(p, s), temperature=0.0, max_tokens=max_tokens, seed=0, model=grader)
              for p, s in items]
     results = teacher.chat_many(calls, desc=desc)
     grades = []
@@ -152,7 +153,7 @@ def grade_solutions(teacher: Any, items: Sequence[tuple[str, str]], max_tokens: 
         second = teacher.chat_many(
             [dict(messages=calls[i]["messages"] + [{"role": "assistant", "content": grades[i].evaluation},
                                                    {"role": "user", "content": FOLLOW_UP}],
-                  temperature=0.0, max_tokens=12, seed=0, grammar=GRADE_GRAMMAR) for i in retry],
+                  temperature=0.0, max_tokens=12, seed=0, grammar=GRADE_GRAMMAR, model=grader) for i in retry],
             desc=f"{desc} (grade only)")
         for i, r in zip(retry, second):
             text = getattr(r, "text", None) or ""

@@ -261,7 +261,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
     if own_teacher:
         from ..teacher import Teacher
         teacher = Teacher.from_config(cfg.teacher, rd)
-    label = getattr(teacher, "label", None) if q.grade_with_teacher else None
+    label = getattr(teacher, "rating_label", getattr(teacher, "label", None)) if q.grade_with_teacher else None
     try:
         # 2. grader reliability: references vs broken variants (teacher only, no model needed)
         reliability: dict[str, Any] = {"teacher": label, "graded": False}

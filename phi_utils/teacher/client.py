@@ -40,6 +40,25 @@ from .server import ENV_BASE_URL, ENV_LABEL, ENV_LOCAL_MODEL, ENV_SHA256, LocalS
 
 log = logging.getLogger("phi_utils.teacher")
 
+KNOWN_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4-0613": (0.03, 0.06), "gpt-4": (0.03, 0.06),
+    "gpt-3.5-turbo-0301": (0.0015, 0.002), "gpt-3.5-turbo": (0.0005, 0.0015),
+}
+"""USD per 1k tokens (prompt, completion), OpenAI list prices, for the models the paper profile names;
+a dated name without an entry takes its family's (`gpt-3.5-turbo-0125` -> `gpt-3.5-turbo`)."""
+
+
+def price_per_1k(model: str | None, default: tuple[float, float]) -> tuple[float, float]:
+    """(prompt, completion) USD per 1k tokens of `model`: `KNOWN_PRICES` by exact name or the longest
+    known prefix, else `default` (the config's `price_per_1k_prompt/completion`)."""
+    if not model:
+        return default
+    if model in KNOWN_PRICES:
+        return KNOWN_PRICES[model]
+    family = max((k for k in KNOWN_PRICES if model.startswith(k + "-")), key=len, default=None)
+    return KNOWN_PRICES[family] if family else default
+
+
 BUDGET_ERROR = "budget exhausted"
 """`ChatResult.error` of requests not sent because `teacher.budget_usd` was reached."""
 
@@ -199,12 +218,19 @@ class Teacher:
         return cls(cfg, base_url, key, model_id=f"{base_url}|{cfg.model}", label=f"{cfg.model} @ {base_url}",
                    cache_path=cache_path, rd=rd, check=check)
 
+    @property
+    def rating_label(self) -> str:
+        """Who rates and grades (GPT-4's role): `teacher.rating_model` on this endpoint when set, else `label`."""
+        if self.is_local or not self.cfg.rating_model:
+            return self.label
+        return f"{self.cfg.rating_model} @ {self.base_url}"
+
     def check_endpoint(self) -> None:
         """One cheap `GET /models`: fail now, naming the URL or key variable, rather than per request."""
         import openai
 
         try:
-            self.client.with_options(timeout=10.0, max_retries=1).models.list()
+            listed = {m.id for m in self.client.with_options(timeout=10.0, max_retries=1).models.list()}
         except openai.AuthenticationError as e:
             raise TeacherConfigError(f"{self.base_url} rejected the API key from ${self.cfg.api_key_env}: {e}") from e
         except openai.APITimeoutError:
@@ -216,6 +242,13 @@ class Teacher:
                 f"check teacher.base_url and that the server is running") from e
         except openai.APIStatusError as e:
             log.warning("GET %s/models answered %s; continuing", self.base_url, e.status_code)
+        else:
+            wanted = {"teacher.model": self.cfg.model, "teacher.rating_model": self.cfg.rating_model}
+            absent = {k: v for k, v in wanted.items() if v and v not in listed}
+            if listed and absent and not self.is_local:  # the local server lists its file name, not the alias
+                raise TeacherConfigError(
+                    f"{self.base_url} does not serve {', '.join(f'{k}={v!r}' for k, v in absent.items())} "
+                    f"(it lists {len(listed)} models, e.g. {', '.join(sorted(listed)[:5])})")
 
     # ------------------------------------------------------------------ requests
     def _prepare(self, messages: list[dict[str, Any]], temperature: float | None = None,
@@ -252,9 +285,13 @@ class Teacher:
             return rf
         return {"type": "json_schema", "json_schema": {"name": "reply", "schema": rf["schema"], "strict": False}}
 
-    def _cost(self, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float:
-        c = (prompt_tokens * self.cfg.price_per_1k_prompt + completion_tokens * self.cfg.price_per_1k_completion) / 1000
-        return c * (0.5 if batch else 1.0)
+    def _cost(self, prompt_tokens: int, completion_tokens: int, batch: bool = False, model: str | None = None) -> float:
+        """USD for one request. The config's prices are those of `teacher.model`; another model (the
+        rating model: GPT-4 next to GPT-3.5) is priced from `KNOWN_PRICES` when it is listed there."""
+        own = (self.cfg.price_per_1k_prompt, self.cfg.price_per_1k_completion)
+        same = self.is_local or model is None or model == self.cfg.model or model.startswith(self.cfg.model + "-")
+        pp, pc = own if same else price_per_1k(model, own)
+        return (prompt_tokens * pp + completion_tokens * pc) / 1000 * (0.5 if batch else 1.0)
 
     @staticmethod
     def _result(resp: dict[str, Any], cached: bool) -> ChatResult:
@@ -267,14 +304,14 @@ class Teacher:
         return ChatResult(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
                           cached, resp, err)
 
-    def _record(self, resp: dict[str, Any], batch: bool = False) -> None:
+    def _record(self, resp: dict[str, Any], batch: bool = False, model: str | None = None) -> None:
         usage = resp.get("usage") or {}
         pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         with self._lock:
             self.stats["requests"] += 1
             self.stats["prompt_tokens"] += pt
             self.stats["completion_tokens"] += ct
-            self.stats["cost_usd"] += self._cost(pt, ct, batch)
+            self.stats["cost_usd"] += self._cost(pt, ct, batch, model or resp.get("model"))
             if self.cfg.budget_usd > 0 and self.stats["cost_usd"] >= self.cfg.budget_usd:
                 self.budget_exhausted = True
 
@@ -287,6 +324,10 @@ class Teacher:
             raw = self.client.chat.completions.with_raw_response.create(**kwargs, extra_body=extra or None)
         except openai.AuthenticationError as e:
             raise TeacherConfigError(f"{self.base_url} rejected the API key from ${self.cfg.api_key_env}: {e}") from e
+        except (openai.NotFoundError, openai.PermissionDeniedError) as e:  # every request would fail alike
+            raise TeacherConfigError(
+                f"{self.base_url} refused model {body.get('model')!r} (HTTP {e.status_code}: {e.message}); "
+                f"check teacher.model / teacher.rating_model") from e
         except openai.RateLimitError as e:
             raise _Retryable(f"429 rate limited: {e}", _retry_after(e)) from e
         except openai.InternalServerError as e:  # 5xx
@@ -337,7 +378,7 @@ class Teacher:
                 body = getattr(e.response, "text", "")
                 return ChatResult("", 0, 0, False, {"raw_text": body}, f"HTTP {e.status_code}: {e.message}")
             self.cache.put(prep.key, resp, self.model_id, prep.body)
-            self._record(resp)
+            self._record(resp, model=prep.body["model"])
             return self._result(resp, cached=False)
         with self._lock:
             self.stats["errors"] += 1

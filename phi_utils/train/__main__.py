@@ -24,7 +24,7 @@ from pathlib import Path
 from ..config import get_profile, set_dotted
 from ..rundir import RunDir, read_json
 from .dist import destroy, init_distributed
-from .stages import STAGES, profile_from_dict, run_stage
+from .stages import STAGES, profile_from_dict, run_stage, train_config_for
 
 
 def _value(s: str):
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="JSON ProfileConfig (or a run.json holding one under 'config')")
     ap.add_argument("--profile", help="profile name when no config is given")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. pretrain.max_steps=10")
-    ap.add_argument("--parallel", default="ddp", choices=["ddp", "fsdp"], help="multi-rank strategy")
+    ap.add_argument("--parallel", default=None, choices=["ddp", "fsdp"],
+                    help="multi-rank strategy (default: the stage's train.parallel)")
     ap.add_argument("--force", action="store_true", help="discard checkpoints and retrain")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     env = init_distributed(cfg.device)
     try:
         rd = RunDir.open(cfg, args.run_dir, create=env.is_main) if env.is_main else RunDir(Path(args.run_dir), cfg.name)
-        counts = run_stage(cfg, rd, args.stage, force=args.force, parallel=args.parallel,
+        parallel = args.parallel or train_config_for(cfg, args.stage).parallel
+        counts = run_stage(cfg, rd, args.stage, force=args.force, parallel=parallel,
                            progress=not args.no_progress, env=env)
         if env.is_main:
             print(json.dumps(counts, indent=2, default=str))

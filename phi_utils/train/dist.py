@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Iterator
 
 import torch
@@ -49,7 +50,9 @@ def init_distributed(device: str = "auto") -> DistEnv:
     dev = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=dev if dev.type == "cuda" else None)
+        # Generous timeout: rank 0 packs the dataset (and writes checkpoints) while the others wait.
+        dist.init_process_group(backend=backend, device_id=dev if dev.type == "cuda" else None,
+                                timeout=timedelta(minutes=float(os.environ.get("PHI_DIST_TIMEOUT_MIN", "180"))))
     return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 
@@ -97,7 +100,10 @@ def wrap_model(model: torch.nn.Module, env: DistEnv, parallel: str, mixed_dtype:
 
         return DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     if parallel == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        try:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        except ImportError:  # torch < 2.6 has FSDP2 under its older name
+            from torch.distributed._composable.fsdp import MixedPrecisionPolicy, fully_shard
 
         mp = MixedPrecisionPolicy(param_dtype=mixed_dtype, reduce_dtype=torch.float32) if mixed_dtype else MixedPrecisionPolicy()
         for block in _blocks(model):

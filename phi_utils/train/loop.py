@@ -129,6 +129,8 @@ class Trainer:
                 raise ValueError(f"{init_from}: weights do not fit model {tc.model!r} "
                                  f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
             del src
+        if tc.gradient_checkpointing:
+            model.gradient_checkpointing = True
         self.raw_model = model.to(env.device)
         self.n_params = compat.num_parameters(self.raw_model)
         self.flops_per_token = compat.flops_per_token(model_cfg, tc.seq_len, n_params=self.n_params)

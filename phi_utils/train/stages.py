@@ -113,19 +113,32 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
     return counts
 
 
-def run_pretraining(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int = 1,
-                    parallel: str = "ddp") -> dict[str, dict[str, Any]]:
-    """Figure 2.1 (A) raw corpus and (B) CodeTextbook, same model and token budget."""
+def run_pretraining(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int | None = None,
+                    parallel: str | None = None) -> dict[str, dict[str, Any]]:
+    """Figure 2.1 (A) raw corpus and (B) CodeTextbook, same model and token budget.
+    `nproc` None = one process per visible GPU up to `cfg.n_gpus` (else 1); `parallel` None = `train.parallel`."""
     return {s: _run(cfg, rd, s, force, nproc, parallel) for s in ("pretrain_raw", "pretrain_textbook")}
 
 
-def run_finetuning(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int = 1,
-                   parallel: str = "ddp") -> dict[str, Any]:
-    """Figure 2.1 (C): B finetuned on CodeExercises."""
+def run_finetuning(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int | None = None,
+                   parallel: str | None = None) -> dict[str, Any]:
+    """Figure 2.1 (C): B finetuned on CodeExercises (`nproc`, `parallel` as in `run_pretraining`)."""
     return _run(cfg, rd, "finetune", force, nproc, parallel)
 
 
-def _run(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool, nproc: int, parallel: str) -> dict[str, Any]:
+def default_nproc(cfg: ProfileConfig) -> int:
+    """Training processes to launch: one per visible GPU, at most `cfg.n_gpus`; 1 on CPU."""
+    import torch
+
+    if cfg.device == "cpu" or not torch.cuda.is_available():
+        return 1
+    return max(1, min(cfg.n_gpus or 1, torch.cuda.device_count()))
+
+
+def _run(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool, nproc: int | None,
+         parallel: str | None) -> dict[str, Any]:
+    nproc = default_nproc(cfg) if nproc is None else nproc
+    parallel = parallel or train_config_for(cfg, stage).parallel
     if nproc <= 1:
         return run_stage(cfg, rd, stage, force=force, parallel=parallel)
     if rd.is_complete(stage) and not force:
