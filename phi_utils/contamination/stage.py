@@ -99,11 +99,23 @@ def humaneval_problems() -> list[Problem]:
 
 
 def mbpp_problems() -> list[Problem]:
-    """All 974 MBPP problems (every split; text = the NL description) from the shared offline copy; [] when
-    absent. (The evaluation loader serves only the 500-problem test split; contamination checks all of them.)"""
+    """All 974 MBPP problems (every split; text = the NL description) from the shared offline copy, else
+    the hub's `mbpp` (config `full`, all splits); [] with a message when neither can be had. (The
+    evaluation loader serves only the 500-problem test split; contamination checks all of them.)"""
     path = SHARED_DATA / "mbpp" / "mbpp.jsonl"
     if not path.exists():
-        print(f"MBPP not found at {path}; skipping MBPP in the n-gram check")
+        from ..evaluation.problems import _hub_reachable
+
+        if _hub_reachable():
+            try:
+                import datasets
+
+                full = datasets.load_dataset("mbpp", "full")
+                rows = sorted((r for split in full.values() for r in split), key=lambda r: int(r["task_id"]))
+                return [Problem(f"MBPP/{r['task_id']}", r["text"], r["text"], r["code"]) for r in rows]
+            except Exception as e:  # noqa: BLE001 - fall through to the skip message
+                print(f"MBPP from the hub failed ({type(e).__name__}: {e})")
+        print(f"MBPP not found at {path} nor on the hub; skipping MBPP in the n-gram and decontamination checks")
         return []
     out = []
     with open(path, encoding="utf-8") as f:

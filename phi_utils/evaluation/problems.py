@@ -179,14 +179,30 @@ def check(candidate):
 '''
 
 
-def load_plus(benchmark: str, max_inputs: int = 0) -> list[Problem]:
-    """HumanEval+ / MBPP+ from `SHARED_DATA/evalplus`: outputs compared with the reference solution's
-    on the base and plus inputs (EvalPlus's differential testing; `max_inputs` > 0 caps inputs per task)."""
+def _plus_records(benchmark: str) -> list[dict[str, Any]]:
+    """EvalPlus records: the release file in `SHARED_DATA/evalplus`, else the `evalplus` package's
+    loader (it downloads the same release files from GitHub; its default versions are ours)."""
     f = SHARED_DATA / "evalplus" / _PLUS_FILES[benchmark]
-    if not f.exists():
-        raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f}")
+    if f.exists():
+        return [o for _, o in read_jsonl(f)]
+    try:
+        from evalplus.data import get_human_eval_plus, get_mbpp_plus  # type: ignore[import-not-found]
+    except ImportError:
+        raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f} and the `evalplus` package "
+                                  "is not installed (pip install evalplus; it downloads the release files)") from None
+    try:
+        data = get_human_eval_plus() if benchmark == "humaneval+" else get_mbpp_plus()
+    except Exception as e:  # noqa: BLE001 - offline, or a changed release: say which
+        raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f} and evalplus could not "
+                                  f"fetch it ({type(e).__name__}: {e})") from e
+    return list(data.values())
+
+
+def load_plus(benchmark: str, max_inputs: int = 0) -> list[Problem]:
+    """HumanEval+ / MBPP+ (`_plus_records`): outputs compared with the reference solution's on the base
+    and plus inputs (EvalPlus's differential testing; `max_inputs` > 0 caps inputs per task)."""
     problems = []
-    for _, o in read_jsonl(f):
+    for o in _plus_records(benchmark):
         inputs = list(o.get("base_input") or []) + list(o.get("plus_input") or [])
         if max_inputs:
             inputs = inputs[:max_inputs]
