@@ -70,6 +70,9 @@ class TeacherConfig:
     """Per-request timeout before a retry."""
     max_retries: int = 6
     """Retries on 429/5xx/timeouts/connection resets (exponential backoff with jitter)."""
+    max_error_rate: float = 0.5
+    """A batch of requests (at least 10 sent) in which more than this share still failed after retries
+    stops its stage with an error (successes stay cached; a re-run sends only the failed ones). 1 = never."""
     n_ctx: int = 4096
     """Context window of the local server (llama-cpp-python keeps n_ctx x vocab float logits: 2.5 GB at 4096 for Qwen)."""
     use_batch_api: bool = False
@@ -78,6 +81,7 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         _check(self.backend in ("local", "openai"), f"teacher.backend must be 'local' or 'openai', got {self.backend!r}")
         _check(0.0 <= self.temperature <= 2.0, "teacher.temperature must be in [0, 2]")
+        _check(0.0 <= self.max_error_rate <= 1.0, "teacher.max_error_rate must be in [0, 1]")
         _check(0.0 < self.top_p <= 1.0, "teacher.top_p must be in (0, 1]")
         _check(self.max_tokens > 0, "teacher.max_tokens must be positive")
         _check(self.concurrency >= 1, "teacher.concurrency must be >= 1")

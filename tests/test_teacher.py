@@ -24,7 +24,7 @@ import pytest
 
 from phi_utils.config import get_profile
 from phi_utils.rundir import RunDir
-from phi_utils.teacher import (BUDGET_ERROR, Teacher, TeacherConfigError, TeacherServerError,
+from phi_utils.teacher import (BUDGET_ERROR, Teacher, TeacherConfigError, TeacherError, TeacherServerError,
                                TeacherUnreachableError, pipeline_server)
 from phi_utils.teacher.server import ENV_BASE_URL, ENV_LOCAL_MODEL, LocalServer
 
@@ -230,6 +230,23 @@ def test_retries_on_429_500_garbage_and_dropped_connection(local_teacher: Teache
         assert r.error is None and r.text and not r.cached
         assert t.stats["retries"] == 4 and len(proxy.posts) == 5 and proxy.forwarded == 1
         t.close()
+    finally:
+        proxy.close()
+
+
+def test_a_batch_that_mostly_fails_stops_its_stage(local_teacher: Teacher, rd: RunDir) -> None:
+    proxy = FaultProxy(_upstream_root(local_teacher), ["500"] * 7)
+    try:
+        t = _teacher_via(proxy, rd, max_retries=0, concurrency=1)
+        reqs = [{"messages": _msg(f"Say {i}."), "max_tokens": 2, "temperature": 0} for i in range(10)]
+        with pytest.raises(TeacherError, match=r"7/10 requests .* failed.*the 3 that succeeded are cached"):
+            t.chat_many(reqs)
+        assert len(t.cache) == 3
+        lenient = _teacher_via(proxy, rd, max_retries=0, max_error_rate=1.0)
+        proxy.script = ["500"] * 7
+        res = lenient.chat_many([{**r, "messages": _msg(f"Now say {i}.")} for i, r in enumerate(reqs)])
+        assert sum(r.error is not None for r in res) == 7  # recorded per request, not raised
+        t.close(), lenient.close()
     finally:
         proxy.close()
 

@@ -434,6 +434,7 @@ class Teacher:
 
             for i, res in zip(pending, run_batch(self, [preps[i] for i in pending], desc)):
                 results[i] = res
+            self._check_error_rate([results[i] for i in pending], desc)
             return [r for r in results if r is not None]
         bar = tqdm(total=len(preps), initial=len(preps) - len(pending), desc=desc, unit="req",
                    disable=len(preps) <= 1)
@@ -450,7 +451,17 @@ class Teacher:
         finally:
             ex.shutdown(wait=True)
             bar.close()
+        self._check_error_rate([results[i] for i in pending], desc)
         return [r for r in results if r is not None]
+
+    def _check_error_rate(self, sent: Sequence[ChatResult | None], desc: str) -> None:
+        """Stop a stage whose requests mostly fail (a wrong model, a dead endpoint) instead of letting it
+        finish with a few rows; what succeeded is cached, so a re-run only resends the failures."""
+        failed = [r.error for r in sent if r is not None and r.error and r.error != BUDGET_ERROR]
+        if len(sent) >= 10 and len(failed) > self.cfg.max_error_rate * len(sent):
+            raise TeacherError(f"{desc}: {len(failed)}/{len(sent)} requests to {self.base_url} failed after retries "
+                               f"(first: {failed[0][:300]}); the {len(sent) - len(failed)} that succeeded are cached, "
+                               f"re-run to retry the rest (teacher.max_error_rate = {self.cfg.max_error_rate})")
 
     def _postfix(self) -> dict[str, str]:
         s = self.stats
