@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 
@@ -12,13 +13,15 @@ def open_teacher(cfg: Any, rd: Any) -> Any:
     return Teacher.from_config(cfg.teacher, rd)
 
 
-def run_sandboxed(codes: Sequence[str], timeout_s: float, desc: str) -> list[Any]:
-    """Run programs in the project's sandbox (bubblewrap + limits), order kept."""
+def run_sandboxed(codes: Sequence[str], timeout_s: float, desc: str, workers: int | None = None) -> list[Any]:
+    """Run programs in the project's sandbox (bubblewrap + limits), order kept; `workers` None = half
+    the CPU cores, at least 2 (paper scale validates ~2.4M programs)."""
     from ..evaluation.sandbox import run_programs
 
     if not codes:
         return []
-    return run_programs(list(codes), workers=2, timeout_s=timeout_s, desc=desc,
+    workers = workers or max(2, (os.cpu_count() or 2) // 2)
+    return run_programs(list(codes), workers=workers, timeout_s=timeout_s, desc=desc,
                         env={"MPLBACKEND": "Agg", "SDL_VIDEODRIVER": "dummy"})
 
 
