@@ -440,6 +440,9 @@ class ContaminationConfig:
     """Also check MBPP descriptions in the n-gram overlap."""
     textbook_check: bool = True
     """Beyond the paper: run the n-gram and AST checks against CodeTextbook too."""
+    textbook_ast_docs: int = 0
+    """CodeTextbook documents whose functions enter that AST check (0 = all; else a seeded sample:
+    at paper scale the filtered Stack part alone holds millions of functions)."""
     rerank_exact: bool = True
     """Re-rank each problem's AST shortlist (top_k) by the exact tree edit distance (APTED) when its best match is near the taus."""
     rerank_margin: float = 0.1
@@ -456,6 +459,7 @@ class ContaminationConfig:
         _check(self.eval_limit >= 0, "contamination.eval_limit must be >= 0")
         _check(self.embedder in ("minilm", "codegen", "own"), f"contamination.embedder unknown: {self.embedder!r}")
         _check(self.top_k >= 1, "contamination.top_k must be >= 1")
+        _check(self.textbook_ast_docs >= 0, "contamination.textbook_ast_docs must be >= 0")
 
 
 # --------------------------------------------------------------------------- the profile
@@ -596,7 +600,8 @@ def _paper() -> ProfileConfig:
         eval=EvalConfig(benchmarks=["humaneval", "mbpp", "humaneval+", "mbpp+"], max_new_tokens=512, workers=16,
                         teacher_limit=164, teacher_max_tokens=1024),
         qualitative=QualitativeConfig(max_new_tokens=512),
-        contamination=ContaminationConfig(retrain_steps=0, embedder="codegen", max_seq_length=512),
+        contamination=ContaminationConfig(retrain_steps=0, embedder="codegen", max_seq_length=512,
+                                          textbook_ast_docs=100_000),
     )
 
 

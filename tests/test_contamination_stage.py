@@ -101,6 +101,15 @@ def test_stage_finds_planted_contamination(tmp_path):
     assert run_contamination(cfg, rd) == json.loads((out / "summary.json").read_text())
 
 
+def test_textbook_ast_check_on_a_sample_of_documents(tmp_path):
+    cfg, rd = _crafted_run(tmp_path, **{"contamination.textbook_ast_docs": 1})
+    summary = run_contamination(cfg, rd)
+    assert summary["textbook_documents"] == 2 and summary["textbook_ast_documents"] == 1
+    assert summary["textbook_functions"] == 1  # each crafted document holds one function
+    rows = [json.loads(l) for l in (rd.path / "contamination" / "textbook_ast.jsonl").read_text().splitlines()]
+    assert {nb["doc"] for r in rows for nb in r["ast"]} < {"textbook/0", "textbook/1"}  # original indices
+
+
 def test_minilm_embedding_nearest_neighbour(tmp_path):
     he = read_problems()
     p0 = he["HumanEval/0"]["prompt"] + he["HumanEval/0"]["canonical_solution"]

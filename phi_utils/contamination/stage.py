@@ -275,10 +275,14 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
 
     # beyond the paper: AST neighbours of HumanEval among CodeTextbook functions
     tb_rows: list[dict] = []
-    n_tb_funcs = 0
+    n_tb_funcs, n_tb_docs = 0, 0
     if tb is not None:
         funcs, src = [], []
-        for i, t in enumerate(tb["text"]):
+        docs = np.arange(len(tb))
+        if cc.textbook_ast_docs and len(tb) > cc.textbook_ast_docs:
+            docs = np.sort(np.random.default_rng(cfg.seed).choice(len(tb), cc.textbook_ast_docs, replace=False))
+        n_tb_docs = len(docs)
+        for i, t in zip(docs.tolist(), tb.select(docs)["text"] if len(docs) < len(tb) else tb["text"]):
             for f in extract_functions(t):
                 funcs.append(f)
                 src.append(i)
@@ -303,6 +307,7 @@ def analyse(cfg: ProfileConfig, rd: RunDir, out: Path) -> dict[str, Any]:
         "embedder": identity, "combine": cc.combine, "embedding_threshold": cc.embedding_threshold,
         "unparsable_exercises": scan["unparsable"], "prune_counts": counts, "problems_reranked_exact": n_reranked,
         "textbook_documents": 0 if tb is None else len(tb), "textbook_functions": n_tb_funcs,
+        "textbook_ast_documents": n_tb_docs,
         "textbook_ast_counts": tb_counts if tb_rows else [],
         "exercises_teacher": sorted(set(ex["teacher"])) if "teacher" in ex.column_names else None,
     }
