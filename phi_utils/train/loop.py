@@ -166,9 +166,10 @@ class Trainer:
         return self.optimizer.state_dict()
 
     def _write_hf(self, model_state: dict[str, torch.Tensor], out: Path) -> None:
-        if self.parallel == "fsdp":  # rebuild an unsharded CPU copy for the HF export
-            m = compat.build_model(self.mc)
-            m.load_state_dict(model_state)
+        if self.parallel == "fsdp":  # an unsharded CPU copy for the HF export (meta init: no random 1.3B init)
+            with torch.device("meta"):
+                m = compat.build_model(self.mc)
+            m.load_state_dict(model_state, assign=True)
             compat.save_hf(m, self.tokenizer, out)
         else:
             compat.save_hf(unwrap(self.raw_model), self.tokenizer, out)
