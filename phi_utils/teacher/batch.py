@@ -6,6 +6,10 @@ as a JSONL file, uploaded (`client.files.create(purpose="batch")`), submitted
 as synchronous calls. The batch id is stored under `teacher/batches/` keyed by the request set, so
 a re-run after a crash resumes polling the submitted batch instead of paying again.
 
+Up to `BATCHES_IN_FLIGHT` batches run at once. With `teacher.budget_usd` set, a batch whose
+worst-case cost (completion = max_tokens) could pass the budget is not submitted, and its requests
+come back with `BUDGET_ERROR`.
+
 This path needs a real OpenAI account and cannot be exercised offline; the tests cover the
 synchronous path only.
 """
@@ -15,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -30,6 +36,9 @@ MAX_WAIT_S = 26 * 3600.0
 """Give up polling after this long (the completion window is 24 h)."""
 MAX_REQUESTS_PER_BATCH = 50_000
 """OpenAI's per-batch request limit."""
+BATCHES_IN_FLIGHT = 4
+"""Batches submitted before the oldest is awaited (they run concurrently on OpenAI's side; the
+organisation's enqueued-token limit caps how many fit)."""
 
 
 def _state_dir(teacher: "Teacher") -> Path:
@@ -93,13 +102,35 @@ def run_batch(teacher: "Teacher", preps: Sequence["_Prepared"], desc: str) -> li
     """Results for `preps` in order; requests the batch did not answer carry an error."""
     from .client import ChatResult
 
+    from .client import BUDGET_ERROR, estimate_tokens
+
+    budget = teacher.cfg.budget_usd
+    submitted: set[str] = set()
     with tqdm(total=len(preps), desc=f"{desc} (batch API)", unit="req") as bar:
+        in_flight: deque[tuple[str, Sequence[_Prepared], float]] = deque()   # (batch id, requests, worst cost)
         for i in range(0, len(preps), MAX_REQUESTS_PER_BATCH):
             chunk = preps[i:i + MAX_REQUESTS_PER_BATCH]
-            _collect(teacher, _submit_or_resume(teacher, chunk), chunk, bar)
+            worst = teacher._cost(sum(estimate_tokens(p.body["messages"]) for p in chunk),
+                                  sum(p.body["max_tokens"] for p in chunk), batch=True, model=chunk[0].body["model"])
+            committed = teacher.stats["cost_usd"] + sum(w for *_, w in in_flight)
+            if budget > 0 and committed + worst > budget:  # a batch cannot be stopped halfway: never start one that may overshoot
+                tqdm.write(f"[teacher] {desc}: the next batch (up to ${worst:.2f}) could pass teacher.budget_usd "
+                           f"${budget:.2f} (committed ${committed:.2f}); not submitted", file=sys.stderr)
+                break
+            in_flight.append((_submit_or_resume(teacher, chunk), chunk, worst))
+            submitted.update(p.key for p in chunk)
+            if len(in_flight) >= BATCHES_IN_FLIGHT:
+                batch_id, done, _ = in_flight.popleft()
+                _collect(teacher, batch_id, done, bar)
+        while in_flight:
+            batch_id, done, _ = in_flight.popleft()
+            _collect(teacher, batch_id, done, bar)
     out = []
     for p in preps:
         hit = teacher.cache.get(p.key)
-        out.append(teacher._result(hit, cached=False) if hit is not None
-                   else ChatResult("", 0, 0, False, {}, "not answered by the OpenAI batch (see its error file)"))
+        if hit is not None:
+            out.append(teacher._result(hit, cached=False))
+        else:
+            why = "not answered by the OpenAI batch (see its error file)" if p.key in submitted else BUDGET_ERROR
+            out.append(ChatResult("", 0, 0, False, {}, why))
     return out
