@@ -60,6 +60,10 @@ class TeacherConfig:
     """Client-side request rate limit; 0 = unlimited."""
     tokens_per_minute: float = 0.0
     """Client-side token rate limit; 0 = unlimited."""
+    rating_requests_per_minute: float = 0.0
+    """Request limit of `rating_model` when it differs from `model` (its own limiter; 0 = unlimited)."""
+    rating_tokens_per_minute: float = 0.0
+    """Token limit of `rating_model` when it differs from `model` (0 = unlimited)."""
     price_per_1k_prompt: float = 0.0
     """USD per 1k prompt tokens, for the cost estimate and budget."""
     price_per_1k_completion: float = 0.0
@@ -583,6 +587,7 @@ def _paper() -> ProfileConfig:
         # family alias is the default (set teacher.model to a dated snapshot your account still has).
         teacher=TeacherConfig(backend="openai", model="gpt-3.5-turbo", rating_model="gpt-4-0613",
                               concurrency=32, requests_per_minute=3500, tokens_per_minute=2_000_000,
+                              rating_requests_per_minute=500, rating_tokens_per_minute=300_000,
                               price_per_1k_prompt=0.0005, price_per_1k_completion=0.0015, max_tokens=1024,
                               budget_usd=0.0),
         corpus=CorpusConfig(source="hub", max_files=0, near_dup_threshold=0.85),

@@ -205,6 +205,23 @@ def test_rate_limit_spaces_requests(local_teacher: Teacher, rd: RunDir) -> None:
         proxy.close()
 
 
+def test_rating_model_has_its_own_rate_limiter(local_teacher: Teacher, rd: RunDir) -> None:
+    """Generation at 30 requests/min does not hold back the rating model's requests (GPT-4 next to GPT-3.5)."""
+    proxy = FaultProxy(_upstream_root(local_teacher))
+    try:
+        t = _teacher_via(proxy, rd, concurrency=4, requests_per_minute=30, rating_model="grader")
+        gen = [{"messages": _msg(f"Say {i}."), "max_tokens": 1, "temperature": 0} for i in range(2)]
+        rate = [{**g, "messages": _msg(f"Grade {i}."), "model": "grader"} for i, g in enumerate(gen)]
+        t0 = time.monotonic()
+        t.chat_many([gen[0], *rate])  # the generation limiter's first slot, then two ungated ratings
+        assert time.monotonic() - t0 < 1.5 and len(proxy.posts) == 3
+        t.chat_many([gen[1]])         # the second generation request waits for its 2 s slot
+        assert proxy.posts[-1] - proxy.posts[0] >= 1.9
+        t.close()
+    finally:
+        proxy.close()
+
+
 def test_budget_stops_cleanly_and_keeps_what_was_paid(local_teacher: Teacher, rd: RunDir) -> None:
     proxy = FaultProxy(_upstream_root(local_teacher))
     try:

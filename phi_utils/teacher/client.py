@@ -168,6 +168,9 @@ class Teacher:
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=cfg.request_timeout_s)
         self.cache = ResponseCache(cache_path)
         self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        # GPT-4 (ratings) has its own, lower limits than GPT-3.5 (generation): one limiter per model
+        self.rating_limiter = (RateLimiter(cfg.rating_requests_per_minute, cfg.rating_tokens_per_minute)
+                               if cfg.rating_model and cfg.rating_model != cfg.model else self.limiter)
         self._lock = threading.Lock()
         self.stats: dict[str, float] = {"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
                                         "cost_usd": 0.0, "retries": 0, "errors": 0, "budget_skipped": 0}
@@ -360,7 +363,8 @@ class Teacher:
                 with self._lock:
                     self.stats["budget_skipped"] += 1
                 return ChatResult("", 0, 0, False, {}, BUDGET_ERROR)
-            self.limiter.acquire(estimate_tokens(prep.body["messages"]) + prep.body["max_tokens"])
+            limiter = self.rating_limiter if prep.body["model"] == self.cfg.rating_model else self.limiter
+            limiter.acquire(estimate_tokens(prep.body["messages"]) + prep.body["max_tokens"])
             try:
                 resp = self._send_once(prep.body)
             except _Retryable as e:
