@@ -132,10 +132,10 @@ def minhash_clusters(texts: Sequence[str], threshold: float = 0.7, num_perm: int
     rep = list(range(len(texts)))
     for i, t in enumerate(texts):
         m = MinHash(num_perm=num_perm, seed=1)
-        for s in _shingles(t, shingle):
-            m.update(s.encode("utf-8"))
+        sh = _shingles(t, shingle)
+        m.update_batch([s.encode("utf-8") for s in sh])
         hashes.append(m)
-        cands = sorted(int(c) for c in lsh.query(m)) if _shingles(t, shingle) else []
+        cands = sorted(int(c) for c in lsh.query(m)) if sh else []
         dup = next((c for c in cands if m.jaccard(hashes[c]) >= threshold), None)
         if dup is not None:
             rep[i] = rep[dup]
