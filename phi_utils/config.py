@@ -61,9 +61,10 @@ class TeacherConfig:
     tokens_per_minute: float = 0.0
     """Client-side token rate limit; 0 = unlimited."""
     rating_requests_per_minute: float = 0.0
-    """Request limit of `rating_model` when it differs from `model` (its own limiter; 0 = unlimited)."""
+    """Request limit of `rating_model` when it differs from `model`: with this or the next one set it
+    gets its own limiter (0 = unlimited there); with both 0 it shares `model`'s limits."""
     rating_tokens_per_minute: float = 0.0
-    """Token limit of `rating_model` when it differs from `model` (0 = unlimited)."""
+    """Token limit of `rating_model` when it differs from `model` (see `rating_requests_per_minute`)."""
     price_per_1k_prompt: float = 0.0
     """USD per 1k prompt tokens, for the cost estimate and budget."""
     price_per_1k_completion: float = 0.0

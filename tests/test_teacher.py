@@ -209,12 +209,12 @@ def test_rating_model_has_its_own_rate_limiter(local_teacher: Teacher, rd: RunDi
     """Generation at 30 requests/min does not hold back the rating model's requests (GPT-4 next to GPT-3.5)."""
     proxy = FaultProxy(_upstream_root(local_teacher))
     try:
-        t = _teacher_via(proxy, rd, concurrency=4, requests_per_minute=30, rating_model="grader")
+        t = _teacher_via(proxy, rd, concurrency=4, requests_per_minute=30, rating_model="grader",
+                         rating_requests_per_minute=600)
         gen = [{"messages": _msg(f"Say {i}."), "max_tokens": 1, "temperature": 0} for i in range(2)]
         rate = [{**g, "messages": _msg(f"Grade {i}."), "model": "grader"} for i, g in enumerate(gen)]
-        t0 = time.monotonic()
         t.chat_many([gen[0], *rate])  # the generation limiter's first slot, then two ungated ratings
-        assert time.monotonic() - t0 < 1.5 and len(proxy.posts) == 3
+        assert len(proxy.posts) == 3 and proxy.posts[2] - proxy.posts[0] < 1.0  # (at 30/min they would be 2 s apart)
         t.chat_many([gen[1]])         # the second generation request waits for its 2 s slot
         assert proxy.posts[-1] - proxy.posts[0] >= 1.9
         t.close()
@@ -283,18 +283,17 @@ def test_unparseable_response_is_recorded_not_raised(local_teacher: Teacher, rd:
         proxy.close()
 
 
-def test_unknown_model_fails_once_naming_the_setting(local_teacher: Teacher, rd: RunDir) -> None:
-    """An OpenAI-style endpoint that does not list the configured model is refused at construction;
-    a 404 on a request (model withdrawn later) raises instead of filling a stage with errors."""
+def test_unknown_model_fails_once_naming_the_setting(local_teacher: Teacher, rd: RunDir,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A model the endpoint does not list is named at construction (an error on api.openai.com, a
+    warning elsewhere: Ollama/TGI accept unlisted aliases); a 404 on a request (model missing or
+    withdrawn) raises instead of filling a stage with per-request errors."""
     proxy = FaultProxy(_upstream_root(local_teacher), ["404"])
     try:
-        listed = [m.id for m in local_teacher.client.models.list()]
         api = dataclasses.replace(get_profile("paper").teacher, budget_usd=0.0)
-        with pytest.raises(TeacherConfigError, match=r"does not serve teacher.model='gpt-3.5-turbo'.*"
-                                                     r"teacher.rating_model='gpt-4-0613'"):
-            Teacher(api, proxy.base_url + "/v1", "k", "m", "m", Path(rd.path) / "c.sqlite", rd=rd)
-        ok = dataclasses.replace(api, model=listed[0], rating_model=None)
-        t = Teacher(ok, proxy.base_url + "/v1", "k", "m", "m", Path(rd.path) / "c.sqlite", rd=rd)
+        with caplog.at_level("WARNING", logger="phi_utils.teacher"):
+            t = Teacher(api, proxy.base_url + "/v1", "k", "m", "m", Path(rd.path) / "c.sqlite", rd=rd)
+        assert "does not list teacher.model='gpt-3.5-turbo', teacher.rating_model='gpt-4-0613'" in caplog.text
         with pytest.raises(TeacherConfigError, match=r"refused model .*HTTP 404.*teacher.model"):
             t.chat(_msg("Say yes."), max_tokens=2)
         assert t.chat(_msg("Say yes."), max_tokens=2, temperature=0).error is None  # the next one goes through

@@ -179,23 +179,31 @@ def check(candidate):
 '''
 
 
+_PLUS_VERSIONS = {"humaneval+": "v0.1.10", "mbpp+": "v0.2.0"}
+_PLUS_RELEASES = {"humaneval+": "github.com/evalplus/humanevalplus_release", "mbpp+": "github.com/evalplus/mbppplus_release"}
+
+
 def _plus_records(benchmark: str) -> list[dict[str, Any]]:
-    """EvalPlus records: the release file in `SHARED_DATA/evalplus`, else the `evalplus` package's
-    loader (it downloads the same release files from GitHub; its default versions are ours)."""
+    """EvalPlus release records: the file in `SHARED_DATA/evalplus`, else the raw release file the
+    `evalplus` package (>= 0.3) downloads and caches, at the same version (its parsed loaders turn
+    inputs into tuples and sets, which the JSON test template cannot carry)."""
     f = SHARED_DATA / "evalplus" / _PLUS_FILES[benchmark]
     if f.exists():
         return [o for _, o in read_jsonl(f)]
+    how = f"put {_PLUS_FILES[benchmark]} ({_PLUS_RELEASES[benchmark]}) at {f}, or pip install 'evalplus>=0.3'"
     try:
-        from evalplus.data import get_human_eval_plus, get_mbpp_plus  # type: ignore[import-not-found]
+        if benchmark == "humaneval+":
+            from evalplus.data.humaneval import _ready_human_eval_plus_path as ready  # type: ignore[import-not-found]
+        else:
+            from evalplus.data.mbpp import _ready_mbpp_plus_path as ready  # type: ignore[import-not-found]
     except ImportError:
-        raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f} and the `evalplus` package "
-                                  "is not installed (pip install evalplus; it downloads the release files)") from None
+        raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f}; {how}") from None
     try:
-        data = get_human_eval_plus() if benchmark == "humaneval+" else get_mbpp_plus()
-    except Exception as e:  # noqa: BLE001 - offline, or a changed release: say which
-        raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f} and evalplus could not "
-                                  f"fetch it ({type(e).__name__}: {e})") from e
-    return list(data.values())
+        path = Path(ready(version=_PLUS_VERSIONS[benchmark]))
+    except Exception as e:  # noqa: BLE001 - offline, or an evalplus without `version=`: say which
+        raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f}, and evalplus could not "
+                                  f"fetch {_PLUS_VERSIONS[benchmark]} ({type(e).__name__}: {e}); {how}") from e
+    return [o for _, o in read_jsonl(path)]
 
 
 def load_plus(benchmark: str, max_inputs: int = 0) -> list[Problem]:

@@ -154,34 +154,34 @@ def rank_and_world() -> tuple[int, int]:
 _WORKER_EMBEDDER: dict[str, Embedder] = {}
 
 
-def _map_embed(batch: dict[str, list], rank: int | None, name: str, run_path: str | None, batch_size: int,
-               threads: int) -> dict[str, list]:
-    """`datasets.map` worker: loads the embedder once per process (cached in a module global), on
-    its own GPU when there are several (process `rank` -> `cuda:rank % n_gpus`)."""
+def _map_embed(batch: dict[str, list], name: str, run_path: str | None, batch_size: int, threads: int) -> dict[str, list]:
+    """`datasets.map` worker (CPU only): loads the embedder once per process (cached in a module global)."""
     import torch
 
     torch.set_num_threads(threads)
     if name not in _WORKER_EMBEDDER:
         rd = RunDir(Path(run_path), "") if run_path else None
-        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        device = f"cuda:{(rank or 0) % n_gpus}" if n_gpus else "cpu"
-        _WORKER_EMBEDDER[name] = load_embedder(name, rd, device=device)
+        _WORKER_EMBEDDER[name] = load_embedder(name, rd, device="cpu")
     emb = _WORKER_EMBEDDER[name].encode(batch["text"], batch_size=batch_size, progress=False)
     return {"embedding": [e for e in emb]}
 
 
 def embed_texts(texts: Sequence[str], fcfg: FilterConfig, rd: RunDir | None = None, num_proc: int | None = None,
                 embedder: Embedder | None = None, desc: str = "embedding") -> np.ndarray:
-    """Embed `texts` in batches; `num_proc > 1` splits them over processes with `datasets.map`."""
+    """Embed `texts` in batches; on CPU, `num_proc > 1` splits them over processes with `datasets.map`.
+    With CUDA they are embedded in this process on the GPU (forked workers cannot use CUDA once
+    the parent has; one GPU outpaces the CPU workers anyway)."""
+    import torch
+
     num_proc = fcfg.num_proc if num_proc is None else num_proc
-    if num_proc <= 1 or len(texts) < 2 * fcfg.batch_size:
+    if num_proc <= 1 or len(texts) < 2 * fcfg.batch_size or torch.cuda.is_available():
         emb = embedder or load_embedder(fcfg, rd)
         return emb.encode(list(texts), batch_size=fcfg.batch_size, desc=desc)
     import datasets
 
     threads = max(1, (os.cpu_count() or 1) // num_proc)
     ds = datasets.Dataset.from_dict({"text": [t[:MAX_EMBED_CHARS] for t in texts]})
-    out = ds.map(_map_embed, batched=True, with_rank=True, batch_size=fcfg.batch_size * 4, num_proc=num_proc,
+    out = ds.map(_map_embed, batched=True, batch_size=fcfg.batch_size * 4, num_proc=num_proc,
                  remove_columns=["text"], desc=f"{desc} ({fcfg.embedder}, {num_proc} proc)", load_from_cache_file=False,
                  fn_kwargs={"name": fcfg.embedder, "run_path": str(rd.path) if rd else None,
                             "batch_size": fcfg.batch_size, "threads": threads})

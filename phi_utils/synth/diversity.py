@@ -150,8 +150,8 @@ def near_duplicate_mask(texts: Sequence[str], threshold: float = 0.7) -> list[bo
 
 
 DIVERSITY_SAMPLE = 5000
-"""Texts measured per set at most: the pairwise measures grow as n^2 (1.5M passages at paper scale),
-and distinct-n falls with set size anyway, so sets are compared at equal, capped size."""
+"""Texts measured per set at most: the pairwise measures grow as n^2 (1.5M passages at paper scale).
+(distinct-n falls with set size: compare sets of equal size, as the prompt ablation does.)"""
 
 
 def diversity_report(texts: Sequence[str], threshold: float = 0.7, emb: np.ndarray | None = None,

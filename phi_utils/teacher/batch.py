@@ -3,8 +3,8 @@
 Enabled by `teacher.use_batch_api` on the `openai` backend. The requests not yet cached are written
 as a JSONL file, uploaded (`client.files.create(purpose="batch")`), submitted
 (`client.batches.create`), polled, and the output file's responses go into the same response cache
-as synchronous calls. The batch id is stored under `teacher/batches/` keyed by the request set, so
-a re-run after a crash resumes polling the submitted batch instead of paying again.
+as synchronous calls. Each batch's id and request keys are stored under `teacher/batches/`, so a
+re-run after a crash resumes polling the batches that hold its requests instead of paying again.
 
 Up to `BATCHES_IN_FLIGHT` batches run at once. With `teacher.budget_usd` set, a batch whose
 worst-case cost (completion = max_tokens) could pass the budget is not submitted, and its requests
@@ -48,22 +48,35 @@ def _state_dir(teacher: "Teacher") -> Path:
     return d
 
 
-def _submit_or_resume(teacher: "Teacher", chunk: Sequence["_Prepared"]) -> str:
-    digest = hashlib.sha256("\n".join(p.key for p in chunk).encode()).hexdigest()[:24]
-    state = _state_dir(teacher) / f"{digest}.json"
-    if state.exists():
+def _resume_submitted(teacher: "Teacher", preps: Sequence["_Prepared"]) -> tuple[list[tuple[str, list["_Prepared"]]], list["_Prepared"]]:
+    """Batches submitted earlier (state files under `teacher/batches/`) that still hold some of `preps`:
+    (batch id, its pending requests) each, and the requests no live batch holds, in order. Matching by
+    request key, not by chunk, so a crash that changed which requests are cached never pays twice."""
+    by_key = {p.key: p for p in preps}
+    resumed = []
+    for state in sorted(_state_dir(teacher).glob("*.json")):
         info = json.loads(state.read_text())
+        mine = [k for k in info.get("keys", []) if k in by_key]
+        if not mine:
+            continue
         b = teacher.client.batches.retrieve(info["batch_id"])
-        if b.status not in ("failed", "expired", "cancelled"):
-            return str(b.id)
+        if b.status in ("failed", "expired", "cancelled"):
+            continue
+        resumed.append((str(b.id), [by_key.pop(k) for k in mine]))
+    return resumed, [p for p in preps if p.key in by_key]
+
+
+def _submit(teacher: "Teacher", chunk: Sequence["_Prepared"]) -> str:
+    digest = hashlib.sha256("\n".join(p.key for p in chunk).encode()).hexdigest()[:24]
     lines = [json.dumps({"custom_id": p.key, "method": "POST", "url": "/v1/chat/completions", "body": p.body})
              for p in chunk]
     upload = teacher.client.files.create(file=(f"phi-batch-{digest}.jsonl", io.BytesIO("\n".join(lines).encode())),
                                          purpose="batch")
     b = teacher.client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
                                       completion_window="24h", metadata={"phi_utils": digest})
-    state.write_text(json.dumps({"batch_id": b.id, "input_file_id": upload.id, "n": len(chunk),
-                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    (_state_dir(teacher) / f"{digest}.json").write_text(json.dumps({
+        "batch_id": b.id, "input_file_id": upload.id, "n": len(chunk), "keys": [p.key for p in chunk],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
     return str(b.id)
 
 
@@ -100,26 +113,33 @@ def _collect(teacher: "Teacher", batch_id: str, chunk: Sequence["_Prepared"], ba
 
 def run_batch(teacher: "Teacher", preps: Sequence["_Prepared"], desc: str) -> list["ChatResult"]:
     """Results for `preps` in order; requests the batch did not answer carry an error."""
-    from .client import ChatResult
+    from .client import BUDGET_ERROR, ChatResult, estimate_tokens
 
-    from .client import BUDGET_ERROR, estimate_tokens
+    def worst_cost(chunk: Sequence[_Prepared]) -> float:
+        return teacher._cost(sum(estimate_tokens(p.body["messages"]) for p in chunk),
+                             sum(p.body["max_tokens"] for p in chunk), batch=True, model=chunk[0].body["model"])
 
     budget = teacher.cfg.budget_usd
-    submitted: set[str] = set()
+    resumed, todo = _resume_submitted(teacher, preps)
+    submitted = {p.key for _, chunk in resumed for p in chunk}
+    # (batch id, requests, worst-case cost): batches already paid for are resumed whatever the budget
+    in_flight: deque[tuple[str, Sequence[_Prepared], float]] = deque((b, c, worst_cost(c)) for b, c in resumed)
     with tqdm(total=len(preps), desc=f"{desc} (batch API)", unit="req") as bar:
-        in_flight: deque[tuple[str, Sequence[_Prepared], float]] = deque()   # (batch id, requests, worst cost)
-        for i in range(0, len(preps), MAX_REQUESTS_PER_BATCH):
-            chunk = preps[i:i + MAX_REQUESTS_PER_BATCH]
-            worst = teacher._cost(sum(estimate_tokens(p.body["messages"]) for p in chunk),
-                                  sum(p.body["max_tokens"] for p in chunk), batch=True, model=chunk[0].body["model"])
-            committed = teacher.stats["cost_usd"] + sum(w for *_, w in in_flight)
-            if budget > 0 and committed + worst > budget:  # a batch cannot be stopped halfway: never start one that may overshoot
+        for i in range(0, len(todo), MAX_REQUESTS_PER_BATCH):
+            chunk = todo[i:i + MAX_REQUESTS_PER_BATCH]
+            worst = worst_cost(chunk)
+            # A batch cannot be stopped halfway: start one only if its worst case fits the budget,
+            # after the batches in flight have been collected and cost what they really cost.
+            while budget > 0 and in_flight and teacher.stats["cost_usd"] + sum(w for *_, w in in_flight) + worst > budget:
+                batch_id, done, _ = in_flight.popleft()
+                _collect(teacher, batch_id, done, bar)
+            if budget > 0 and teacher.stats["cost_usd"] + worst > budget:
                 tqdm.write(f"[teacher] {desc}: the next batch (up to ${worst:.2f}) could pass teacher.budget_usd "
-                           f"${budget:.2f} (committed ${committed:.2f}); not submitted", file=sys.stderr)
+                           f"${budget:.2f} (spent ${teacher.stats['cost_usd']:.2f}); not submitted", file=sys.stderr)
                 break
-            in_flight.append((_submit_or_resume(teacher, chunk), chunk, worst))
+            in_flight.append((_submit(teacher, chunk), chunk, worst))
             submitted.update(p.key for p in chunk)
-            if len(in_flight) >= BATCHES_IN_FLIGHT:
+            while len(in_flight) >= BATCHES_IN_FLIGHT:
                 batch_id, done, _ = in_flight.popleft()
                 _collect(teacher, batch_id, done, bar)
         while in_flight:
@@ -130,7 +150,12 @@ def run_batch(teacher: "Teacher", preps: Sequence["_Prepared"], desc: str) -> li
         hit = teacher.cache.get(p.key)
         if hit is not None:
             out.append(teacher._result(hit, cached=False))
-        else:
-            why = "not answered by the OpenAI batch (see its error file)" if p.key in submitted else BUDGET_ERROR
+        elif p.key in submitted:
+            why = "not answered by the OpenAI batch (see its error file)"
+            with teacher._lock:  # counts towards teacher.max_error_rate like a failed synchronous request
+                teacher.stats["errors"] += 1
+                teacher.last_error = why
             out.append(ChatResult("", 0, 0, False, {}, why))
+        else:
+            out.append(ChatResult("", 0, 0, False, {}, BUDGET_ERROR))
     return out

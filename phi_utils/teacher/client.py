@@ -169,12 +169,15 @@ class Teacher:
         self.cache = ResponseCache(cache_path)
         self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
         # GPT-4 (ratings) has its own, lower limits than GPT-3.5 (generation): one limiter per model
+        own = cfg.rating_requests_per_minute or cfg.rating_tokens_per_minute
         self.rating_limiter = (RateLimiter(cfg.rating_requests_per_minute, cfg.rating_tokens_per_minute)
-                               if cfg.rating_model and cfg.rating_model != cfg.model else self.limiter)
+                               if own and cfg.rating_model and cfg.rating_model != cfg.model else self.limiter)
         self._lock = threading.Lock()
         self.stats: dict[str, float] = {"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
                                         "cost_usd": 0.0, "retries": 0, "errors": 0, "budget_skipped": 0}
         self.budget_exhausted = False
+        self.last_error: str | None = None
+        """The most recent request failure (after retries), for error messages."""
         self.backoff_base_s = 0.5
         """First retry delay; doubles per attempt (capped at 60 s), times a 0.5-1.5 jitter."""
         self._closed = False
@@ -248,10 +251,13 @@ class Teacher:
         else:
             wanted = {"teacher.model": self.cfg.model, "teacher.rating_model": self.cfg.rating_model}
             absent = {k: v for k, v in wanted.items() if v and v not in listed}
-            if listed and absent and not self.is_local:  # the local server lists its file name, not the alias
-                raise TeacherConfigError(
-                    f"{self.base_url} does not serve {', '.join(f'{k}={v!r}' for k, v in absent.items())} "
-                    f"(it lists {len(listed)} models, e.g. {', '.join(sorted(listed)[:5])})")
+            if listed and absent and not self.is_local:
+                msg = (f"{self.base_url} does not list {', '.join(f'{k}={v!r}' for k, v in absent.items())} "
+                       f"(it lists {len(listed)} models, e.g. {', '.join(sorted(listed)[:5])})")
+                if "api.openai.com" in self.base_url:
+                    raise TeacherConfigError(msg)
+                # Ollama, TGI, llama.cpp accept names they do not list; a real miss 404s at the first request
+                log.warning("%s; continuing", msg)
 
     # ------------------------------------------------------------------ requests
     def _prepare(self, messages: list[dict[str, Any]], temperature: float | None = None,
@@ -377,18 +383,21 @@ class Teacher:
                 time.sleep(delay * random.uniform(0.5, 1.5) if e.retry_after is None else delay)
                 continue
             except openai.APIStatusError as e:  # 400 etc.: the request itself is wrong, retrying won't help
+                error = f"HTTP {e.status_code}: {e.message}"
                 with self._lock:
                     self.stats["errors"] += 1
+                    self.last_error = error
                 body = getattr(e.response, "text", "")
-                return ChatResult("", 0, 0, False, {"raw_text": body}, f"HTTP {e.status_code}: {e.message}")
+                return ChatResult("", 0, 0, False, {"raw_text": body}, error)
             self.cache.put(prep.key, resp, self.model_id, prep.body)
             self._record(resp, model=prep.body["model"])
             return self._result(resp, cached=False)
+        assert last is not None
+        error = f"{last} (gave up after {self.cfg.max_retries} retries; endpoint {self.base_url})"
         with self._lock:
             self.stats["errors"] += 1
-        assert last is not None
-        return ChatResult("", 0, 0, False, {"raw_text": last.raw_text} if last.raw_text is not None else {},
-                          f"{last} (gave up after {self.cfg.max_retries} retries; endpoint {self.base_url})")
+            self.last_error = error
+        return ChatResult("", 0, 0, False, {"raw_text": last.raw_text} if last.raw_text is not None else {}, error)
 
     def chat(self, messages: list[dict[str, Any]], temperature: float | None = None, max_tokens: int | None = None,
              seed: int | None = None, sample_index: int = 0, stop: str | list[str] | None = None,
@@ -405,8 +414,10 @@ class Teacher:
         todo = [p for p in preps if self.cache.get(p.key) is None]
         pt = sum(estimate_tokens(p.body["messages"]) for p in todo)
         ct = sum(p.body["max_tokens"] for p in todo)
+        cost = sum(self._cost(estimate_tokens(p.body["messages"]), p.body["max_tokens"], self._use_batch(),
+                              p.body["model"]) for p in todo)
         return {"requests": len(preps), "to_send": len(todo), "prompt_tokens_est": pt,
-                "completion_tokens_max": ct, "cost_usd_max": self._cost(pt, ct, self._use_batch())}
+                "completion_tokens_max": ct, "cost_usd_max": cost}
 
     def _use_batch(self) -> bool:
         return bool(self.cfg.use_batch_api) and not self.is_local
@@ -420,6 +431,7 @@ class Teacher:
         preps = [self._prepare(**kw) for kw in requests]
         results: list[ChatResult | None] = [None] * len(preps)
         pending: list[int] = []
+        since = self._sent_and_failed()
         for i, p in enumerate(preps):
             hit = self.cache.get(p.key)
             if hit is not None:
@@ -438,7 +450,7 @@ class Teacher:
 
             for i, res in zip(pending, run_batch(self, [preps[i] for i in pending], desc)):
                 results[i] = res
-            self._check_error_rate([results[i] for i in pending], desc)
+            self._check_error_rate(since, desc)
             return [r for r in results if r is not None]
         bar = tqdm(total=len(preps), initial=len(preps) - len(pending), desc=desc, unit="req",
                    disable=len(preps) <= 1)
@@ -455,17 +467,24 @@ class Teacher:
         finally:
             ex.shutdown(wait=True)
             bar.close()
-        self._check_error_rate([results[i] for i in pending], desc)
+        self._check_error_rate(since, desc)
         return [r for r in results if r is not None]
 
-    def _check_error_rate(self, sent: Sequence[ChatResult | None], desc: str) -> None:
+    def _sent_and_failed(self) -> tuple[float, float]:
+        """(requests sent, of which failed after retries) so far; cache hits and budget skips are not sent."""
+        with self._lock:
+            return self.stats["requests"] + self.stats["errors"], self.stats["errors"]
+
+    def _check_error_rate(self, since: tuple[float, float], desc: str) -> None:
         """Stop a stage whose requests mostly fail (a wrong model, a dead endpoint) instead of letting it
-        finish with a few rows; what succeeded is cached, so a re-run only resends the failures."""
-        failed = [r.error for r in sent if r is not None and r.error and r.error != BUDGET_ERROR]
-        if len(sent) >= 10 and len(failed) > self.cfg.max_error_rate * len(sent):
-            raise TeacherError(f"{desc}: {len(failed)}/{len(sent)} requests to {self.base_url} failed after retries "
-                               f"(first: {failed[0][:300]}); the {len(sent) - len(failed)} that succeeded are cached, "
-                               f"re-run to retry the rest (teacher.max_error_rate = {self.cfg.max_error_rate})")
+        finish with a few rows; what succeeded is cached, so a re-run only resends the failures.
+        `since`: `_sent_and_failed()` before the batch."""
+        now = self._sent_and_failed()
+        sent, failed = int(now[0] - since[0]), int(now[1] - since[1])
+        if sent >= 10 and failed > self.cfg.max_error_rate * sent:
+            raise TeacherError(f"{desc}: {failed}/{sent} requests to {self.base_url} failed after retries "
+                               f"(last: {(self.last_error or '')[:300]}); the {sent - failed} that succeeded are "
+                               f"cached, re-run to retry the rest (teacher.max_error_rate = {self.cfg.max_error_rate})")
 
     def _postfix(self) -> dict[str, str]:
         s = self.stats
@@ -521,8 +540,12 @@ class Teacher:
 
     def rate_many(self, items: Sequence[tuple[str, str]], desc: str = "rating", scale: Sequence[int] = tuple(range(10)),
                   max_tokens: int = 32, sample_index: int = 0) -> list[Rating]:
-        """`rate` for each (system, user), `teacher.concurrency` at a time; order kept."""
-        return self._map(lambda it: self._rate_one(it[0], it[1], scale, max_tokens, sample_index), list(items), desc)
+        """`rate` for each (system, user), `teacher.concurrency` at a time; order kept. Stops like
+        `chat_many` when most requests fail (`teacher.max_error_rate`)."""
+        since = self._sent_and_failed()
+        out = self._map(lambda it: self._rate_one(it[0], it[1], scale, max_tokens, sample_index), list(items), desc)
+        self._check_error_rate(since, desc)
+        return out
 
     def _map(self, fn: Any, items: list[Any], desc: str) -> list[Any]:
         out: list[Any] = [None] * len(items)
