@@ -10,8 +10,8 @@ Up to `BATCHES_IN_FLIGHT` batches run at once. With `teacher.budget_usd` set, a 
 worst-case cost (completion = max_tokens) could pass the budget is not submitted, and its requests
 come back with `BUDGET_ERROR`.
 
-This path needs a real OpenAI account and cannot be exercised offline; the tests cover the
-synchronous path only.
+A real run needs an OpenAI account; `tests/test_teacher_batch.py` drives this code through the
+`openai` client against a local stand-in for the files/batches endpoints answered by the local LLM.
 """
 
 from __future__ import annotations
