@@ -83,3 +83,21 @@ def test_two_gloo_ranks_fsdp2_equal_single_process(fake_run, single, tmp_path):
     shutil.copytree(fake_run, multi)
     _run(multi, 2, "fsdp")
     _compare(single, multi)
+
+
+@pytest.mark.slow
+def test_fsdp2_resumes_from_a_checkpoint(fake_run, single, tmp_path):
+    """Two FSDP2 ranks interrupted after the step-3 checkpoint (the final export and completion
+    marker gone) resume from step 3 and end where one uninterrupted process does."""
+    multi = tmp_path / "fsdp_resume"
+    shutil.copytree(fake_run, multi)
+    _run(multi, 2, "fsdp")
+    out = multi / "pretrain_textbook"
+    shutil.rmtree(out / "final")
+    (out / "_COMPLETE.json").unlink()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000003"]
+    _run(multi, 2, "fsdp")
+    import json
+
+    assert json.loads((out / "_COMPLETE.json").read_text())["counts"]["resumed_from_step"] == 3
+    _compare(single, multi)

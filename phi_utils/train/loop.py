@@ -198,7 +198,16 @@ class Trainer:
         good = broadcast_object(str(good) if good else None, self.env)
         if good is None:
             return None
-        model_state, state = ckpt.load_checkpoint_state(Path(good))
+        shard_from_rank0 = self.parallel == "fsdp" and self.env.distributed
+        if shard_from_rank0:
+            # Only rank 0 reads the checkpoint; FSDP broadcasts each rank its shards of the weights and
+            # optimizer state (8 copies of a 1.3B model's full Adam state would not fit host memory).
+            model_state, state = ckpt.load_checkpoint_state(Path(good)) if self.env.is_main else ({}, {})
+            optim_state = state.pop("optimizer", {})
+            state = broadcast_object(state, self.env)
+        else:
+            model_state, state = ckpt.load_checkpoint_state(Path(good))
+            optim_state = state["optimizer"]
         if state.get("train_config") != json.loads(json.dumps(dataclasses.asdict(self.tc))):
             if state.get("train_config") != dataclasses.asdict(self.tc):
                 print(f"note: {good} was written with another training config; starting afresh")
@@ -211,12 +220,12 @@ class Trainer:
             from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
                                                                  set_optimizer_state_dict)
 
-            opts = StateDictOptions(full_state_dict=True)
+            opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=shard_from_rank0)
             set_model_state_dict(self.raw_model, model_state, options=opts)
-            set_optimizer_state_dict(self.raw_model, self.optimizer, state["optimizer"], options=opts)
+            set_optimizer_state_dict(self.raw_model, self.optimizer, optim_state, options=opts)
         else:
             self.raw_model.load_state_dict(model_state)
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(optim_state)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         rngs = state["rng"]
