@@ -8,6 +8,7 @@ what its longest completion costs, not `max_new_tokens` for every row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Sequence
 
@@ -83,30 +84,31 @@ def generate_ids(model: PhiForCausalLM, prompts: list[list[int]], max_new_tokens
         ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, L - len(p):] = 1
     ids, mask = ids.to(dev), mask.to(dev)
-    cache = model.new_cache(B, L + max_new_tokens)
-    logits = _prefill(model, ids, mask, [len(p) for p in prompts], cache)    # (B, V)
-    next_pos = mask.sum(1, keepdim=True)                                  # (B, 1) position of the next token
-    rows = list(range(B))                                                 # original index of each live row
-    out: list[list[int]] = [[] for _ in range(B)]
-    for step in range(max_new_tokens):
-        tok = _sample(logits, temperature, top_p, generator)              # (b,)
-        keep = []
-        for j, (r, t) in enumerate(zip(rows, tok.tolist())):
-            out[r].append(t)
-            done = (eos_token_id is not None and t == eos_token_id) or (stop_check is not None and stop_check(r, out[r]))
-            if not done:
-                keep.append(j)
-        if not keep or step == max_new_tokens - 1:
-            break
-        if len(keep) < len(rows):  # drop finished rows from the batch and the cache
-            sel = torch.tensor(keep, device=dev)
-            cache.select(sel)
-            rows = [rows[j] for j in keep]
-            tok, mask, next_pos = tok[sel], mask[sel], next_pos[sel]
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-        h = model.hidden_states(tok[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache)
-        next_pos = next_pos + 1
-        logits = model.lm_head(h[:, -1])
+    with model.transposed_weights() if dev.type == "cpu" else contextlib.nullcontext():
+        cache = model.new_cache(B, L + max_new_tokens)
+        logits = _prefill(model, ids, mask, [len(p) for p in prompts], cache)    # (B, V)
+        cache.mask_padding(mask)                                              # decoding reads it, no mask per step
+        next_pos = mask.sum(1, keepdim=True)                                  # (B, 1) position of the next token
+        rows = list(range(B))                                                 # original index of each live row
+        out: list[list[int]] = [[] for _ in range(B)]
+        for step in range(max_new_tokens):
+            tok = _sample(logits, temperature, top_p, generator)              # (b,)
+            keep = []
+            for j, (r, t) in enumerate(zip(rows, tok.tolist())):
+                out[r].append(t)
+                done = (eos_token_id is not None and t == eos_token_id) or (stop_check is not None and stop_check(r, out[r]))
+                if not done:
+                    keep.append(j)
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(rows):  # drop finished rows from the batch and the cache
+                sel = torch.tensor(keep, device=dev)
+                cache.select(sel)
+                rows = [rows[j] for j in keep]
+                tok, next_pos = tok[sel], next_pos[sel]
+            h = model.hidden_states(tok[:, None], position_ids=next_pos, past_key_values=cache)
+            next_pos = next_pos + 1
+            logits = model.lm_head(h[:, -1])
     return out
 
 
