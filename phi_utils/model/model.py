@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
+from .cpu_kernels import fused_decode_attention
 
 try:  # optional fast path on GPUs
     from flash_attn import flash_attn_func  # type: ignore[import-not-found]
@@ -181,18 +182,28 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
                                           is_causal=is_causal and mask is None)
 
 
+_NO_BIAS = torch.empty(0)
+
+
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """One query per row (decoding) on CPU: q (B, H, 1, D) against k, v (B, H, S, D), as two batched
-    matrix products over B*H rows, which beat the SDPA kernel at one query. The 1/sqrt(D) scale and
-    an additive padding bias ride along in the first product (`baddbmm`); scores are fp32."""
+    """One query per row (decoding) on CPU: q (B, H, 1, D) against k, v (B, H, S, D).
+
+    fp32 goes to the fused C++ kernel when it is built (`cpu_kernels`: it never reads the keys and
+    values of padding). Otherwise two batched matrix products over B*H rows, which beat the SDPA
+    kernel at one query, with the 1/sqrt(D) scale and an additive padding bias riding along in the
+    first (`baddbmm`); scores are fp32."""
     B, H, _, D = q.shape
     S = k.size(2)
+    if mask is not None and mask.dtype == torch.bool:
+        mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
+    fused = fused_decode_attention() if q.dtype == k.dtype == v.dtype == torch.float32 else None
+    if fused is not None and k.stride(-1) == v.stride(-1) == 1 and not (q.requires_grad and torch.is_grad_enabled()):
+        bias = _NO_BIAS if mask is None else mask.float().expand(B, H, 1, S)
+        return fused(q, k, v, bias, D ** -0.5)
     qf, kf = q.float().reshape(B * H, 1, D), k.float().reshape(B * H, S, D).transpose(1, 2)
     if mask is None:
         scores = torch.bmm(qf, kf).mul_(D ** -0.5)                                        # (B*H, 1, S)
     else:
-        if mask.dtype == torch.bool:
-            mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
         scores = torch.baddbmm(mask.float().expand(B, H, 1, S).reshape(B * H, 1, S), qf, kf, alpha=D ** -0.5)
     probs = torch.softmax(scores, dim=-1).to(v.dtype)
     return torch.bmm(probs, v.reshape(B * H, S, D)).view(B, H, 1, D).to(q.dtype)

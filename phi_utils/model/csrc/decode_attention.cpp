@@ -1,0 +1,157 @@
+// One decoding step of attention on CPU, fused: for every (row b, head h)
+//
+//     y[b, h] = softmax(scale * q[b, h] . K[b, h, s] + bias[b, h, s]  over s) @ V[b, h]
+//
+// in one pass over the cache, skipping the positions whose bias is -inf (a left-padded batch's
+// padding) so their keys and values are never read. PyTorch's path does the same work as two
+// batched matrix products and a softmax over every cached position, padding included; decoding a
+// small model is bound by the bytes of KV cache it reads, so the padding is what this saves.
+//
+// q: (B, H, 1, D); k, v: (B, H, S, D), any strides but a unit last one (views of the KV cache);
+// bias: (B, H, 1, S) additive, 0 or -inf, or an empty tensor for none. fp32, head_dim a multiple of 8
+// up to 64, AVX2 + FMA (cpu_kernels.py checks all three); returns (B, H, 1, D).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// exp(x) for 8 floats (Cephes' expf polynomial, as in avx_mathfun; within 2 ulp), exp(-inf) = 0.
+inline __m256 exp8(__m256 x) {
+  const __m256 is_neg_inf = _mm256_cmp_ps(x, _mm256_set1_ps(kNegInf), _CMP_EQ_OQ);
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-88.3762626647949f));
+  __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(is_neg_inf, _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n)));
+}
+
+// Scores of 4 consecutive keys: q . k[j] for j = 0..3, with D a multiple of 8 (at most 64).
+inline __m128 dot4(const __m256* qv, int64_t nv, const float* k0, int64_t ks) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < nv; ++i) {
+    a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k0 + 8 * i), a0);
+    a1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k0 + ks + 8 * i), a1);
+    a2 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k0 + 2 * ks + 8 * i), a2);
+    a3 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k0 + 3 * ks + 8 * i), a3);
+  }
+  const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+inline float dot1(const __m256* qv, int64_t nv, const float* k) {
+  __m256 a = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nv; ++i) a = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a);
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  r = _mm_hadd_ps(r, r);
+  return _mm_cvtss_f32(_mm_hadd_ps(r, r));
+}
+
+// One (row, head): y = softmax(scale * K q + bias) V over positions [0, S).
+void attend_one(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const float* bias,
+                int64_t S, int64_t D, float scale, float* p, float* y) {
+  int64_t s0 = 0;  // leading padding: its keys and values are never read
+  if (bias)
+    while (s0 < S && bias[s0] == kNegInf) ++s0;
+  const int64_t nv = D / 8;
+  __m256 qv[8];
+  for (int64_t i = 0; i < nv; ++i) qv[i] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * i), _mm256_set1_ps(scale));
+  int64_t s = s0;
+  for (; s + 4 <= S; s += 4) _mm_storeu_ps(p + s, dot4(qv, nv, k + s * ks, ks));
+  for (; s < S; ++s) p[s] = dot1(qv, nv, k + s * ks);
+  float m = kNegInf;
+  for (s = s0; s < S; ++s) {
+    if (bias) p[s] = bias[s] == kNegInf ? kNegInf : p[s] + bias[s];  // a masked key's score may be NaN
+    m = p[s] > m ? p[s] : m;
+  }
+  __m256 acc[8];
+  for (int64_t i = 0; i < nv; ++i) acc[i] = _mm256_setzero_ps();
+  if (m == kNegInf) {  // nothing to attend to: zeros, where softmax would give NaN
+    for (int64_t i = 0; i < nv; ++i) _mm256_storeu_ps(y + 8 * i, acc[i]);
+    return;
+  }
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 sumv = _mm256_setzero_ps();
+  for (s = s0; s + 8 <= S; s += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + s), mv));
+    _mm256_storeu_ps(p + s, e);
+    sumv = _mm256_add_ps(sumv, e);
+  }
+  float sum = 0.f;
+  for (; s < S; ++s) {
+    alignas(32) float t[8] = {p[s] - m, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+    p[s] = _mm_cvtss_f32(_mm256_castps256_ps128(exp8(_mm256_load_ps(t))));
+    sum += p[s];
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sumv);
+  for (float l : lanes) sum += l;
+  for (s = s0; s < S; ++s) {
+    if (p[s] == 0.f) continue;  // masked (or underflowed): skip its value row, which may hold NaN
+    const __m256 w = _mm256_set1_ps(p[s]);
+    const float* vr = v + s * vs;
+    for (int64_t i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8 * i), acc[i]);
+  }
+  const __m256 inv = _mm256_set1_ps(1.f / sum);
+  for (int64_t i = 0; i < nv; ++i) _mm256_storeu_ps(y + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
+                            double scale) {
+  TORCH_CHECK(q.dim() == 4 && q.size(2) == 1, "decode_attention: q must be (B, H, 1, D)");
+  TORCH_CHECK(k.dim() == 4 && v.sizes() == k.sizes(), "decode_attention: k and v must be (B, H, S, D)");
+  TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
+              "decode_attention: fp32 only");
+  TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1, "decode_attention: last dim must be contiguous");
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), S = k.size(2);
+  TORCH_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D, "decode_attention: q and k shapes differ");
+  TORCH_CHECK(D % 8 == 0 && D <= 64, "decode_attention: head_dim must be a multiple of 8, at most 64");
+  const bool has_bias = bias.defined() && bias.numel() > 0;
+  if (has_bias) {
+    TORCH_CHECK(bias.scalar_type() == at::kFloat && bias.dim() == 4 && bias.size(0) == B && bias.size(1) == H &&
+                    bias.size(3) == S && bias.stride(3) == 1,
+                "decode_attention: bias must be fp32 (B, H, 1, S)");
+  }
+  at::Tensor y = at::empty({B, H, 1, D}, q.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  const float* bp = has_bias ? bias.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(S + 8);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      attend_one(qp + b * q.stride(0) + h * q.stride(1), kp + b * k.stride(0) + h * k.stride(1), k.stride(2),
+                 vp + b * v.stride(0) + h * v.stride(1), v.stride(2),
+                 has_bias ? bp + b * bias.stride(0) + h * bias.stride(1) : nullptr, S, D,
+                 static_cast<float>(scale), p.data(), yp + bh * D);
+    }
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(phi_utils, m) {
+  m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor bias, float scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(phi_utils, CPU, m) { m.impl("decode_attention", decode_attention); }
