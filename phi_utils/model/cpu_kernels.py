@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,7 @@ def fused_decode_attention() -> Callable[..., torch.Tensor] | None:
     try:
         from torch.utils import cpp_extension
 
+        _put_ninja_on_path()
         cpp_extension.load(name="phi_utils_decode_attention", sources=[str(SOURCE)],
                            extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"],
                            is_python_module=False,
@@ -47,3 +49,13 @@ def fused_decode_attention() -> Callable[..., torch.Tensor] | None:
         log.warning("CPU decode kernel could not be built (%s: %s); using the PyTorch path "
                     "(set PHI_CPU_KERNELS=0 to skip the attempt)", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return None
+
+
+def _put_ninja_on_path() -> None:
+    """cpp_extension runs `ninja` from PATH; the pip package's binary is not there unless the venv is activated."""
+    if shutil.which("ninja") is None:
+        try:
+            import ninja  # type: ignore[import-not-found]
+        except ImportError:
+            return
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")

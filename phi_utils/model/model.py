@@ -197,7 +197,8 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     if mask is not None and mask.dtype == torch.bool:
         mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
     fused = fused_decode_attention() if q.dtype == k.dtype == v.dtype == torch.float32 else None
-    if fused is not None and k.stride(-1) == v.stride(-1) == 1 and not (q.requires_grad and torch.is_grad_enabled()):
+    if (fused is not None and D % 8 == 0 and D <= 64 and k.stride(-1) == v.stride(-1) == 1
+            and not (q.requires_grad and torch.is_grad_enabled())):
         bias = _NO_BIAS if mask is None else mask.float().expand(B, H, 1, S)
         return fused(q, k, v, bias, D ** -0.5)
     qf, kf = q.float().reshape(B * H, 1, D), k.float().reshape(B * H, S, D).transpose(1, 2)
