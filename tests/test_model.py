@@ -4,6 +4,7 @@ checkpoints, KV cache, padding, generation, tokenizer, FLOPs (issue 4). All on r
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -239,6 +240,8 @@ def test_fused_decode_attention_kernel_skips_padding_and_matches_softmax() -> No
     if shutil.which("c++") is None or platform.machine() != "x86_64" or \
             torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("the decode kernel needs a C++ compiler and an x86-64 CPU with AVX2 (PyTorch path used instead)")
+    if os.environ.get("PHI_CPU_KERNELS") == "0":
+        pytest.skip("PHI_CPU_KERNELS=0 turns the decode kernel off")
     op = fused_decode_attention()
     assert op is not None, "a C++ compiler is here but the decode kernel did not build (see the log warning)"
     torch.manual_seed(0)
