@@ -161,7 +161,10 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
         assert ra["grad_norm"] == pytest.approx(rb["grad_norm"], rel=1e-5)
     pb, pa = params(big), params(acc)
     for k in pb:
-        torch.testing.assert_close(pa[k], pb[k], rtol=1e-4, atol=1e-5)  # Adam amplifies fp32 summation-order noise
+        # Adam divides by sqrt(v): on a near-zero gradient, fp32 summation-order noise moves a weight by
+        # a visible fraction of lr (seen: 2.1e-5 on one of 65,536 with this machine's MKL kernels). 1% of
+        # the peak lr still catches a wrong accumulation, whose loss and grad norm are checked above.
+        torch.testing.assert_close(pa[k], pb[k], rtol=1e-4, atol=0.01 * 3e-3)
 
 
 def test_gradient_checkpointing_gives_the_same_steps(tmp_path):
