@@ -45,6 +45,16 @@ def _pair(mc: ModelConfig, seed: int = 0) -> tuple[PhiForCausalLM, "transformers
     return model, to_hf_model(model)
 
 
+def _left_padded(mc: ModelConfig, lengths: list[int], L: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids (B, L + extra) and their mask: row i's prompt is its last lengths[i] of the first L
+    columns (left padding before it), followed by `extra` real tokens to decode."""
+    ids = torch.randint(0, mc.vocab_size, (len(lengths), L + extra))
+    mask = torch.ones(len(lengths), L + extra, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :L - n] = 0
+    return ids, mask
+
+
 @pytest.fixture(scope="module")
 def tok():
     return train_tokenizer(_take_chars(stdlib_texts(), 400_000), 600, show_progress=False)
@@ -218,10 +228,7 @@ def test_rowwise_prefill_into_a_dirty_cache_equals_padded_forward() -> None:
     mc = SHAPES["tiny"]
     model, _ = _pair(mc, seed=10)
     lengths, L = [6, 11, 3], 11
-    ids = torch.randint(0, mc.vocab_size, (3, L + 1))
-    mask = torch.ones(3, L + 1, dtype=torch.long)
-    for i, n in enumerate(lengths):
-        mask[i, :L - n] = 0
+    ids, mask = _left_padded(mc, lengths, L, extra=1)
     with torch.no_grad():
         full = model(ids, attention_mask=mask)
         cache = model.new_cache(3, L + 4)
@@ -275,10 +282,7 @@ def test_decoding_reads_the_padding_the_cache_recorded() -> None:
     mc = SHAPES["tiny"]
     model, _ = _pair(mc, seed=11)
     L, lengths = 9, [9, 4, 6]
-    ids = torch.randint(0, mc.vocab_size, (3, L + 3))
-    mask = torch.ones(3, L + 3, dtype=torch.long)
-    for i, n in enumerate(lengths):
-        mask[i, :L - n] = 0
+    ids, mask = _left_padded(mc, lengths, L, extra=3)
     with torch.no_grad():
         full = model(ids, attention_mask=mask)
         cache = model.new_cache(3, L + 3)
@@ -305,6 +309,13 @@ def test_transposed_weights_give_the_same_logits_and_are_dropped() -> None:
             inside = model(x)
     torch.testing.assert_close(inside, ref, atol=1e-5, rtol=0)
     assert all(getattr(m, "weight_t", None) is None for m in model.modules())
+    from phi_utils.model.model import Linear
+
+    no_bias = Linear(6, 4, bias=False)   # the same layer without a bias
+    h = torch.randn(3, 6)
+    with torch.no_grad():
+        no_bias.weight_t = no_bias.weight.t().contiguous()
+        torch.testing.assert_close(no_bias(h), h @ no_bias.weight.t())
 
 
 def test_fused_rotary_equals_rotate_half_reference() -> None:

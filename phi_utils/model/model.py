@@ -221,7 +221,9 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight_t is None or torch.is_grad_enabled():
             return super().forward(x)
-        return torch.addmm(self.bias, x.reshape(-1, x.size(-1)), self.weight_t).view(*x.shape[:-1], -1)
+        x2d = x.reshape(-1, x.size(-1))
+        y = torch.mm(x2d, self.weight_t) if self.bias is None else torch.addmm(self.bias, x2d, self.weight_t)
+        return y.view(*x.shape[:-1], -1)
 
 
 class CausalSelfAttention(nn.Module):
