@@ -40,10 +40,10 @@ def fused_decode_attention() -> Callable[..., torch.Tensor] | None:
         from torch.utils import cpp_extension
 
         _put_ninja_on_path()
+        log.info("CPU decode kernel: loading (the first time on a machine it compiles, about 12 s)")
         cpp_extension.load(name="phi_utils_decode_attention", sources=[str(SOURCE)],
                            extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"],
-                           is_python_module=False,
-                           verbose=False)
+                           is_python_module=False, verbose=False)
         return torch.ops.phi_utils.decode_attention
     except Exception as e:  # no compiler, no ninja, a failed build: decoding still works, a bit slower
         log.warning("CPU decode kernel could not be built (%s: %s); using the PyTorch path "
