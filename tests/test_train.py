@@ -252,8 +252,12 @@ def test_checkpoint_verification_skips_corrupt_and_partial(tmp_path):
 
 
 def test_golden_loss_curve(tmp_path):
-    """A short deterministic run (dropout on) reproduces the checked-in loss curve.
-    Regenerate after an intended change with PHI_UPDATE_GOLDEN=1."""
+    """A short deterministic run (dropout on) reproduces the checked-in loss curve. There are two: CPU
+    dropout masks come from the Philox kernel when it is built, from torch's bernoulli_ otherwise
+    (PHI_CPU_KERNELS=0). Regenerate after an intended change with PHI_UPDATE_GOLDEN=1 (in both modes)."""
+    from phi_utils.model.cpu_kernels import fused_dropout
+
+    curve = "philox_dropout" if fused_dropout() is not None else "torch_dropout"
     data = synthetic_data(tmp_path / "data")
     t = make_trainer(data, tmp_path / "g", max_steps=10, dropout=0.1, micro_batch_size=4, eval_interval=5)
     t.fit()
@@ -261,9 +265,11 @@ def test_golden_loss_curve(tmp_path):
     vals = [r["val_loss"] for r in read_metrics(tmp_path / "g" / "metrics.jsonl") if "val_loss" in r]
     if os.environ.get("PHI_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+        curves = {**old.get("curves", {}), curve: {"loss": losses, "val_loss": vals}}
         GOLDEN.write_text(json.dumps({"description": "tests/test_train.py::test_golden_loss_curve", "torch": torch.__version__,
-                                      "loss": losses, "val_loss": vals}, indent=2) + "\n")
-    golden = json.loads(GOLDEN.read_text())
+                                      "curves": curves}, indent=2) + "\n")
+    golden = json.loads(GOLDEN.read_text())["curves"][curve]
     np.testing.assert_allclose(losses, golden["loss"], rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(vals, golden["val_loss"], rtol=2e-4, atol=2e-4)
 

@@ -1,11 +1,16 @@
-"""Optional C++ kernel for CPU decoding (`csrc/decode_attention.cpp`): one decoding step of
-attention that skips the padding of a left-padded batch instead of reading and masking it.
+"""Optional C++ kernels for CPU (`csrc/`), built together as one extension:
 
-It is compiled on first use with `torch.utils.cpp_extension` (about 10 s with g++ and ninja; cached
-under `TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`, and rebuilt when the source
-changes). Where it cannot be built (no compiler, not x86-64 with AVX2) or `PHI_CPU_KERNELS=0`,
-`fused_decode_attention()` returns None after one log line and the model uses its PyTorch path,
-which computes the same attention.
+- `decode_attention.cpp`: one decoding step of attention that skips the padding of a left-padded
+  batch instead of reading and masking it;
+- `dropout.cpp`: dropout from a counter-based random stream (Philox4x32-10, as on CUDA), parallel
+  and vectorized where PyTorch's CPU `bernoulli_` draws serially from one generator; backward
+  recomputes the mask from the seed.
+
+They are compiled on first use with `torch.utils.cpp_extension` (about 15 s with g++ and ninja;
+cached under `TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`, and rebuilt when a
+source changes). Where they cannot be built (no compiler, not x86-64 with AVX2) or
+`PHI_CPU_KERNELS=0`, the accessors return None after one log line and the model uses PyTorch's
+own ops, which compute the same attention and the same (differently drawn) dropout.
 """
 
 from __future__ import annotations
@@ -16,39 +21,67 @@ import os
 import platform
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "csrc" / "decode_attention.cpp"
+SOURCES = tuple(Path(__file__).parent / "csrc" / f for f in ("decode_attention.cpp", "dropout.cpp"))
 
 
 @functools.cache
-def fused_decode_attention() -> Callable[..., torch.Tensor] | None:
-    """`op(q, k, v, bias, scale) -> (B, H, 1, D)`, or None where the kernel is off or cannot be built.
-    q (B, H, 1, D), k and v (B, H, S, D) with a unit last stride, bias (B, H, 1, S) additive
-    (0 / -inf; an empty tensor for none), all fp32."""
+def _load() -> bool:
     if os.environ.get("PHI_CPU_KERNELS", "1") == "0":
-        return None
+        return False
     if platform.machine().lower() not in ("x86_64", "amd64") or torch.backends.cpu.get_cpu_capability() not in (
             "AVX2", "AVX512"):
-        log.info("CPU decode kernel: needs x86-64 with AVX2; using the PyTorch path")
-        return None
+        log.info("CPU kernels: need x86-64 with AVX2; using PyTorch's ops")
+        return False
     try:
         from torch.utils import cpp_extension
 
         _put_ninja_on_path()
-        log.info("CPU decode kernel: loading (the first time on a machine it compiles, about 12 s)")
-        cpp_extension.load(name="phi_utils_decode_attention", sources=[str(SOURCE)],
+        log.info("CPU kernels: loading (the first time on a machine they compile, about 15 s)")
+        cpp_extension.load(name="phi_utils_cpu_kernels", sources=[str(s) for s in SOURCES],
                            extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"],
                            is_python_module=False, verbose=False)
-        return torch.ops.phi_utils.decode_attention
-    except Exception as e:  # no compiler, no ninja, a failed build: decoding still works, a bit slower
-        log.warning("CPU decode kernel could not be built (%s: %s); using the PyTorch path "
+        return True
+    except Exception as e:  # no compiler, no ninja, a failed build: everything still works, a bit slower
+        log.warning("CPU kernels could not be built (%s: %s); using PyTorch's ops "
                     "(set PHI_CPU_KERNELS=0 to skip the attempt)", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        return None
+        return False
+
+
+def fused_decode_attention() -> Callable[..., torch.Tensor] | None:
+    """`op(q, k, v, bias, scale) -> (B, H, 1, D)`, or None where the kernels are off or cannot be built.
+    q (B, H, 1, D), k and v (B, H, S, D) with a unit last stride, bias (B, H, 1, S) additive
+    (0 / -inf; an empty tensor for none), all fp32."""
+    return torch.ops.phi_utils.decode_attention if _load() else None
+
+
+def fused_dropout() -> Callable[[torch.Tensor, float], torch.Tensor] | None:
+    """`dropout(x, p) -> y` (autograd-aware, CPU, any float dtype), or None where the kernels are
+    off or cannot be built. The seed comes from torch's default generator, so `torch.manual_seed`
+    fixes the masks, and activation checkpointing (which restores the RNG state) recomputes the same."""
+    return _dropout if _load() else None
+
+
+class _PhiloxDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:  # type: ignore[override]
+        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+        ctx.p, ctx.seed = p, seed
+        return torch.ops.phi_utils.dropout(x.contiguous(), p, seed)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        # d(x * m / (1 - p)) / dx = m / (1 - p): the same op on the gradient, same seed, same mask.
+        return torch.ops.phi_utils.dropout(grad.contiguous(), ctx.p, ctx.seed), None
+
+
+def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    return _PhiloxDropout.apply(x, p)
 
 
 def _put_ninja_on_path() -> None:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
-from .cpu_kernels import fused_decode_attention
+from .cpu_kernels import fused_decode_attention, fused_dropout
 
 try:  # optional fast path on GPUs
     from flash_attn import flash_attn_func  # type: ignore[import-not-found]
@@ -173,6 +173,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         return y.transpose(1, 2)
     if q.size(2) == 1 and not q.is_cuda and not dropout_p:
         return decode_attention(q, k, v, mask)
+    if (dropout_p and is_causal and mask is None and q.device.type == "cpu" and q.dtype != torch.float16
+            and fused_dropout() is not None and not torch.compiler.is_compiling()):
+        return causal_attention_dropout_cpu(q, k, v, dropout_p)
     if q.dtype == torch.float16 and not q.is_cuda:
         # The math kernel would form q@k^T in fp16 and overflow on large activations (issue 28163).
         y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
@@ -180,6 +183,34 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         return y.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                           is_causal=is_causal and mask is None)
+
+
+def causal_attention_dropout_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """Training-time causal attention on CPU: what SDPA's math kernel computes when dropout is on
+    (the only CPU kernel that supports it), with the probabilities dropped by the Philox kernel
+    instead of `bernoulli_`, which took a third of a small model's training step. Queries align
+    to the end of the keys (T <= S)."""
+    B, H, T, D = q.shape
+    S = k.size(2)
+    causal = torch.full((T, S), float("-inf"), dtype=q.dtype, device=q.device).triu_(S - T + 1)
+    scores = torch.baddbmm(causal, q.reshape(B * H, T, D), k.reshape(B * H, S, D).transpose(1, 2),
+                           alpha=D ** -0.5)                                                  # (B*H, T, S)
+    probs = fused_dropout()(torch.softmax(scores, dim=-1), dropout_p)
+    return torch.bmm(probs, v.reshape(B * H, S, D)).view(B, H, T, D)
+
+
+class Dropout(nn.Dropout):
+    """`nn.Dropout` that draws its CPU masks with the Philox kernel (`cpu_kernels.fused_dropout`),
+    parallel and vectorized, where PyTorch's CPU `bernoulli_` is serial; elsewhere (CUDA, kernel
+    not built, under torch.compile) it is `nn.Dropout`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.training and 0 < self.p < 1 and x.device.type == "cpu" and not self.inplace
+                and not torch.compiler.is_compiling()):
+            fused = fused_dropout()
+            if fused is not None:
+                return fused(x, self.p)
+        return super().forward(x)
 
 
 _NO_BIAS = torch.empty(0)
@@ -267,7 +298,7 @@ class Block(nn.Module):
         self.ln = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.attn = CausalSelfAttention(config, layer_idx)
         self.mlp = MLP(config)
-        self.resid_drop = nn.Dropout(config.resid_pdrop)
+        self.resid_drop = Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
                 is_causal: bool, cache: KVCache | None) -> torch.Tensor:
@@ -284,7 +315,7 @@ class PhiForCausalLM(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            drop=nn.Dropout(config.embd_pdrop),
+            drop=Dropout(config.embd_pdrop),
             h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps),
         ))

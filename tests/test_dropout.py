@@ -1,0 +1,149 @@
+"""CPU dropout from the Philox kernel (`phi_utils/model/csrc/dropout.cpp`): the generator against
+Philox4x32-10's published known answers, the masks' statistics and reproducibility, autograd, and
+the model's training path (attention-probability and residual dropout) that uses it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+
+import pytest
+import torch
+
+from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config
+from phi_utils.model.cpu_kernels import fused_dropout
+from phi_utils.model.model import causal_attention_dropout_cpu
+
+M32 = 0xFFFFFFFF
+# Random123's kat_vectors for philox4x32_10: (counter, key) -> 4 words.
+PHILOX_KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((M32,) * 4, (M32,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+@pytest.fixture(scope="module")
+def dropout():
+    if shutil.which("c++") is None or platform.machine() != "x86_64" or \
+            torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the CPU kernels need a C++ compiler and an x86-64 CPU with AVX2 (nn.Dropout used instead)")
+    if os.environ.get("PHI_CPU_KERNELS") == "0":
+        pytest.skip("PHI_CPU_KERNELS=0 turns the CPU kernels off")
+    fn = fused_dropout()
+    assert fn is not None, "a C++ compiler is here but the CPU kernels did not build (see the log warning)"
+    return fn
+
+
+def philox4x32_10(ctr: tuple[int, ...], key: tuple[int, ...]) -> list[int]:
+    """Reference Philox4x32-10 in plain Python (Salmon et al., SC'11)."""
+    c, (k0, k1) = list(ctr), key
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [((p1 >> 32) ^ c[1] ^ k0) & M32, p1 & M32, ((p0 >> 32) ^ c[3] ^ k1) & M32, p0 & M32]
+        k0, k1 = (k0 + 0x9E3779B9) & M32, (k1 + 0xBB67AE85) & M32
+    return c
+
+
+def test_reference_philox_matches_the_published_known_answers() -> None:
+    for ctr, key, want in PHILOX_KAT:
+        assert philox4x32_10(ctr, key) == list(want)
+
+
+def test_kernel_stream_is_philox4x32_10(dropout) -> None:
+    """Word i is word (i % 32) // 8 of the counter 8 * (i // 32) + i % 8 under key `seed`."""
+    for seed in (0, 12345, 2**62 + 7):
+        n = 300  # not a multiple of a kernel block: the tail is exact too
+        got = [w & M32 for w in torch.ops.phi_utils.philox_words(n, seed).tolist()]
+        key = (seed & M32, seed >> 32)
+        for i in range(n):
+            c = 8 * (i // 32) + i % 8
+            assert got[i] == philox4x32_10((c & M32, c >> 32, 0, 0), key)[(i % 32) // 8], (seed, i)
+    assert [torch.ops.phi_utils.philox_words(32, 0)[i].item() & M32 for i in (0, 8, 16, 24)] == list(PHILOX_KAT[0][2])
+
+
+def test_masks_have_the_right_statistics(dropout) -> None:
+    x = torch.randn(1 << 20)
+    for p in (0.1, 0.5, 0.9):
+        y = torch.ops.phi_utils.dropout(x, p, 7)
+        kept = y != 0
+        sd = (p * (1 - p) / x.numel()) ** 0.5
+        assert abs(kept.float().mean().item() - (1 - p)) < 5 * sd
+        # every lane of a 32-word kernel block, alone, drops at the same rate (a lane-mapping bug would not)
+        lanes = kept.view(-1, 32).float().mean(0)
+        assert (lanes - (1 - p)).abs().max().item() < 5 * sd * 32 ** 0.5
+        # neighbours independent: both kept as often as (1 - p)^2
+        both = (kept[:-1] & kept[1:]).float().mean().item()
+        assert abs(both - (1 - p) ** 2) < 5 * (1 - p) * sd * 2
+        torch.testing.assert_close(y[kept], x[kept] * (1 / (1 - p)), rtol=0, atol=0)
+    assert torch.equal(torch.ops.phi_utils.dropout(x, 0.0, 7), x)
+
+
+def test_masks_are_a_function_of_seed_and_index_only(dropout) -> None:
+    x = torch.randn(100_003)
+    ref = torch.ops.phi_utils.dropout(x, 0.3, 99)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(torch.ops.phi_utils.dropout(x, 0.3, 99), ref)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(torch.ops.phi_utils.dropout(x[:5000].clone(), 0.3, 99), ref[:5000])  # a prefix
+    assert not torch.equal(torch.ops.phi_utils.dropout(x, 0.3, 100), ref)
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):  # same mask in every dtype
+        y = torch.ops.phi_utils.dropout(x.to(dtype), 0.3, 99)
+        assert y.dtype == dtype and torch.equal(y != 0, ref != 0)
+
+
+def test_autograd_reuses_the_mask_and_follows_manual_seed(dropout) -> None:
+    x = torch.randn(64, 33, requires_grad=True)
+    w = torch.randn(64, 33)
+    torch.manual_seed(3)
+    y = dropout(x, 0.25)
+    (y * w).sum().backward()
+    kept = y != 0
+    torch.testing.assert_close(x.grad, w * kept / 0.75, rtol=1e-6, atol=0)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.25), y)
+    assert not torch.equal(dropout(x, 0.25), y)  # the generator moved on
+
+
+def test_attention_with_dropout_is_softmax_attention_with_that_mask(dropout) -> None:
+    B, H, T, D, p = 2, 3, 17, 16, 0.2
+    q, k, v = (torch.randn(B, H, T, D, requires_grad=True) for _ in range(3))
+    torch.manual_seed(5)
+    y = causal_attention_dropout_cpu(q, k, v, p)
+    torch.manual_seed(5)  # the same seed draws the same mask over (B*H, T, T)
+    mask = dropout(torch.ones(B * H, T, T), p).view(B, H, T, T)
+    scores = (q @ k.transpose(-1, -2)) * D ** -0.5
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    ref = (torch.softmax(scores, -1) * mask) @ v
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (q, k, v), g)
+    want = torch.autograd.grad(ref, (q, k, v), g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_training_with_dropout_checkpointed_or_not_gives_the_same_gradients(dropout) -> None:
+    """Activation checkpointing restores the RNG state before recomputing a block, so the recomputed
+    blocks draw the same seeds, hence the same masks, as the first forward."""
+    mc = get_model_config("smoke", vocab_size=300, attn_pdrop=0.1, resid_pdrop=0.1, embd_pdrop=0.1)
+    torch.manual_seed(0)
+    model = PhiForCausalLM(mc).train()
+    x = torch.randint(0, 300, (2, 32))
+    grads = []
+    for ckpt in (False, True):
+        model.gradient_checkpointing = ckpt
+        model.zero_grad()
+        torch.manual_seed(1)
+        causal_lm_loss(model(x), x).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-5, atol=1e-7, msg=n)
+    torch.manual_seed(1)
+    a = model(x)
+    assert not torch.equal(a, model(x))  # and dropout is on
