@@ -1,6 +1,9 @@
-"""CPU dropout from the Philox kernel (`phi_utils/model/csrc/dropout.cpp`): the generator against
-Philox4x32-10's published known answers, the masks' statistics and reproducibility, autograd, and
-the model's training path (attention-probability and residual dropout) that uses it."""
+"""The CPU kernels of `phi_utils/model/csrc/` other than decode attention (tested in test_model.py):
+
+- dropout from the Philox kernel: the generator against Philox4x32-10's published known answers,
+  the masks' statistics and reproducibility, autograd, and the model's training path
+  (attention-probability and residual dropout) that uses it;
+- gelu_new (tanh GELU) forward and backward against PyTorch's in float64."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 import torch
 
 from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config
-from phi_utils.model.cpu_kernels import fused_dropout
+from phi_utils.model.cpu_kernels import fused_dropout, fused_gelu_tanh
 from phi_utils.model.model import causal_attention_dropout_cpu
 
 M32 = 0xFFFFFFFF
@@ -25,13 +28,17 @@ PHILOX_KAT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def dropout():
+def _kernels_or_skip() -> None:
     if shutil.which("c++") is None or platform.machine() != "x86_64" or \
             torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("the CPU kernels need a C++ compiler and an x86-64 CPU with AVX2 (nn.Dropout used instead)")
     if os.environ.get("PHI_CPU_KERNELS") == "0":
         pytest.skip("PHI_CPU_KERNELS=0 turns the CPU kernels off")
+
+
+@pytest.fixture(scope="module")
+def dropout():
+    _kernels_or_skip()
     fn = fused_dropout()
     assert fn is not None, "a C++ compiler is here but the CPU kernels did not build (see the log warning)"
     return fn
@@ -147,3 +154,26 @@ def test_training_with_dropout_checkpointed_or_not_gives_the_same_gradients(drop
     torch.manual_seed(1)
     a = model(x)
     assert not torch.equal(a, model(x))  # and dropout is on
+
+
+def test_gelu_kernel_matches_pytorch_in_float64() -> None:
+    _kernels_or_skip()
+    gelu = fused_gelu_tanh()
+    assert gelu is not None
+    torch.manual_seed(0)
+    for n in (1, 7, 9, 33, 100_003):  # vector body and scalar tail
+        x = torch.randn(n, dtype=torch.float64) * 4
+        x[0] = 0.0
+        ref = torch.nn.functional.gelu(x, approximate="tanh")
+        xf = x.float().requires_grad_()
+        y = gelu(xf)
+        torch.testing.assert_close(y.double(), ref, atol=1e-6, rtol=2e-6)
+        w = torch.randn(n, dtype=torch.float64)
+        (y * w.float()).sum().backward()
+        xd = x.clone().requires_grad_()
+        (torch.nn.functional.gelu(xd, approximate="tanh") * w).sum().backward()
+        torch.testing.assert_close(xf.grad.double(), xd.grad, atol=2e-5, rtol=2e-5)
+    big = torch.tensor([-100.0, -20.0, 20.0, 100.0, float("nan")])
+    torch.testing.assert_close(gelu(big), torch.nn.functional.gelu(big, approximate="tanh"), equal_nan=True)
+    x = torch.randn(6, 10)[:, ::2]  # not contiguous
+    torch.testing.assert_close(gelu(x), torch.nn.functional.gelu(x, approximate="tanh"), atol=1e-6, rtol=2e-6)
