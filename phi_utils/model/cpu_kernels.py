@@ -1,7 +1,8 @@
 """Optional C++ kernels for CPU (`csrc/`), built together as one extension:
 
 - `decode_attention.cpp`: one decoding step of attention that skips the padding of a left-padded
-  batch instead of reading and masking it;
+  batch instead of reading and masking it, alone or fused with the rotary embedding and the KV-cache
+  write that precede it;
 - `dropout.cpp`: dropout from a counter-based random stream (Philox4x32-10, as on CUDA), parallel
   and vectorized where PyTorch's CPU `bernoulli_` draws serially from one generator; backward
   recomputes the mask from the seed;
@@ -60,6 +61,14 @@ def fused_decode_attention() -> Callable[..., torch.Tensor] | None:
     q (B, H, 1, D), k and v (B, H, S, D) with a unit last stride, bias (B, H, 1, S) additive
     (0 / -inf; an empty tensor for none), all fp32."""
     return torch.ops.phi_utils.decode_attention if _load() else None
+
+
+def fused_decode_step() -> Callable[..., torch.Tensor] | None:
+    """`op(qkv, cos, sin, k_cache, v_cache, pos, bias, scale, rotary_dim) -> (B, 1, H * D)`: one
+    decoding step of an attention layer after its qkv projection (rotary on q and k, k and v written
+    into the caches at `pos`, attention over [0, pos]), or None where the kernels are off or cannot be
+    built. qkv (B, 1, 3, H, D) contiguous, cos/sin (B, D) contiguous, caches (B, H, max_len, D), fp32."""
+    return torch.ops.phi_utils.decode_step if _load() else None
 
 
 def fused_dropout() -> Callable[[torch.Tensor, float], torch.Tensor] | None:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
-from .cpu_kernels import fused_decode_attention, fused_dropout, fused_gelu_tanh
+from .cpu_kernels import fused_decode_attention, fused_decode_step, fused_dropout, fused_gelu_tanh
 
 try:  # optional fast path on GPUs
     from flash_attn import flash_attn_func  # type: ignore[import-not-found]
@@ -261,6 +261,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int) -> None:
         super().__init__()
         self.n_head, self.head_dim, self.layer_idx = config.n_head, config.head_dim, layer_idx
+        self.rotary_dim = config.rotary_dim
         self.qkv = Linear(config.n_embd, 3 * config.n_embd, bias=True)      # fused q, k, v (in that order)
         self.proj = Linear(config.n_embd, config.n_embd, bias=True)         # transformers: `dense`
         self.attn_pdrop = config.attn_pdrop
@@ -269,6 +270,10 @@ class CausalSelfAttention(nn.Module):
                 is_causal: bool, cache: KVCache | None) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim)        # (B, T, 3, H, D)
+        if cache is not None and T == 1 and cache.length > 0:
+            y = self._fused_decode_step(qkv, rope, mask, cache)
+            if y is not None:
+                return self.proj(y)
         cos, sin, R = (t.to(qkv.dtype) for t in rope)                        # autocast: qkv may be bf16
         qkv = qkv * cos + (qkv @ R) * sin                                    # partial rotary on q, k (see Rotary)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                       # 3 x (B, H, T, D)
@@ -277,6 +282,22 @@ class CausalSelfAttention(nn.Module):
         y = attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)                               # (B, T, C)
         return self.proj(y)
+
+    def _fused_decode_step(self, qkv: torch.Tensor, rope: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
+                           cache: KVCache) -> torch.Tensor | None:
+        """CPU fp32 decoding: rotary, the cache write and attention in one C++ op (`cpu_kernels`),
+        (B, 1, C); None where it does not apply (then the general path below computes the same)."""
+        op = fused_decode_step() if qkv.device.type == "cpu" and qkv.dtype == torch.float32 else None
+        k_cache, v_cache = cache.k[self.layer_idx], cache.v[self.layer_idx]
+        D = self.head_dim
+        if (op is None or torch.is_grad_enabled() or D % 8 or D > 64 or k_cache.dtype != torch.float32
+                or (mask is not None and mask.dtype == torch.bool)):
+            return None
+        if cache.length >= cache.max_len:
+            raise ValueError(f"KV cache overflow: {cache.length + 1} positions > max_len {cache.max_len}")
+        cos, sin = (t[:, 0, 0, 0].contiguous() for t in rope[:2])              # (B, D): q's entries (= k's)
+        bias = _NO_BIAS if mask is None else mask.expand(qkv.size(0), self.n_head, 1, cache.length + 1)
+        return op(qkv.contiguous(), cos, sin, k_cache, v_cache, cache.length, bias, D ** -0.5, self.rotary_dim)
 
 
 class MLP(nn.Module):

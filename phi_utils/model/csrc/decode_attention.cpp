@@ -19,6 +19,7 @@
 
 #include "vec_math.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -133,10 +134,79 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return y;
 }
 
+// A whole decoding step of one attention layer after the qkv projection, for every (row b, head h):
+// partial rotary on q and k (GPT-NeoX "rotate half" on the first `rotary_dim` dims), k and v
+// written into the cache at position `pos`, then attend_one over positions [0, pos]. Returns
+// (B, 1, H * D), the layout the output projection reads: no permutes, no separate cache copies.
+// qkv: (B, 1, 3, H, D) contiguous; cos, sin: (B, D) contiguous; k_cache, v_cache: (B, H, >pos, D)
+// with a unit last stride; bias as in decode_attention, over pos + 1 positions.
+at::Tensor decode_step(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& k_cache,
+                       const at::Tensor& v_cache, int64_t pos, const at::Tensor& bias, double scale,
+                       int64_t rotary_dim) {
+  TORCH_CHECK(qkv.dim() == 5 && qkv.size(1) == 1 && qkv.size(2) == 3 && qkv.is_contiguous(),
+              "decode_step: qkv must be contiguous (B, 1, 3, H, D)");
+  const int64_t B = qkv.size(0), H = qkv.size(3), D = qkv.size(4), S = pos + 1;
+  for (const at::Tensor* t : {&qkv, &cos, &sin, &k_cache, &v_cache})
+    TORCH_CHECK(t->scalar_type() == at::kFloat, "decode_step: fp32 only");
+  TORCH_CHECK(cos.sizes() == at::IntArrayRef({B, D}) && sin.sizes() == cos.sizes() && cos.is_contiguous() &&
+                  sin.is_contiguous(), "decode_step: cos and sin must be contiguous (B, D)");
+  TORCH_CHECK(k_cache.dim() == 4 && k_cache.sizes() == v_cache.sizes() && k_cache.size(0) == B &&
+                  k_cache.size(1) == H && k_cache.size(3) == D && pos >= 0 && pos < k_cache.size(2) &&
+                  k_cache.stride(3) == 1 && v_cache.stride(3) == 1,
+              "decode_step: caches must be (B, H, > pos, D) with a unit last stride");
+  TORCH_CHECK(D % 8 == 0 && D <= 64, "decode_step: head_dim must be a multiple of 8, at most 64");
+  TORCH_CHECK(rotary_dim % 2 == 0 && rotary_dim > 0 && rotary_dim <= D, "decode_step: bad rotary_dim");
+  const bool has_bias = bias.defined() && bias.numel() > 0;
+  if (has_bias) {
+    TORCH_CHECK(bias.scalar_type() == at::kFloat && bias.dim() == 4 && bias.size(0) == B && bias.size(1) == H &&
+                    bias.size(3) == S && bias.stride(3) == 1,
+                "decode_step: bias must be fp32 (B, H, 1, pos + 1)");
+  }
+  at::Tensor y = at::empty({B, 1, H * D}, qkv.options());
+  const float* xp = qkv.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* kp = k_cache.data_ptr<float>();
+  float* vp = v_cache.data_ptr<float>();
+  const float* bp = has_bias ? bias.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t half = rotary_dim / 2;
+  // rotate(x)[j] = x[j] cos[j] + rotate_half(x)[j] sin[j] on the first rotary_dim dims; the rest pass
+  auto rotate = [&](const float* x, const float* c, const float* s, float* out) {
+    for (int64_t j = 0; j < half; ++j) {
+      out[j] = x[j] * c[j] - x[j + half] * s[j];
+      out[j + half] = x[j + half] * c[j + half] + x[j] * s[j + half];
+    }
+    for (int64_t j = rotary_dim; j < D; ++j) out[j] = x[j];
+  };
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(S + 8);
+    float q[64];
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* x = xp + (b * 3 * H + h) * D;  // q; k at + H * D; v at + 2 * H * D
+      float* kb = kp + b * k_cache.stride(0) + h * k_cache.stride(1);
+      float* vb = vp + b * v_cache.stride(0) + h * v_cache.stride(1);
+      rotate(x, cp + b * D, sp + b * D, q);
+      rotate(x + H * D, cp + b * D, sp + b * D, kb + pos * k_cache.stride(2));
+      std::copy(x + 2 * H * D, x + 2 * H * D + D, vb + pos * v_cache.stride(2));
+      attend_one(q, kb, k_cache.stride(2), vb, v_cache.stride(2),
+                 has_bias ? bp + b * bias.stride(0) + h * bias.stride(1) : nullptr, S, D, static_cast<float>(scale),
+                 p.data(), yp + b * H * D + h * D);
+    }
+  });
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(phi_utils, m) {
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor bias, float scale) -> Tensor");
+  m.def("decode_step(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k_cache, Tensor(b!) v_cache, int pos, Tensor bias, "
+        "float scale, int rotary_dim) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(phi_utils, CPU, m) { m.impl("decode_attention", decode_attention); }
+TORCH_LIBRARY_IMPL(phi_utils, CPU, m) {
+  m.impl("decode_attention", decode_attention);
+  m.impl("decode_step", decode_step);
+}
