@@ -305,7 +305,11 @@ def test_transposed_weights_give_the_same_logits_and_are_dropped() -> None:
     with torch.no_grad():
         ref = model(x)
         with model.transposed_weights():
-            assert model.lm_head.weight_t is not None
+            outer = model.lm_head.weight_t
+            assert outer is not None
+            with model.transposed_weights():   # nested (generate's batches): the same copies, kept
+                assert model.lm_head.weight_t is outer
+            assert model.lm_head.weight_t is outer
             inside = model(x)
     torch.testing.assert_close(inside, ref, atol=1e-5, rtol=0)
     assert all(getattr(m, "weight_t", None) is None for m in model.modules())

@@ -143,13 +143,15 @@ def generate(model: PhiForCausalLM, tokenizer: Any, prompts: list[str], max_new_
     gen = torch.Generator(device=model.device).manual_seed(seed) if temperature > 0 else None
     batches = [jobs[s:s + batch_size] for s in range(0, len(jobs), batch_size)]
     try:
-        for batch in tqdm(batches, desc="generate", disable=not show_progress or len(batches) < 2):
-            new = generate_ids(model, [enc[i] or [eos or 0] for _, i, _ in batch], max_new_tokens, temperature, top_p,
-                               eos, pad, stop_check, gen)
-            for (_, i, k), ids in zip(batch, new):
-                if ids and ids[-1] == eos:
-                    ids = ids[:-1]
-                results[i][k] = truncate_at_stop(tokenizer.decode(ids, skip_special_tokens=False), stop)
+        transposed = model.transposed_weights() if model.device.type == "cpu" else contextlib.nullcontext()
+        with transposed:  # once for all batches
+            for batch in tqdm(batches, desc="generate", disable=not show_progress or len(batches) < 2):
+                new = generate_ids(model, [enc[i] or [eos or 0] for _, i, _ in batch], max_new_tokens, temperature, top_p,
+                                   eos, pad, stop_check, gen)
+                for (_, i, k), ids in zip(batch, new):
+                    if ids and ids[-1] == eos:
+                        ids = ids[:-1]
+                    results[i][k] = truncate_at_stop(tokenizer.decode(ids, skip_special_tokens=False), stop)
     finally:
         model.train(was_training)
     return results

@@ -383,8 +383,12 @@ class PhiForCausalLM(nn.Module):
         """Within this block, linear layers without autograd multiply by contiguous copies of their
         transposed weights (see `Linear`): faster few-row products on CPU, for as much memory again
         as the linear weights. The copies are made on entry and dropped on exit, so weights changed
-        inside the block are not seen. `generate` uses it on CPU."""
+        inside the block are not seen. `generate` uses it on CPU. Nested blocks share the outer
+        block's copies (`generate` holds them over all its batches)."""
         linears = [m for m in self.modules() if isinstance(m, Linear)]
+        if linears and linears[0].weight_t is not None:
+            yield
+            return
         with torch.no_grad():
             for m in linears:
                 m.weight_t = m.weight.t().contiguous()
