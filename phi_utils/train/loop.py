@@ -80,9 +80,11 @@ def micro_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, labels: torc
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     with ctx:
         logits = compat.logits_of(model, input_ids)
-    logits = logits[:, :-1].float()
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+    # Shift the (small) labels, not the (large) logits: slicing logits[:, :-1] would copy them, and
+    # their gradient, once more per micro-batch.
+    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction="sum")
 
 
 def _grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
