@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config
-from phi_utils.model.cpu_kernels import fused_dropout, fused_gelu_tanh
+from phi_utils.model.cpu_kernels import fused_dropout, fused_gelu_tanh, transposed_copy
 from phi_utils.model.model import causal_attention_dropout_cpu
 
 M32 = 0xFFFFFFFF
@@ -216,3 +216,13 @@ def test_fused_decode_step_equals_the_general_path(monkeypatch) -> None:
         for a, b in zip(runs[0][1], runs[1][1]):
             real = torch.isfinite(b)  # the padding slots hold whatever prefill left there
             torch.testing.assert_close(a[real], b[real], atol=1e-6, rtol=1e-6)
+
+
+def test_transposed_copy_is_exact() -> None:
+    _kernels_or_skip()
+    for shape in ((1, 1), (33, 70), (64, 32), (4096, 256), (100, 1)):
+        w = torch.randn(*shape)
+        out = transposed_copy(w)
+        assert out.is_contiguous() and torch.equal(out, w.t())
+    w = torch.randn(8, 6)[:, ::2]               # not contiguous: PyTorch's copy
+    assert torch.equal(transposed_copy(w), w.t())

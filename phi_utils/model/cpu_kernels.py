@@ -6,6 +6,7 @@
 - `dropout.cpp`: dropout from a counter-based random stream (Philox4x32-10, as on CUDA), parallel
   and vectorized where PyTorch's CPU `bernoulli_` draws serially from one generator; backward
   recomputes the mask from the seed;
+- `transpose.cpp`: a tiled transposed copy of a weight (CPU generation multiplies by Wᵀ copies);
 - `gelu.cpp`: gelu_new (tanh GELU) forward and backward in fp32, as x * sigmoid(2y), several times
   faster than PyTorch's CPU kernel (which evaluates an accurate vectorized tanh).
 
@@ -30,7 +31,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).parent / "csrc" / f for f in ("decode_attention.cpp", "dropout.cpp", "gelu.cpp"))
+SOURCES = tuple(Path(__file__).parent / "csrc" / f for f in ("decode_attention.cpp", "dropout.cpp", "gelu.cpp", "transpose.cpp"))
 
 
 @functools.cache
@@ -69,6 +70,14 @@ def fused_decode_step() -> Callable[..., torch.Tensor] | None:
     into the caches at `pos`, attention over [0, pos]), or None where the kernels are off or cannot be
     built. qkv (B, 1, 3, H, D) contiguous, cos/sin (B, D) contiguous, caches (B, H, max_len, D), fp32."""
     return torch.ops.phi_utils.decode_step if _load() else None
+
+
+def transposed_copy(w: torch.Tensor) -> torch.Tensor:
+    """`w.t().contiguous()` for a 2-D weight; the tiled C++ copy (2x PyTorch's) for contiguous fp32
+    CPU tensors when the kernels are built."""
+    if w.dim() == 2 and w.device.type == "cpu" and w.dtype == torch.float32 and w.is_contiguous() and _load():
+        return torch.ops.phi_utils.transpose_copy(w)
+    return w.t().contiguous()
 
 
 def fused_dropout() -> Callable[[torch.Tensor, float], torch.Tensor] | None:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
-from .cpu_kernels import fused_decode_attention, fused_decode_step, fused_dropout, fused_gelu_tanh
+from .cpu_kernels import fused_decode_attention, fused_decode_step, fused_dropout, fused_gelu_tanh, transposed_copy
 
 try:  # optional fast path on GPUs
     from flash_attn import flash_attn_func  # type: ignore[import-not-found]
@@ -391,7 +391,7 @@ class PhiForCausalLM(nn.Module):
             return
         with torch.no_grad():
             for m in linears:
-                m.weight_t = m.weight.t().contiguous()
+                m.weight_t = transposed_copy(m.weight)
         try:
             yield
         finally:
