@@ -7,7 +7,7 @@
    package), greedy, fixed `--new-tokens` (no stop, so both do the same work) vs transformers'
    `generate` with a left-padded batch, `--repeats` interleaved runs (the fastest of each is
    compared; every run's ratio is printed too). Also checks the generated tokens agree.
-   `PHI_CPU_KERNELS=0` times our PyTorch decode path instead of the fused C++ kernel.
+   `PHI_CPU_KERNELS=0` times our PyTorch path instead of the C++ kernels (`phi_utils/model/csrc`).
 
    `--bf16` adds the same comparison with both models cast to bfloat16 (and says how many rows
    still match the fp32 tokens).

@@ -10,7 +10,7 @@
 - `gelu.cpp`: gelu_new (tanh GELU) forward and backward in fp32, as x * sigmoid(2y), several times
   faster than PyTorch's CPU kernel (which evaluates an accurate vectorized tanh).
 
-They are compiled on first use with `torch.utils.cpp_extension` (about 15 s with g++ and ninja;
+They are compiled on first use with `torch.utils.cpp_extension` (about 20 s with g++ and ninja on 2 cores;
 cached under `TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`, and rebuilt when a
 source changes). Where they cannot be built (no compiler, not x86-64 with AVX2) or
 `PHI_CPU_KERNELS=0`, the accessors return None after one log line and the model uses PyTorch's
@@ -46,7 +46,7 @@ def _load() -> bool:
         from torch.utils import cpp_extension
 
         _put_ninja_on_path()
-        log.info("CPU kernels: loading (the first time on a machine they compile, about 15 s)")
+        log.info("CPU kernels: loading (the first time on a machine they compile, about 20 s)")
         cpp_extension.load(name="phi_utils_cpu_kernels", sources=[str(s) for s in SOURCES],
                            extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"],
                            is_python_module=False, verbose=False)
