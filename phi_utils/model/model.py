@@ -17,6 +17,8 @@ touch only the first `rotary_dim` dims of each head (32 of 64 in phi-1); the res
 Attention uses `flash_attn` for fp16/bf16 CUDA tensors when installed, otherwise
 `torch.nn.functional.scaled_dot_product_attention`. In fp16 off-CUDA (where SDPA runs the
 plain math kernel) q/k/v are upcast to fp32 so the scores cannot overflow (transformers issue 28163).
+On CPU, where they build, small C++ kernels (`cpu_kernels`) take a decoding step's rotary + cache
+write + attention, the tanh-GELU, and training's dropout masks (Philox, instead of a serial bernoulli_).
 
 The state dict uses nanoGPT/litgpt names (`transformer.h.0.attn.qkv.weight`);
 `phi_utils.model.convert` maps them to/from transformers' names (q/k/v_proj <-> fused qkv).
