@@ -1,9 +1,12 @@
-"""The CPU kernels of `phi_utils/model/csrc/` other than decode attention (tested in test_model.py):
+"""The CPU kernels of `phi_utils/model/csrc/`, each against what it replaces:
 
+- decode attention alone and fused with rotary and the cache write, against softmax attention
+  written out and against the model's general path;
 - dropout from the Philox kernel: the generator against Philox4x32-10's published known answers,
   the masks' statistics and reproducibility, autograd, and the model's training path
   (attention-probability and residual dropout) that uses it;
-- gelu_new (tanh GELU) forward and backward against PyTorch's in float64."""
+- gelu_new (tanh GELU) forward and backward against PyTorch's in float64;
+- the tiled transposed copy against `w.t()`."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import pytest
 import torch
 
 from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config
-from phi_utils.model.cpu_kernels import fused_dropout, fused_gelu_tanh, transposed_copy
+from phi_utils.model.cpu_kernels import fused_decode_attention, fused_dropout, fused_gelu_tanh, transposed_copy
 from phi_utils.model.model import causal_attention_dropout_cpu
 
 M32 = 0xFFFFFFFF
@@ -226,3 +229,34 @@ def test_transposed_copy_is_exact() -> None:
         assert out.is_contiguous() and torch.equal(out, w.t())
     w = torch.randn(8, 6)[:, ::2]               # not contiguous: PyTorch's copy
     assert torch.equal(transposed_copy(w), w.t())
+
+
+def test_fused_decode_attention_kernel_skips_padding_and_matches_softmax() -> None:
+    """The C++ decoding kernel against softmax attention written out: ragged left padding whose keys
+    and values are NaN (never read), a masked key in the middle, a fully masked row, no bias at all."""
+    _kernels_or_skip()
+    op = fused_decode_attention()
+    assert op is not None, "a C++ compiler is here but the decode kernel did not build (see the log warning)"
+    torch.manual_seed(0)
+    for D in (16, 32, 64):
+        B, H, S = 4, 3, 37
+        q, k, v = torch.randn(B, H, 1, D), torch.randn(B, H, S, D), torch.randn(B, H, S, D)
+        keep = torch.ones(B, 1, 1, S, dtype=torch.bool)
+        for b, pad in enumerate((0, 5, 17)):
+            keep[b, ..., :pad] = False
+        keep[1, ..., 20] = False           # a hole in the middle
+        keep[3] = False                    # nothing to attend to: zeros
+        k_dirty, v_dirty = k.clone(), v.clone()
+        k_dirty[~keep.expand(B, H, 1, S).squeeze(2)] = float("nan")
+        v_dirty[~keep.expand(B, H, 1, S).squeeze(2)] = float("nan")
+        bias = torch.zeros(B, H, 1, S).masked_fill_(~keep, float("-inf"))
+        got = op(q, k_dirty, v_dirty, bias, D ** -0.5)
+        scores = (q @ k.transpose(-1, -2)) * D ** -0.5 + bias
+        ref = torch.softmax(scores[:3], -1) @ v[:3]
+        torch.testing.assert_close(got[:3], ref, atol=2e-6, rtol=1e-5)
+        assert torch.equal(got[3], torch.zeros_like(got[3]))
+        # no bias; k and v as strided views of a longer cache, as decoding passes them
+        kc, vc = torch.randn(B, H, S + 9, D), torch.randn(B, H, S + 9, D)
+        got = op(q, kc[:, :, :S], vc[:, :, :S], torch.empty(0), D ** -0.5)
+        ref = torch.softmax((q @ kc[:, :, :S].transpose(-1, -2)) * D ** -0.5, -1) @ vc[:, :, :S]
+        torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)

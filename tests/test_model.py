@@ -4,9 +4,6 @@ checkpoints, KV cache, padding, generation, tokenizer, FLOPs (issue 4). All on r
 from __future__ import annotations
 
 import json
-import os
-import platform
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,6 @@ from phi_utils.model import (CheckpointError, ModelConfig, PhiForCausalLM, causa
                              get_model_config, load_checkpoint, save_checkpoint, to_hf_model)
 from phi_utils.model.flops import flops_per_token, matmul_params, mfu, training_flops
 from phi_utils.model.generate import HUMANEVAL_STOP, generate, generate_ids, truncate_at_stop
-from phi_utils.model.cpu_kernels import fused_decode_attention
 from phi_utils.model.model import Rotary, apply_rotary, attention
 from phi_utils.model.tokenizer import EOS, _take_chars, load_tokenizer, run_tokenizer, stdlib_texts, train_tokenizer
 from phi_utils.rundir import RunDir
@@ -239,41 +235,6 @@ def test_rowwise_prefill_into_a_dirty_cache_equals_padded_forward() -> None:
                      past_key_values=cache)
     torch.testing.assert_close(first, full[:, L - 1], atol=1e-5, rtol=0)
     torch.testing.assert_close(step[:, 0], full[:, L], atol=1e-5, rtol=0)
-
-
-def test_fused_decode_attention_kernel_skips_padding_and_matches_softmax() -> None:
-    """The C++ decoding kernel against softmax attention written out: ragged left padding whose keys
-    and values are NaN (never read), a masked key in the middle, a fully masked row, no bias at all."""
-    if shutil.which("c++") is None or platform.machine() != "x86_64" or \
-            torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        pytest.skip("the decode kernel needs a C++ compiler and an x86-64 CPU with AVX2 (PyTorch path used instead)")
-    if os.environ.get("PHI_CPU_KERNELS") == "0":
-        pytest.skip("PHI_CPU_KERNELS=0 turns the decode kernel off")
-    op = fused_decode_attention()
-    assert op is not None, "a C++ compiler is here but the decode kernel did not build (see the log warning)"
-    torch.manual_seed(0)
-    for D in (16, 32, 64):
-        B, H, S = 4, 3, 37
-        q, k, v = torch.randn(B, H, 1, D), torch.randn(B, H, S, D), torch.randn(B, H, S, D)
-        keep = torch.ones(B, 1, 1, S, dtype=torch.bool)
-        for b, pad in enumerate((0, 5, 17)):
-            keep[b, ..., :pad] = False
-        keep[1, ..., 20] = False           # a hole in the middle
-        keep[3] = False                    # nothing to attend to: zeros
-        k_dirty, v_dirty = k.clone(), v.clone()
-        k_dirty[~keep.expand(B, H, 1, S).squeeze(2)] = float("nan")
-        v_dirty[~keep.expand(B, H, 1, S).squeeze(2)] = float("nan")
-        bias = torch.zeros(B, H, 1, S).masked_fill_(~keep, float("-inf"))
-        got = op(q, k_dirty, v_dirty, bias, D ** -0.5)
-        scores = (q @ k.transpose(-1, -2)) * D ** -0.5 + bias
-        ref = torch.softmax(scores[:3], -1) @ v[:3]
-        torch.testing.assert_close(got[:3], ref, atol=2e-6, rtol=1e-5)
-        assert torch.equal(got[3], torch.zeros_like(got[3]))
-        # no bias; k and v as strided views of a longer cache, as decoding passes them
-        kc, vc = torch.randn(B, H, S + 9, D), torch.randn(B, H, S + 9, D)
-        got = op(q, kc[:, :, :S], vc[:, :, :S], torch.empty(0), D ** -0.5)
-        ref = torch.softmax((q @ kc[:, :, :S].transpose(-1, -2)) * D ** -0.5, -1) @ vc[:, :, :S]
-        torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
 
 
 def test_decoding_reads_the_padding_the_cache_recorded() -> None:
