@@ -68,7 +68,7 @@ def fused_decode_step() -> Callable[..., torch.Tensor] | None:
     """`op(qkv, cos, sin, k_cache, v_cache, pos, bias, scale, rotary_dim) -> (B, 1, H * D)`: one
     decoding step of an attention layer after its qkv projection (rotary on q and k, k and v written
     into the caches at `pos`, attention over [0, pos]), or None where the kernels are off or cannot be
-    built. qkv (B, 1, 3, H, D) contiguous, cos/sin (B, D) contiguous, caches (B, H, max_len, D), fp32."""
+    built. qkv (B, 1, 3, H, D) contiguous, cos/sin (B, D) with a unit last stride, caches (B, H, max_len, D), fp32."""
     return torch.ops.phi_utils.decode_step if _load() else None
 
 

@@ -297,7 +297,7 @@ class CausalSelfAttention(nn.Module):
             return None
         if cache.length >= cache.max_len:
             raise ValueError(f"KV cache overflow: {cache.length + 1} positions > max_len {cache.max_len}")
-        cos, sin = (t[:, 0, 0, 0].contiguous() for t in rope[:2])              # (B, D): q's entries (= k's)
+        cos, sin = (t[:, 0, 0, 0] for t in rope[:2])                          # (B, D) views: q's entries (= k's)
         bias = _NO_BIAS if mask is None else mask.expand(qkv.size(0), self.n_head, 1, cache.length + 1)
         return op(qkv.contiguous(), cos, sin, k_cache, v_cache, cache.length, bias, D ** -0.5, self.rotary_dim)
 

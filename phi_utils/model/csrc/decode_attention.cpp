@@ -138,7 +138,7 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
 // partial rotary on q and k (GPT-NeoX "rotate half" on the first `rotary_dim` dims), k and v
 // written into the cache at position `pos`, then attend_one over positions [0, pos]. Returns
 // (B, 1, H * D), the layout the output projection reads: no permutes, no separate cache copies.
-// qkv: (B, 1, 3, H, D) contiguous; cos, sin: (B, D) contiguous; k_cache, v_cache: (B, H, >pos, D)
+// qkv: (B, 1, 3, H, D) contiguous; cos, sin: (B, D) with a unit last stride; k_cache, v_cache: (B, H, >pos, D)
 // with a unit last stride; bias as in decode_attention, over pos + 1 positions.
 at::Tensor decode_step(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& k_cache,
                        const at::Tensor& v_cache, int64_t pos, const at::Tensor& bias, double scale,
@@ -148,8 +148,8 @@ at::Tensor decode_step(const at::Tensor& qkv, const at::Tensor& cos, const at::T
   const int64_t B = qkv.size(0), H = qkv.size(3), D = qkv.size(4), S = pos + 1;
   for (const at::Tensor* t : {&qkv, &cos, &sin, &k_cache, &v_cache})
     TORCH_CHECK(t->scalar_type() == at::kFloat, "decode_step: fp32 only");
-  TORCH_CHECK(cos.sizes() == at::IntArrayRef({B, D}) && sin.sizes() == cos.sizes() && cos.is_contiguous() &&
-                  sin.is_contiguous(), "decode_step: cos and sin must be contiguous (B, D)");
+  TORCH_CHECK(cos.sizes() == at::IntArrayRef({B, D}) && sin.sizes() == cos.sizes() && cos.stride(1) == 1 &&
+                  sin.stride(1) == 1, "decode_step: cos and sin must be (B, D) with a unit last stride");
   TORCH_CHECK(k_cache.dim() == 4 && k_cache.sizes() == v_cache.sizes() && k_cache.size(0) == B &&
                   k_cache.size(1) == H && k_cache.size(3) == D && pos >= 0 && pos < k_cache.size(2) &&
                   k_cache.stride(3) == 1 && v_cache.stride(3) == 1,
@@ -187,8 +187,10 @@ at::Tensor decode_step(const at::Tensor& qkv, const at::Tensor& cos, const at::T
       const float* x = xp + (b * 3 * H + h) * D;  // q; k at + H * D; v at + 2 * H * D
       float* kb = kp + b * k_cache.stride(0) + h * k_cache.stride(1);
       float* vb = vp + b * v_cache.stride(0) + h * v_cache.stride(1);
-      rotate(x, cp + b * D, sp + b * D, q);
-      rotate(x + H * D, cp + b * D, sp + b * D, kb + pos * k_cache.stride(2));
+      const float* c = cp + b * cos.stride(0);
+      const float* sn = sp + b * sin.stride(0);
+      rotate(x, c, sn, q);
+      rotate(x + H * D, c, sn, kb + pos * k_cache.stride(2));
       std::copy(x + 2 * H * D, x + 2 * H * D + D, vb + pos * v_cache.stride(2));
       attend_one(q, kb, k_cache.stride(2), vb, v_cache.stride(2),
                  has_bias ? bp + b * bias.stride(0) + h * bias.stride(1) : nullptr, S, D, static_cast<float>(scale),
