@@ -26,7 +26,7 @@ import torch
 import transformers
 
 from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config, to_hf_model
-from phi_utils.model.cpu_kernels import fused_decode_attention
+from phi_utils.model.cpu_kernels import fused_decode_step
 from phi_utils.model.flops import flops_per_token, gpu_peak_flops, mfu
 from phi_utils.model.generate import generate_ids
 from phi_utils.model.tokenizer import _take_chars, stdlib_texts, train_tokenizer
@@ -117,7 +117,7 @@ def bench_generate(new_tokens: int, n_prompts: int = 16, dtype: torch.dtype = to
         t0 = CLOCK(); run_ours(); t_ours.append(CLOCK() - t0)
     a, b = min(t_hf), min(t_ours)
     n_tok = len(enc) * new_tokens
-    kernel = "fused C++ decode attention" if fused_decode_attention() is not None else "PyTorch decode attention"
+    kernel = "C++ CPU kernels" if fused_decode_step() is not None else "PyTorch ops only"
     return {"what": f"generate {len(enc)} HumanEval prompts (max prompt {L} tok) x {new_tokens} new tok, greedy, "
                     f"{str(dtype).removeprefix('torch.')}, {kernel}",
             "baseline_s": a, "ours_s": b, "ratio": a / b, "ours_tok_s": n_tok / b,

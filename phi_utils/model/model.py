@@ -72,12 +72,17 @@ class KVCache:
 
     def update(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, H, T, D) new keys/values of `layer`; return all keys/values so far (B, H, length+T, D)."""
-        end = self.length + k_new.size(2)
-        if end > self.max_len:
-            raise ValueError(f"KV cache overflow: {end} positions > max_len {self.max_len}")
+        end = self.room_for(k_new.size(2))
         self.k[layer][:, :, self.length:end] = k_new
         self.v[layer][:, :, self.length:end] = v_new
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def room_for(self, n: int) -> int:
+        """The cache length after `n` more positions; raises if that exceeds `max_len`."""
+        end = self.length + n
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: {end} positions > max_len {self.max_len}")
+        return end
 
     def mask_padding(self, attention_mask: torch.Tensor) -> None:
         """Mark positions `[0, attention_mask.size(1))` where `attention_mask` (B, L) is 0 as padding,
@@ -295,8 +300,7 @@ class CausalSelfAttention(nn.Module):
         if (op is None or torch.is_grad_enabled() or D % 8 or D > 64 or k_cache.dtype != torch.float32
                 or (mask is not None and mask.dtype == torch.bool)):
             return None
-        if cache.length >= cache.max_len:
-            raise ValueError(f"KV cache overflow: {cache.length + 1} positions > max_len {cache.max_len}")
+        cache.room_for(1)
         cos, sin = (t[:, 0, 0, 0] for t in rope[:2])                          # (B, D) views: q's entries (= k's)
         bias = _NO_BIAS if mask is None else mask.expand(qkv.size(0), self.n_head, 1, cache.length + 1)
         return op(qkv.contiguous(), cos, sin, k_cache, v_cache, cache.length, bias, D ** -0.5, self.rotary_dim)
@@ -385,10 +389,10 @@ class PhiForCausalLM(nn.Module):
         """Within this block, linear layers without autograd multiply by contiguous copies of their
         transposed weights (see `Linear`): faster few-row products on CPU, for as much memory again
         as the linear weights. The copies are made on entry and dropped on exit, so weights changed
-        inside the block are not seen. `generate` uses it on CPU. Nested blocks share the outer
-        block's copies (`generate` holds them over all its batches)."""
+        inside the block are not seen. Off CPU (where the layout does not pay) it does nothing.
+        Nested blocks share the outer block's copies (`generate` holds them over all its batches)."""
         linears = [m for m in self.modules() if isinstance(m, Linear)]
-        if linears and linears[0].weight_t is not None:
+        if self.device.type != "cpu" or (linears and linears[0].weight_t is not None):
             yield
             return
         with torch.no_grad():
@@ -474,9 +478,12 @@ class PhiForCausalLM(nn.Module):
         return mask.expand(B, 1, T, S), False
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean next-token cross-entropy: logits (B, T, V) predict labels shifted by one (labels (B, T),
-    aligned with input_ids as in transformers; `ignore_index` positions are skipped)."""
-    # Shift the (small) labels instead of the (large) logits: no copy of the logits.
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
+                   reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy in fp32, mean (or `reduction="sum"`) over the labelled positions:
+    logits (B, T, V) predict labels shifted by one (labels (B, T), aligned with input_ids as in
+    transformers; `ignore_index` positions are skipped)."""
+    # Shift the (small) labels instead of the (large) logits: no copy of the logits or their gradient.
     shifted = F.pad(labels[:, 1:], (0, 1), value=ignore_index)                # (B, T)
-    return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=ignore_index)
+    return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=ignore_index,
+                           reduction=reduction)

@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..model import causal_lm_loss
 from ..rundir import write_json_atomic
 from . import checkpoint as ckpt
 from . import compat
@@ -80,11 +80,7 @@ def micro_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, labels: torc
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     with ctx:
         logits = compat.logits_of(model, input_ids)
-    # Shift the (small) labels, not the (large) logits: slicing logits[:, :-1] would copy them, and
-    # their gradient, once more per micro-batch.
-    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=IGNORE_INDEX,
-                           reduction="sum")
+    return causal_lm_loss(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
 def _grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
