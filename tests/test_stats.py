@@ -60,14 +60,15 @@ def test_paired_difference_refuses_mismatched_arms():
 
 
 def test_seed_bootstrap_exact_on_small_case():
-    # 2 seeds x 3 units: enumerate every (seed resample, unit resample) pair.
-    m = np.array([[1.0, 2.0, 4.0], [2.0, 2.5, 3.0]])
+    # 3 seeds x 5 units: enumerate all 27 x 3125 (seed resample, unit resample) pairs.
+    m = np.array([[1.0, 2.0, 4.0, 3.1, 2.2], [2.0, 2.5, 3.0, 1.7, 2.9], [1.4, 3.3, 2.6, 2.0, 3.8]])
     est = stats.bootstrap_mean_seeds(m, n_boot=40_000, seed=1)
-    means = [m[np.ix_(s, u)].mean() for s in itertools.product(range(2), repeat=2)
-             for u in itertools.product(range(3), repeat=3)]
+    seeds = np.array(list(itertools.product(range(3), repeat=3)))
+    units = np.array(list(itertools.product(range(5), repeat=5)))
+    means = m[seeds[:, None, :, None], units[None, :, None, :]].mean(axis=(2, 3)).ravel()
     lo, hi = np.quantile(means, [0.025, 0.975])
     assert est.mean == pytest.approx(m.mean())
-    assert est.n == 3 and est.n_seeds == 2
+    assert est.n == 5 and est.n_seeds == 3
     assert est.lo == pytest.approx(lo, abs=0.03)
     assert est.hi == pytest.approx(hi, abs=0.03)
 
