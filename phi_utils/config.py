@@ -770,10 +770,28 @@ def _suggest(obj: Any, leaf: str) -> str:
 
 
 def set_field(cfg: Any, dotted: str, value: Any) -> None:
-    """Set `a.b.c` from a string or a parsed YAML/JSON value, converted to the field's declared type."""
+    """Set `a.b.c` from a string or a parsed YAML/JSON value, converted to the field's declared type.
+    Checks of values that depend on each other wait for `validate` (so `global_batch_size` and
+    `micro_batch_size` can be changed together in either order)."""
     if dotted == "name":
         raise ConfigError("the profile name cannot be overridden; use --profile")
-    set_dotted(cfg, dotted, _coerce(dotted, field_type(cfg, dotted), value))
+    value = _coerce(dotted, field_type(cfg, dotted), value)
+    *path, leaf = dotted.split(".")
+    obj = cfg
+    for part in path:
+        obj = getattr(obj, part)
+    setattr(obj, leaf, value)
+
+
+def validate(cfg: Any) -> None:
+    """Re-run every section's `__post_init__` checks (after a batch of `set_field`s)."""
+    for f in dataclasses.fields(cfg):
+        val = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(val):
+            validate(val)
+    post = getattr(cfg, "__post_init__", None)
+    if post is not None:
+        post()
 
 
 def parse_set(item: str) -> tuple[str, str]:
@@ -842,6 +860,7 @@ def resolve_config(profile: str, config_files: list[str | Path] = (), sets: list
             raise ConfigError(f"--set {item}: {e}") from None
     if seed is not None:
         cfg.seed = seed
+    validate(cfg)
     return cfg
 
 
@@ -853,6 +872,7 @@ def config_from_dict(d: dict[str, Any]) -> ProfileConfig:
     cfg = get_profile(d["name"])
     for dotted, value in flatten({k: v for k, v in d.items() if k != "name"}).items():
         set_field(cfg, dotted, value)
+    validate(cfg)
     return cfg
 
 

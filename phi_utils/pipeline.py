@@ -203,7 +203,7 @@ def plan_steps(rd: RunDir, selected: Sequence[Stage], forced: bool) -> StepPlan:
     for name, spec in _rundir.STEP_GRAPH.items():
         reasons = ["--force"] if forced and spec.stage in chosen else rd.redo_reasons(name)
         upstream = [d for d in spec.deps if d in plan.redo or d in plan.stale_unselected]
-        if upstream and not any(r.startswith("upstream") for r in reasons):
+        if upstream and not any(r.startswith("upstream") or r == "not done yet" for r in reasons):
             reasons = reasons + [f"upstream {', '.join(upstream)} {'is' if len(upstream) == 1 else 'are'} redone"]
         if not reasons:
             continue
@@ -261,6 +261,7 @@ def run_pipeline(profile: str | ProfileConfig, run_dir: str | Path | None = None
 def _run_locked(cfg: ProfileConfig, path: Path, selected: list[Stage], force: bool, notebooks_dir: Path,
                 stage_table: Sequence[Stage], echo: Callable[[str], None]) -> list[StageResult]:
     rd = RunDir.open(cfg, path)
+    rd.record_config()  # the notebooks load it from run.json
     results = [StageResult(st) for st in selected]
     echo(f"profile {cfg.name} -> run directory {rd.path}")
     plan = plan_steps(rd, selected, force)
@@ -311,10 +312,10 @@ def _run_locked(cfg: ProfileConfig, path: Path, selected: list[Stage], force: bo
 
 
 def dry_run_steps(cfg: ProfileConfig, run_dir: str | Path | None = None, stages: str | None = None,
-                  force: bool = False) -> str:
+                  force: bool = False, stage_table: Sequence[Stage] = STAGES) -> str:
     """What `run` would redo in the run directory and why, without touching it."""
     path = Path(run_dir) if run_dir else cfg.default_run_dir()
-    selected = select_stages(stages)
+    selected = select_stages(stages, stage_table)
     rd = RunDir(path, cfg.name, cfg)
     if (path / "run.json").exists():
         info = read_json(path / "run.json")

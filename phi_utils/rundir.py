@@ -336,9 +336,8 @@ class RunDir:
     # ---------------------------------------------------------------- opening
     @classmethod
     def open(cls, cfg: ProfileConfig, run_dir: str | Path | None = None, create: bool = True) -> "RunDir":
-        """Open (or create) the run directory for `cfg` and record `cfg` as the run's configuration in
-        run.json (a changed configuration is recorded too: fingerprints then decide what is redone);
-        refuse one written by another profile."""
+        """Open (or create, recording `cfg` in run.json) the run directory for `cfg`; refuse one
+        written by another profile. Steps opened through it are fingerprinted against `cfg`."""
         path = Path(run_dir) if run_dir else cfg.default_run_dir()
         info_path = path / "run.json"
         if info_path.exists():
@@ -347,9 +346,6 @@ class RunDir:
                 raise RunDirError(
                     f"run directory {path} was written by profile {info.get('profile')!r}, not {cfg.name!r}; "
                     f"use another --run-dir or delete it")
-            if info.get("config") != strict(cfg.to_dict()):
-                write_json_atomic(info_path, {**info, "config": cfg.to_dict(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                              "git_sha": git_sha()})
         elif create:
             path.mkdir(parents=True, exist_ok=True)
             write_json_atomic(info_path, {"profile": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -357,6 +353,15 @@ class RunDir:
         else:
             raise RunDirError(f"run directory {path} does not exist; run the earlier stages first")
         return cls(path, cfg.name, cfg)
+
+    def record_config(self) -> None:
+        """Make `cfg` the run's configuration in run.json (the runner does, before any notebook
+        loads it); fingerprints then decide what is redone."""
+        info_path = self.path / "run.json"
+        info = read_json(info_path) if info_path.exists() else {"profile": self.profile}
+        if info.get("config") != strict(self.cfg.to_dict()):
+            write_json_atomic(info_path, {**info, "config": self.cfg.to_dict(), "git_sha": git_sha(),
+                                          "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def stored_config(self) -> ProfileConfig | None:
         """The configuration recorded in run.json (None when there is none); a stale field is an error naming the file."""
@@ -537,6 +542,7 @@ def open_stage(profile: str, run_dir: str | Path | None = None, seed: int | None
     if seed is not None and seed != cfg.seed and (stored is None or seed != 0):
         cfg.seed = seed
     rd = RunDir.open(cfg, path)
+    rd.record_config()  # a notebook run by hand with another seed makes that the run's seed
     print(f"profile {cfg.name}: {cfg.description}\nrun directory: {rd.path}"
           + ("" if stored is None else " (configuration from its run.json)"))
     return cfg, rd

@@ -60,13 +60,13 @@ def test_parameters_injected_skip_and_force(three_stages, tmp_path):
                for c in got)
     assert (rd / "notebooks" / "01_b.ipynb").exists()  # executed copy kept in the run directory
 
-    # Re-run: every stage is complete, nothing executes.
-    results = run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    # Re-run with the same configuration: every stage is complete, nothing executes.
+    results = run_pipeline("smoke", rd, seed=7, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
     assert [r.status for r in results] == ["skipped"] * 3
     assert len(calls(rd)) == 3
 
     # --force with a range re-runs just that range, and says so to the notebook.
-    results = run_pipeline("smoke", rd, stages="01-02", force=True, notebooks_dir=nbdir, stage_table=stages,
+    results = run_pipeline("smoke", rd, stages="01-02", force=True, seed=7, notebooks_dir=nbdir, stage_table=stages,
                            echo=lambda s: None)
     assert [r.stage.notebook for r in results] == ["01_b", "02_c"]
     assert [c["nb"] for c in calls(rd)[3:]] == ["01_b", "02_c"]
@@ -229,7 +229,7 @@ def test_fingerprints_redo_exactly_the_affected_steps_and_say_why(step_stages, t
 
     # A changed field: its step and everything downstream, nothing else; the value reached the kernel.
     cfg = resolve_config("smoke", sets=[f"pretrain.max_steps={default + 5}"])
-    assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in dry_run_steps(cfg, rd)
+    assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in dry_run_steps(cfg, rd, stage_table=stages)
     steps, out = run(cfg)
     assert steps == ["a", "b", "d"]
     assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in out

@@ -201,6 +201,14 @@ def test_set_parses_by_the_fields_type_and_names_bad_input():
     assert (cfg.pretrain.max_steps, cfg.teacher.base_url, cfg.pretrain.betas, cfg.eval.benchmarks) == \
         (200, "http://127.0.0.1:8000/v1", (0.9, 0.99), ["humaneval"])
     assert cfg.contamination.retrain_taus is None and cfg.exercises.decontaminate is False and cfg.seed == 3
+    # fields checked together can be changed together, in either order; the result round-trips
+    for sets in (["pretrain.global_batch_size=4", "pretrain.micro_batch_size=2"],
+                 ["pretrain.micro_batch_size=2", "pretrain.global_batch_size=4"]):
+        cfg = resolve_config("smoke", sets=sets)
+        assert (cfg.pretrain.global_batch_size, cfg.pretrain.micro_batch_size) == (4, 2)
+        assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))).to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="global_batch_size must be a multiple of micro_batch_size"):
+        resolve_config("smoke", sets=["pretrain.global_batch_size=6", "pretrain.micro_batch_size=4"])
     for bad, msg in (("pretrain.max_step=3", "unknown config field 'pretrain.max_step' .*did you mean 'max_steps'"),
                      ("pretrain.max_steps=abc", "pretrain.max_steps: expected an integer, got 'abc'"),
                      ("pretrain=3", "'pretrain' is a section"),
