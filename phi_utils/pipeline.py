@@ -1,9 +1,12 @@
 """The main job: run the numbered notebooks in order with papermill, resumably.
 
-`python -m phi_utils run --profile tiny` executes every notebook in a real kernel, injecting
-`profile`, `run_dir`, `seed` and `force` into its `parameters` cell, writes the executed copy into
-the run directory, skips stages that already finished (unless `--force`), stops at the first
-failure naming the notebook and cell, and ends with a summary table.
+`python -m phi_utils run --profile tiny` takes the run directory's lock, records the resolved
+configuration (profile + `--config` files + `--set`s + `--seed`) in `run.json`, prints the plan
+(which steps are redone and why, from their fingerprints: `rundir.STEP_GRAPH`), executes every
+notebook with a step to redo in a real kernel, injecting `profile`, `run_dir`, `seed` and `force`
+into its `parameters` cell (the notebook loads the rest from run.json), writes the executed copy
+into the run directory, stops at the first failure naming the notebook and cell, and ends with a
+summary table.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .config import REPO_ROOT, ProfileConfig, get_profile
-from .rundir import RunDir, read_json, write_json_atomic
+from . import rundir as _rundir
+from .config import REPO_ROOT, ProfileConfig, flatten, get_profile
+from .rundir import RunDir, RunLock, field_changes, read_json, strict, write_json_atomic
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -160,30 +164,119 @@ def _teacher_for(cfg: ProfileConfig, rd: RunDir, stages: Sequence[Stage]) -> Ite
         yield
 
 
-def run_pipeline(profile: str, run_dir: str | Path | None = None, stages: str | None = None,
+@dataclass
+class StepPlan:
+    """What a run will do to each step of the graph."""
+
+    redo: dict[str, list[str]] = field(default_factory=dict)
+    """Step -> why it is (re)done; steps not listed are kept."""
+    stale_unselected: dict[str, list[str]] = field(default_factory=dict)
+    """Stale steps of stages outside the selection that a selected stage reads."""
+    stage_reasons: dict[str, list[str]] = field(default_factory=dict)
+    """Stage notebook -> why it is executed (absent: skipped)."""
+
+    def lines(self, stages: Sequence[Stage]) -> list[str]:
+        out = []
+        for st in stages:
+            steps = _rundir.steps_of_stage(st.id)
+            if st.notebook not in self.stage_reasons:
+                out.append(f"  {st.notebook}: kept" + (f" ({', '.join(steps)})" if steps else ""))
+                continue
+            redo = [s for s in steps if s in self.redo]
+            if not redo:
+                out.append(f"  {st.notebook}: {'; '.join(self.stage_reasons[st.notebook])}")
+            for s in redo:
+                out.append(f"  {st.notebook}: {s}: {'; '.join(self.redo[s])}")
+            kept = [s for s in steps if s not in self.redo]
+            if redo and kept:
+                out.append(f"  {st.notebook}: kept {', '.join(kept)}")
+        for s, why in self.stale_unselected.items():
+            out.append(f"  not selected, stale afterwards: {s} ({'; '.join(why)}); a run without --stages redoes it")
+        return out
+
+
+def plan_steps(rd: RunDir, selected: Sequence[Stage], forced: bool) -> StepPlan:
+    """Which steps the run redoes and why: a missing or stale fingerprint, `--force` on its stage, or
+    an upstream step that is redone; and which selected notebooks execute."""
+    plan = StepPlan()
+    chosen = {st.id for st in selected}
+    for name, spec in _rundir.STEP_GRAPH.items():
+        reasons = ["--force"] if forced and spec.stage in chosen else rd.redo_reasons(name)
+        upstream = [d for d in spec.deps if d in plan.redo or d in plan.stale_unselected]
+        if upstream and not any(r.startswith("upstream") or r == "not done yet" for r in reasons):
+            reasons = reasons + [f"upstream {', '.join(upstream)} {'is' if len(upstream) == 1 else 'are'} redone"]
+        if not reasons:
+            continue
+        if spec.stage in chosen:
+            plan.redo[name] = reasons
+        else:
+            plan.stale_unselected[name] = reasons
+    for st in selected:
+        steps = _rundir.steps_of_stage(st.id)
+        marker = stage_marker(rd, st)
+        if any(s in plan.redo for s in steps):
+            plan.stage_reasons[st.notebook] = ["its steps are redone"]
+        elif forced:
+            plan.stage_reasons[st.notebook] = ["--force"]
+        elif not marker.exists():
+            plan.stage_reasons[st.notebook] = ["its notebook has not finished"]
+        elif not steps:  # a notebook without steps (the overview) follows the whole configuration
+            old = read_json(marker).get("config")
+            changes = field_changes(flatten(old), flatten(strict(rd.cfg.to_dict()))) if old is not None else []
+            if old is None or changes:
+                plan.stage_reasons[st.notebook] = (changes[:3] + ["..."] * (len(changes) > 3)) or ["not recorded"]
+    return plan
+
+
+def check_selection(plan: StepPlan, selected: Sequence[Stage]) -> None:
+    """A selected stage must not read a stale step of a stage left out of the selection."""
+    chosen = {st.id for st in selected}
+    for name, spec in _rundir.STEP_GRAPH.items():
+        if spec.stage not in chosen or name not in plan.redo:
+            continue
+        for d in spec.deps:
+            if d in plan.stale_unselected and (rd_stage := _rundir.STEP_GRAPH[d].stage) not in chosen:
+                raise PipelineError(f"{name} (stage {spec.stage}) reads {d}, which is stale "
+                                    f"({'; '.join(plan.stale_unselected[d])}); add stage {rd_stage} to --stages "
+                                    f"(e.g. --stages {rd_stage}-{spec.stage})")
+
+
+def run_pipeline(profile: str | ProfileConfig, run_dir: str | Path | None = None, stages: str | None = None,
                  force: bool = False, seed: int | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
                  stage_table: Sequence[Stage] = STAGES, echo: Callable[[str], None] = print,
                  ) -> list[StageResult]:
-    """Run the selected stages; raise `PipelineError` (after printing the summary) on the first failure."""
-    cfg = get_profile(profile)
+    """Run the selected stages of `profile` (a name, or a resolved configuration from
+    `config.resolve_config`); raise `PipelineError` (after printing the summary) on the first failure."""
+    cfg = get_profile(profile) if isinstance(profile, str) else profile
     if seed is not None:
         cfg.seed = seed
     selected = select_stages(stages, stage_table)
     for st in selected:  # fail before any work when a notebook is unusable
         check_notebook(notebooks_dir / f"{st.notebook}.ipynb")
-    rd = RunDir.open(cfg, run_dir)
+    path = Path(run_dir) if run_dir else cfg.default_run_dir()
+    with RunLock(path):
+        return _run_locked(cfg, path, selected, force, notebooks_dir, stage_table, echo)
+
+
+def _run_locked(cfg: ProfileConfig, path: Path, selected: list[Stage], force: bool, notebooks_dir: Path,
+                stage_table: Sequence[Stage], echo: Callable[[str], None]) -> list[StageResult]:
+    rd = RunDir.open(cfg, path)
+    rd.record_config()  # the notebooks load it from run.json
     results = [StageResult(st) for st in selected]
     echo(f"profile {cfg.name} -> run directory {rd.path}")
+    plan = plan_steps(rd, selected, force)
+    check_selection(plan, selected)
+    echo("plan:\n" + "\n".join(plan.lines(selected)))
     failure: PipelineError | None = None
     started_all = time.time()
-    with _teacher_for(cfg, rd, [r.stage for r in results if force or not stage_marker(rd, r.stage).exists()]):
+    with _teacher_for(cfg, rd, [r.stage for r in results if r.stage.notebook in plan.stage_reasons]):
         for i, res in enumerate(results, 1):
             st = res.stage
             marker = stage_marker(rd, st)
-            if marker.exists() and not force:
+            if st.notebook not in plan.stage_reasons:
                 info = read_json(marker)
                 res.status, res.wall_s, res.metric = "skipped", info.get("wall_s"), rd.key_metric(st.notebook)
-                echo(f"[{i}/{len(results)}] {st.notebook}: complete from an earlier run, skipped (--force re-runs it)")
+                echo(f"[{i}/{len(results)}] {st.notebook}: complete and current, skipped (--force re-runs it)")
                 continue
             echo(f"[{i}/{len(results)}] {st.notebook}: {st.paper}")
             marker.unlink(missing_ok=True)
@@ -199,7 +292,8 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, stages: str | 
             res.status, res.wall_s = "done", time.time() - t0
             res.metric = rd.key_metric(st.notebook)
             write_json_atomic(marker, {"notebook": st.notebook, "wall_s": round(res.wall_s, 2),
-                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params})
+                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "parameters": params,
+                                       "config": cfg.to_dict()})
     echo(format_summary(results, time.time() - started_all, cfg))
     write_json_atomic(rd.path / "stages" / "summary.json", [
         {"stage": r.stage.notebook, "status": r.status, "wall_s": r.wall_s,
@@ -215,6 +309,25 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, stages: str | 
         _write_figures_manifest(rd)
         update_readme(rd)
     return results
+
+
+def dry_run_steps(cfg: ProfileConfig, run_dir: str | Path | None = None, stages: str | None = None,
+                  force: bool = False, stage_table: Sequence[Stage] = STAGES) -> str:
+    """What `run` would redo in the run directory and why, without touching it."""
+    path = Path(run_dir) if run_dir else cfg.default_run_dir()
+    selected = select_stages(stages, stage_table)
+    rd = RunDir(path, cfg.name, cfg)
+    if (path / "run.json").exists():
+        info = read_json(path / "run.json")
+        if info.get("profile") != cfg.name:
+            return f"run directory {path} belongs to profile {info.get('profile')!r}; nothing to compare"
+    plan = plan_steps(rd, selected, force)
+    lines = [f"steps in {path}:"] + plan.lines(selected)
+    try:
+        check_selection(plan, selected)
+    except PipelineError as e:
+        lines.append(f"  refused: {e}")
+    return "\n".join(lines)
 
 
 def _write_figures_manifest(rd: RunDir) -> None:

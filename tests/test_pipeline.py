@@ -32,7 +32,10 @@ with log.open("a") as f:
 
 
 @pytest.fixture
-def three_stages(tmp_path: Path) -> tuple[Path, list[Stage]]:
+def three_stages(tmp_path: Path, monkeypatch) -> tuple[Path, list[Stage]]:
+    from phi_utils import rundir
+
+    monkeypatch.setattr(rundir, "STEP_GRAPH", {})  # these notebooks do no steps
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     stages = [Stage("00", "00_a", "first"), Stage("01", "01_b", "second"), Stage("02", "02_c", "third")]
@@ -57,13 +60,13 @@ def test_parameters_injected_skip_and_force(three_stages, tmp_path):
                for c in got)
     assert (rd / "notebooks" / "01_b.ipynb").exists()  # executed copy kept in the run directory
 
-    # Re-run: every stage is complete, nothing executes.
-    results = run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    # Re-run with the same configuration: every stage is complete, nothing executes.
+    results = run_pipeline("smoke", rd, seed=7, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
     assert [r.status for r in results] == ["skipped"] * 3
     assert len(calls(rd)) == 3
 
     # --force with a range re-runs just that range, and says so to the notebook.
-    results = run_pipeline("smoke", rd, stages="01-02", force=True, notebooks_dir=nbdir, stage_table=stages,
+    results = run_pipeline("smoke", rd, stages="01-02", force=True, seed=7, notebooks_dir=nbdir, stage_table=stages,
                            echo=lambda s: None)
     assert [r.stage.notebook for r in results] == ["01_b", "02_c"]
     assert [c["nb"] for c in calls(rd)[3:]] == ["01_b", "02_c"]
@@ -162,3 +165,91 @@ def test_step_manifest_is_written_last_and_only_by_the_writer(tmp_path):
     with rd.step("corpus", writer=False, force=True):  # nor does it invalidate rank 0's outputs
         pass
     assert rd.is_complete("corpus")
+
+
+# ------------------------------------------------------------------ fingerprints through the runner
+GRAPH = {  # a small step graph: stage 02 owns two steps, d depends on b across stages
+    "a": ["00", ["pretrain.max_steps", "seed"], []],
+    "b": ["01", ["finetune.max_steps"], ["a"]],
+    "c": ["02", ["eval.limit"], []],
+    "d": ["02", ["eval.n_samples"], ["b"]],
+}
+STEP_NB = """
+import json, pathlib
+from phi_utils import rundir
+rundir.STEP_GRAPH.clear()
+rundir.STEP_GRAPH.update({k: rundir.StepSpec(v[0], tuple(v[1]), tuple(v[2])) for k, v in GRAPH.items()})
+cfg, rd = rundir.open_stage(profile, run_dir, seed)
+for step in STEPS:
+    with rd.step(step, force) as rec:
+        if rec is not None:
+            with (pathlib.Path(run_dir) / "steps.jsonl").open("a") as f:
+                f.write(json.dumps({"step": step, "max_steps": cfg.pretrain.max_steps, "seed": cfg.seed}) + "\\n")
+"""
+
+
+@pytest.fixture
+def step_stages(tmp_path: Path, monkeypatch) -> tuple[Path, list[Stage]]:
+    from phi_utils import rundir
+
+    monkeypatch.setattr(rundir, "STEP_GRAPH", {k: rundir.StepSpec(v[0], tuple(v[1]), tuple(v[2]))
+                                               for k, v in GRAPH.items()})
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    stages = [Stage("00", "00_a", "first"), Stage("01", "01_b", "second"), Stage("02", "02_c", "third")]
+    for st in stages:
+        steps = [k for k, v in GRAPH.items() if v[0] == st.id]
+        write_notebook(nbdir / f"{st.notebook}.ipynb", f"GRAPH = {GRAPH!r}\nSTEPS = {steps!r}\n" + STEP_NB)
+    return nbdir, stages
+
+
+def test_fingerprints_redo_exactly_the_affected_steps_and_say_why(step_stages, tmp_path):
+    """A changed field, a changed seed and an upstream --force, through papermill-executed notebooks
+    that read their configuration from run.json."""
+    from phi_utils.config import get_profile, resolve_config
+    from phi_utils.pipeline import dry_run_steps
+
+    nbdir, stages = step_stages
+    rd = tmp_path / "run"
+    done: list[dict] = []
+
+    def run(cfg, **kw) -> tuple[list[str], str]:
+        lines: list[str] = []
+        run_pipeline(cfg, rd, notebooks_dir=nbdir, stage_table=stages, echo=lines.append, **kw)
+        p = rd / "steps.jsonl"
+        rows = [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+        new = rows[len(done):]
+        done.extend(new)
+        return [r["step"] for r in new], "\n".join(lines)
+
+    default = get_profile("smoke").pretrain.max_steps
+    assert run(get_profile("smoke"))[0] == ["a", "b", "c", "d"]
+    steps, out = run(get_profile("smoke"))
+    assert steps == [] and out.count("complete and current, skipped") == 3
+
+    # A changed field: its step and everything downstream, nothing else; the value reached the kernel.
+    cfg = resolve_config("smoke", sets=[f"pretrain.max_steps={default + 5}"])
+    assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in dry_run_steps(cfg, rd, stage_table=stages)
+    steps, out = run(cfg)
+    assert steps == ["a", "b", "d"]
+    assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in out
+    assert "01_b: b: upstream a is redone" in out and "02_c: d: upstream b is redone" in out
+    assert "02_c: kept c" in out
+    assert done[-3]["max_steps"] == default + 5
+
+    # A changed seed: the steps that read it (a) and their dependents.
+    cfg = resolve_config("smoke", sets=[f"pretrain.max_steps={default + 5}"], seed=3)
+    steps, out = run(cfg)
+    assert steps == ["a", "b", "d"] and "00_a: a: seed 0 -> 3" in out and done[-3]["seed"] == 3
+
+    # --force on an upstream stage: it is redone; its dependents are stale and the next run redoes them.
+    steps, out = run(cfg, stages="00", force=True)
+    assert steps == ["a"] and "00_a: a: --force" in out
+    assert "not selected, stale afterwards: b" in out and "not selected, stale afterwards: d" in out
+    steps, out = run(cfg)
+    assert steps == ["b", "d"] and "01_b: b: upstream a was redone" in out and "00_a: kept" in out
+
+    # A selection that would read a stale upstream step is refused before any work.
+    cfg = resolve_config("smoke", sets=[f"pretrain.max_steps={default + 6}"], seed=3)
+    with pytest.raises(PipelineError, match="b \\(stage 01\\) reads a, which is stale .*add stage 00"):
+        run(cfg, stages="01")

