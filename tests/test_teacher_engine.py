@@ -197,3 +197,22 @@ def test_llama_server_command_has_slots_and_per_slot_context(tmp_path: Path) -> 
     cmd = s.command()
     assert cmd[cmd.index("--parallel") + 1] == "4" and cmd[cmd.index("--ctx-size") + 1] == str(4 * 2048)
     assert "--no-kv-unified" in cmd and cmd[cmd.index("--threads") + 1] == "1"
+
+
+@needs_llama_server
+def test_draft_model_keeps_greedy_output(local_teacher: Teacher, tmp_path: Path) -> None:
+    """Speculative decoding (SmolLM2 drafting for itself: same vocabulary) changes speed, not greedy text."""
+    if local_teacher.engine != "llama-server":
+        pytest.skip("the session server is not llama-server")
+    prompt = _msg("List the first ten prime numbers, comma separated.")
+    ref = _attached(local_teacher, tmp_path / "plain")
+    plain = ref.chat(prompt, max_tokens=40, temperature=0)
+    ref.close()
+    rd = RunDir.open(get_profile("smoke"), tmp_path / "draft")
+    t = Teacher.from_config(_smoke_teacher_cfg(draft_model="smollm2-135m", draft_max=4), rd)
+    try:
+        assert "--model-draft" in t.server.command()
+        drafted = t.chat(prompt, max_tokens=40, temperature=0)
+    finally:
+        t.close()
+    assert drafted.error is None and drafted.text == plain.text
