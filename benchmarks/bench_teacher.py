@@ -7,7 +7,7 @@ turn with the same model file and runs the same workloads:
 * single-stream decoding: one 128-token generation;
 * notebook 03/04's generation workload: `generate_passages` + `generate_exercises` (the stages'
   own request builders, greedy, `--gen-tokens` each) through `chat_many` -> aggregate generated tok/s;
-* notebook 01's rating workload: every labelled snippet of `rating_snippets.jsonl`, rated with the
+* notebook 01's rating workload: the first `--snippets` labelled snippets of `rating_snippets.jsonl`, rated with the
   annotation prompt twice (rubric as is, and reversed, as the two-pass reliability check does)
   through `rate_many` -> ratings per minute, teacher-card AUC (95% bootstrap interval) and
   two-pass Spearman;
@@ -115,7 +115,7 @@ def bounds(model: Path, cores: int) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- one engine
 def run_engine(model: str, engine: str, parallel: int, concurrency: int, gen_n: int, gen_tokens: int,
-               threads: int, work: Path) -> dict[str, Any]:
+               threads: int, n_snippets: int, work: Path) -> dict[str, Any]:
     os.environ.pop("PHI_TEACHER_BASE_URL", None)
     prof = get_profile("tiny")
     rd = RunDir.open(prof, work / engine)
@@ -148,7 +148,7 @@ def run_engine(model: str, engine: str, parallel: int, concurrency: int, gen_n: 
         out["gen_texts"] = [row["text"] for row in tb] + [row["reply"] for row in ex]
         out["gen_errors"] = sum(bool(row["error"]) for row in tb + ex)
 
-        snippets = load_snippets()
+        snippets = load_snippets(n_snippets)  # interleaved good/bad: any prefix is balanced
         jobs = []
         for variant in ("main", "repeat"):
             for sn in snippets:
@@ -183,6 +183,7 @@ def main() -> int:
     p.add_argument("--threads", default="0", help="llama-server thread counts to measure, e.g. 1,2 (0 = its default)")
     p.add_argument("--gen-n", type=int, default=8, help="generation requests (half passages, half exercises)")
     p.add_argument("--gen-tokens", type=int, default=128, help="completion cap per generation request")
+    p.add_argument("--snippets", type=int, default=12, help="labelled snippets rated (x2 passes)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     if llama_server_binary() is None:
@@ -191,9 +192,11 @@ def main() -> int:
     path, _, label = resolve_model(args.model)
     b = bounds(path, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="bench-teacher-") as tmp:
-        base = run_engine(args.model, "llama-cpp-python", 1, 1, args.gen_n, args.gen_tokens, 0, Path(tmp))
+        base = run_engine(args.model, "llama-cpp-python", 1, 1, args.gen_n, args.gen_tokens, 0, args.snippets,
+                          Path(tmp))
         runs = {int(th): run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
-                                    args.gen_tokens, int(th), Path(tmp) / f"t{th}") for th in args.threads.split(",")}
+                                    args.gen_tokens, int(th), args.snippets, Path(tmp) / f"t{th}")
+                for th in args.threads.split(",")}
     for th, r in runs.items():
         print(f"llama-server threads={th or 'default'}: NB 03/04 {r['gen_agg_tok_s']:.1f} tok/s, "
               f"NB 01 {r['ratings_per_min']:.1f} ratings/min, prompt {r['prompt_tok_s']:.0f} tok/s, "
@@ -233,7 +236,7 @@ def main() -> int:
     print(f"| startup s | {base['startup_s']:.1f} | {new['startup_s']:.1f} | | |")
     diffs = [abs(a - c) for a, c in zip(base["scores"], new["scores"]) if a is not None and c is not None]
     print(f"\ngreedy generation texts identical: {same}/{len(base['gen_texts'])}; "
-          f"rating scores: max |difference| {max(diffs):.4f} over {len(diffs)} ratings; "
+          f"rating scores: max |difference| {max(diffs, default=float('nan')):.4f} over {len(diffs)} ratings; "
           f"errors: {base['gen_errors']} / {new['gen_errors']}")
     if args.json:
         args.json.write_text(json.dumps({"bounds": b, "baseline": base, "new": runs}, indent=1, default=str))
