@@ -55,7 +55,8 @@ class TeacherConfig:
     seed: int = 0
     """Base seed sent with each request (the sample index is added)."""
     concurrency: int = 1
-    """Requests in flight at once (the local server serialises; OpenAI benefits from 8-32)."""
+    """Requests in flight at once (llama-server decodes up to `parallel` of them together; llama-cpp-python's
+    server serialises them; OpenAI benefits from 8-32). Results do not depend on it (same seeds, same outputs)."""
     requests_per_minute: float = 0.0
     """Client-side request rate limit; 0 = unlimited."""
     tokens_per_minute: float = 0.0
@@ -79,7 +80,22 @@ class TeacherConfig:
     """A batch of requests (at least 10 sent) in which more than this share still failed after retries
     stops its stage with an error (successes stay cached; a re-run sends only the failed ones). 1 = never."""
     n_ctx: int = 4096
-    """Context window of the local server (llama-cpp-python keeps n_ctx x vocab float logits: 2.5 GB at 4096 for Qwen)."""
+    """Context window per request of the local server (llama-cpp-python keeps n_ctx x vocab float logits: 2.5 GB
+    at 4096 for Qwen; llama-server allocates `parallel` x n_ctx tokens of KV cache, ~28 kB/token for the 1.5B)."""
+    engine: str = "auto"
+    """Local server program: `auto` (llama.cpp's `llama-server` when `scripts/build_teacher_engine.sh` built it,
+    else llama-cpp-python's server with one warning), `llama-server` (required) or `llama-cpp-python`."""
+    parallel: int = 1
+    """llama-server slots decoded together by continuous batching (set it to `concurrency`)."""
+    threads: int = 0
+    """llama-server decoding threads (0 = its default, all cores)."""
+    threads_batch: int = 0
+    """llama-server prompt-processing threads (0 = its default)."""
+    draft_model: str | None = None
+    """llama-server speculative decoding: a draft model sharing the teacher's vocabulary (a known name such as
+    `qwen2.5-coder-0.5b`, or a GGUF path); None = off. Greedy output is unchanged by it."""
+    draft_max: int = 8
+    """Tokens the draft proposes per step."""
     use_batch_api: bool = False
     """Use OpenAI's Batch API (half price, asynchronous) for paper-scale jobs."""
 
@@ -90,6 +106,11 @@ class TeacherConfig:
         _check(0.0 < self.top_p <= 1.0, "teacher.top_p must be in (0, 1]")
         _check(self.max_tokens > 0, "teacher.max_tokens must be positive")
         _check(self.concurrency >= 1, "teacher.concurrency must be >= 1")
+        _check(self.engine in ("auto", "llama-server", "llama-cpp-python"),
+               f"teacher.engine must be 'auto', 'llama-server' or 'llama-cpp-python', got {self.engine!r}")
+        _check(self.parallel >= 1, "teacher.parallel must be >= 1")
+        _check(self.threads >= 0 and self.threads_batch >= 0, "teacher.threads/threads_batch must be >= 0")
+        _check(self.draft_max >= 1, "teacher.draft_max must be >= 1")
         _check(self.budget_usd >= 0, "teacher.budget_usd must be >= 0")
 
 
@@ -524,7 +545,7 @@ def _smoke() -> ProfileConfig:
         name="smoke",
         description="CI: the whole pipeline in <= 15 min on 2 CPU cores; SmolLM2-135M teacher (mechanics only).",
         time_budget_min=15,
-        teacher=TeacherConfig(local_model="smollm2-135m", max_tokens=128, n_ctx=2048),
+        teacher=TeacherConfig(local_model="smollm2-135m", max_tokens=128, n_ctx=2048, concurrency=4, parallel=4),
         corpus=CorpusConfig(max_files=300),
         annotation=AnnotationConfig(n_samples=24, reliability_subset=6, max_prompt_chars=1200, card_snippets=4),
         filter=FilterConfig(n_estimators=50),
@@ -551,7 +572,7 @@ def _tiny() -> ProfileConfig:
         name="tiny",
         description="The main job: the whole pipeline in <= 60 min on 2 CPU cores; Qwen2.5-Coder-1.5B teacher.",
         time_budget_min=60,
-        teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450, n_ctx=2048),
+        teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450, n_ctx=2048, concurrency=4, parallel=4),
         corpus=CorpusConfig(max_files=2000),  # ~25M chars; notebook 02 embeds it in ~100 s on 2 cores
         # ~128 ratings x ~3.4 s (1.5B: ~220 code tokens at ~80 tok/s + 16 reason tokens at ~19 tok/s) fit 8 min.
         annotation=AnnotationConfig(n_samples=100, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,

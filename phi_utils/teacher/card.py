@@ -116,6 +116,15 @@ def run_usage(rd: Any) -> dict[str, Any]:
     return tot
 
 
+def _engine_build(engine: str) -> dict[str, Any] | None:
+    """llama-server's version line and build flags (None for other engines)."""
+    if engine != "llama-server":
+        return None
+    from .engine import build_info
+
+    return build_info()
+
+
 def write_teacher_card(cfg: Any, rd: Any, quick: bool = False) -> dict[str, Any]:
     """Write `rd.path/teacher/card.json` and return it. `cfg` is the profile (or its `teacher` part).
 
@@ -138,6 +147,9 @@ def write_teacher_card(cfg: Any, rd: Any, quick: bool = False) -> dict[str, Any]
     card = {
         "label": teacher.label,
         "backend": tcfg.backend,
+        "engine": teacher.engine,  # llama-server or llama-cpp-python (or an API endpoint)
+        "engine_build": _engine_build(teacher.engine),
+        "concurrency": tcfg.concurrency,
         "model": tcfg.local_model if tcfg.backend == "local" else tcfg.model,
         "rating_model": tcfg.rating_model or (tcfg.local_model if tcfg.backend == "local" else tcfg.model),
         "file_sha256": sha,

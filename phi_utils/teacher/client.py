@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .cache import ResponseCache, cache_key
 from .parsing import Rating, parse_json_object, rating_from_logprobs, rating_from_text, validate_schema
-from .server import ENV_BASE_URL, ENV_LABEL, ENV_LOCAL_MODEL, ENV_SHA256, LocalServer, server_log_path
+from .server import ENV_BASE_URL, ENV_ENGINE, ENV_LABEL, ENV_LOCAL_MODEL, ENV_SHA256, LocalServer, server_log_path
 
 log = logging.getLogger("phi_utils.teacher")
 
@@ -164,6 +164,9 @@ class Teacher:
         self.server = server
         self.request_model = request_model or cfg.model
         self.is_local = cfg.backend == "local"
+        self.engine = (server.engine if server is not None else os.environ.get(ENV_ENGINE)
+                       or "llama-cpp-python") if self.is_local else "openai-compatible endpoint"
+        """What serves the requests: `llama-server`, `llama-cpp-python` or an API endpoint."""
         # Our own retry loop (with budget and recording) replaces the client's.
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=cfg.request_timeout_s)
         self.cache = ResponseCache(cache_path)
@@ -205,10 +208,11 @@ class Teacher:
                 return cls(cfg, env_url, "local", model_id=f"gguf:{sha}",
                            label=os.environ.get(ENV_LABEL) or f"local server at {env_url}",
                            cache_path=cache_path, rd=rd, check=check)
+            from .engine import make_server
             from .models import resolve_model
 
             path, digest, label = resolve_model(cfg.local_model)
-            server = LocalServer(path, server_log_path(rd), n_ctx=cfg.n_ctx, alias=Path(path).stem).start()
+            server = make_server(cfg, path, server_log_path(rd), alias=Path(path).stem).start()
             try:
                 return cls(cfg, server.base_url, "local", model_id=f"gguf:{digest}", label=label,
                            cache_path=cache_path, rd=rd, server=server, check=check)
@@ -512,7 +516,8 @@ class Teacher:
 
     def _rate_one(self, system: str, user: str, scale: Sequence[int], max_tokens: int, sample_index: int) -> Rating:
         req = self._rating_request(system, user, scale, max_tokens, sample_index)
-        if not self.is_local or max_tokens <= 1:
+        # llama-server takes the top-k in C++ (a partial sort): score token and reason in one request
+        if not self.is_local or max_tokens <= 1 or self.engine == "llama-server":
             return self._to_rating(self.chat(**req), scale)
         # llama-cpp-python sorts the whole vocabulary in Python for every token it returns logprobs
         # for (~0.15 s/token with Qwen's 152k vocab), so the score token is asked for alone, and the

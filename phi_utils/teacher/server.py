@@ -8,13 +8,20 @@ The server's thread count stays at llama.cpp's default: on 2 cores `--n_threads 
 throughput to 5-44 tok/s (shared/reference/local-llm-server-measured.md).
 
 `pipeline_server(cfg.teacher, rd)` is what the runner wraps the whole pipeline in: one server for
-all notebooks; kernels (child processes) attach to it through `$PHI_TEACHER_BASE_URL`.
+all notebooks; kernels (child processes) attach to it through `$PHI_TEACHER_BASE_URL`. Which
+program serves (`llama-server` or this one) is chosen in `engine.py` and exported as
+`$PHI_TEACHER_ENGINE`.
+
+A server that dies while in use (OOM kill, crash) is restarted on the same port by a watchdog
+thread of the process that started it; clients see connection errors, which `Teacher` retries with
+backoff, and every response finished before the death is already in the response cache.
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import logging
 import os
 import signal
 import socket
@@ -28,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+_log = logging.getLogger("phi_utils.teacher")
+
 ENV_BASE_URL = "PHI_TEACHER_BASE_URL"
 """Set by `pipeline_server`: the running local server's `/v1` URL, inherited by notebook kernels."""
 ENV_LABEL = "PHI_TEACHER_LABEL"
@@ -36,6 +45,10 @@ ENV_SHA256 = "PHI_TEACHER_SHA256"
 """The served GGUF's full sha256."""
 ENV_LOCAL_MODEL = "PHI_TEACHER_LOCAL_MODEL"
 """The `teacher.local_model` value the server was started for (a kernel attaches only if it matches)."""
+ENV_ENGINE = "PHI_TEACHER_ENGINE"
+"""The program serving it: `llama-server` or `llama-cpp-python` (recorded in the teacher card)."""
+MAX_RESTARTS = 5
+"""Restarts of a dying server before the watchdog gives up (then requests fail after their retries)."""
 
 
 class TeacherServerError(RuntimeError):
@@ -112,6 +125,9 @@ def log_tail(path: Path, n_lines: int = 30) -> str:
 class LocalServer:
     """One `llama_cpp.server` subprocess serving one GGUF under the alias `alias`."""
 
+    engine = "llama-cpp-python"
+    """Which program `command()` runs (subclasses: `engine.LlamaServer`)."""
+
     def __init__(self, model_path: str | Path, log_path: str | Path, n_ctx: int = 4096, alias: str = "local",
                  host: str = "127.0.0.1", port: int | None = None, startup_timeout_s: float = 180.0,
                  extra_args: tuple[str, ...] = ()) -> None:
@@ -124,6 +140,11 @@ class LocalServer:
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        """Times the watchdog restarted a server that had died."""
+        self._wanted = False  # True between start() and stop(): a death then means restart
+        self._proc_lock = threading.RLock()
+        self._watchdog: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -136,14 +157,7 @@ class LocalServer:
                 # a new request must queue behind, not cut off, one in flight (chat_many sends several)
                 "--interrupt_requests", "False", *self.extra_args]
 
-    def start(self) -> "LocalServer":
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        if not self.model_path.is_file():
-            raise TeacherServerError(f"model file {self.model_path} does not exist")
-        self.port = self.port or free_port(self.host)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        _install_handlers()
+    def _spawn(self) -> None:
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(self.command())}\n".encode())
             log.flush()
@@ -151,7 +165,22 @@ class LocalServer:
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=server_env(),
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
-                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None)
+                # PR_SET_PDEATHSIG fires when the forking *thread* ends: only the main thread and the
+                # watchdog (which lives until stop()) outlive their server
+                preexec_fn=_die_with_parent if threading.current_thread() in (threading.main_thread(),
+                                                                              self._watchdog) else None)
+
+    def start(self, supervise: bool = True) -> "LocalServer":
+        """Start and wait until it answers; `supervise`: restart it (same port) if it dies before `stop()`."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        if not self.model_path.is_file():
+            raise TeacherServerError(f"model file {self.model_path} does not exist")
+        self.port = self.port or free_port(self.host)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        _install_handlers()
+        with self._proc_lock:
+            self._spawn()
         with _LIVE_LOCK:
             _LIVE.add(self)
         try:
@@ -159,14 +188,46 @@ class LocalServer:
         except BaseException:  # includes Ctrl-C while waiting
             self.stop()
             raise
+        self._wanted = True
+        if supervise and (self._watchdog is None or not self._watchdog.is_alive()):
+            self._watchdog = threading.Thread(target=self._watch, name="teacher-server-watchdog", daemon=True)
+            self._watchdog.start()
         return self
+
+    def _watch(self, poll_s: float = 0.5) -> None:
+        """Restart a server that exited while wanted; stop after `MAX_RESTARTS`."""
+        while self._wanted:
+            time.sleep(poll_s)
+            with self._proc_lock:
+                proc = self.proc
+                if not self._wanted or proc is None or proc.poll() is None:
+                    continue
+                if self.restarts >= MAX_RESTARTS:
+                    _log.error("local teacher server died again (exit %s) after %d restarts; giving up "
+                               "(log %s)", proc.returncode, self.restarts, self.log_path)
+                    return
+                self.restarts += 1
+                _log.warning("local teacher server exited with code %s; restarting it on port %s "
+                             "(restart %d, log %s)", proc.returncode, self.port, self.restarts, self.log_path)
+                try:
+                    self._spawn()
+                except OSError as e:
+                    _log.error("restarting the local teacher server failed: %s", e)
+                    continue
+            try:  # not under the lock: stop() must not wait for a model to load
+                self._wait_ready()
+            except TeacherServerError as e:
+                if self._wanted:
+                    _log.error("restarting the local teacher server failed: %s", e)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         url = f"http://{self.host}:{self.port}/v1/models"
         while True:
-            assert self.proc is not None
-            code = self.proc.poll()
+            proc = self.proc
+            if proc is None:
+                raise TeacherServerError(f"local teacher server (log {self.log_path}) was stopped while starting")
+            code = proc.poll()
             if code is not None:
                 raise TeacherServerError(
                     f"local teacher server exited with code {code} while starting "
@@ -187,7 +248,9 @@ class LocalServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        proc, self.proc = self.proc, None
+        self._wanted = False
+        with self._proc_lock:
+            proc, self.proc = self.proc, None
         with _LIVE_LOCK:
             _LIVE.discard(self)
         if proc is None or proc.poll() is not None:
@@ -223,15 +286,16 @@ def pipeline_server(teacher_cfg: Any, rd: Any) -> Iterator[LocalServer | None]:
             os.environ.get(ENV_BASE_URL) and os.environ.get(ENV_LOCAL_MODEL) == teacher_cfg.local_model):
         yield None
         return
+    from .engine import make_server
     from .models import resolve_model
 
     path, digest, label = resolve_model(teacher_cfg.local_model)
-    server = LocalServer(path, server_log_path(rd), n_ctx=teacher_cfg.n_ctx, alias=Path(path).stem)
-    saved = {k: os.environ.get(k) for k in (ENV_BASE_URL, ENV_LABEL, ENV_SHA256, ENV_LOCAL_MODEL)}
+    server = make_server(teacher_cfg, path, server_log_path(rd), alias=Path(path).stem)
+    saved = {k: os.environ.get(k) for k in (ENV_BASE_URL, ENV_LABEL, ENV_SHA256, ENV_LOCAL_MODEL, ENV_ENGINE)}
     server.start()
     try:
         os.environ.update({ENV_BASE_URL: server.base_url, ENV_LABEL: label, ENV_SHA256: digest,
-                           ENV_LOCAL_MODEL: teacher_cfg.local_model})
+                           ENV_LOCAL_MODEL: teacher_cfg.local_model, ENV_ENGINE: server.engine})
         yield server
     finally:
         for k, v in saved.items():

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build llama.cpp's own `llama-server` (parallel slots, continuous batching, prompt cache) from the
+# llama.cpp sources vendored in the llama-cpp-python source distribution, once per machine.
+#
+#   bash scripts/build_teacher_engine.sh        # setup.sh calls this; a re-run is a no-op
+#   PHI_SKIP_ENGINE_BUILD=1   do not build (the teacher then uses llama-cpp-python's server)
+#
+# Result: $PHI_ENGINE_DIR (default ~/.cache/phi_utils/engine)/llama-server-<version>/llama-server,
+# plus BUILD_INFO.json beside it. phi_utils.teacher.engine finds it there.
+# Portable: GGML_NATIVE=OFF (AVX2/FMA/F16C, no -march=native). Only the server target is built.
+# A failed build prints one warning and exits 0: the pipeline then keeps llama-cpp-python's server.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VERSION=0.3.36
+ROOT=${PHI_ENGINE_DIR:-$HOME/.cache/phi_utils/engine}
+DEST="$ROOT/llama-server-$VERSION"
+PY=${VENV:-.venv}/bin/python
+[ -x "$PY" ] || PY=python3
+
+built() { [ -x "$DEST/llama-server" ] && [ -f "$DEST/BUILD_INFO.json" ] && "$DEST/llama-server" --version >/dev/null 2>&1; }
+if built; then
+  echo "teacher engine: $DEST/llama-server (cached)"
+  exit 0
+fi
+if [ "${PHI_SKIP_ENGINE_BUILD:-0}" = 1 ]; then
+  echo "teacher engine: not built (PHI_SKIP_ENGINE_BUILD=1); the teacher uses llama-cpp-python's server"
+  exit 0
+fi
+
+fail() {
+  echo "WARNING: could not build llama.cpp's llama-server ($1); the teacher stays on llama-cpp-python's" \
+       "server (one request at a time). Log: $LOG" >&2
+  exit 0
+}
+
+mkdir -p "$ROOT" || { echo "WARNING: cannot create $ROOT; teacher engine not built" >&2; exit 0; }
+# Several checkouts may run set-up at once: one builds, the others wait for it and reuse the result.
+exec 9>"$ROOT/.build.lock"
+command -v flock >/dev/null 2>&1 && flock 9
+if built; then
+  echo "teacher engine: $DEST/llama-server (cached)"
+  exit 0
+fi
+WORK=$(mktemp -d "$ROOT/.build-XXXXXX")
+LOG="$ROOT/build-$VERSION.log"
+trap 'rm -rf "$WORK"' EXIT
+: > "$LOG"
+
+# The source distribution: a local copy first (PHI_LLAMA_SDIST), else pip download (PyPI only has it as an sdist).
+SDIST=${PHI_LLAMA_SDIST:-}
+if [ -z "$SDIST" ] || [ ! -f "$SDIST" ]; then
+  echo "teacher engine: fetching the llama-cpp-python==$VERSION source distribution"
+  "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "llama-cpp-python==$VERSION" \
+    -d "$WORK/sdist" >>"$LOG" 2>&1 \
+    || "$PY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK/sdist" >>"$LOG" 2>&1 \
+    || fail "pip download of the llama-cpp-python==$VERSION sdist failed"
+  SDIST=$(ls "$WORK"/sdist/llama_cpp_python-$VERSION.tar.gz 2>/dev/null) || fail "sdist not found after download"
+fi
+tar -xzf "$SDIST" -C "$WORK" >>"$LOG" 2>&1 || fail "cannot unpack $SDIST"
+SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
+[ -f "$SRC/tools/server/CMakeLists.txt" ] || fail "no tools/server in the vendored llama.cpp"
+command -v cmake >/dev/null 2>&1 || fail "cmake not found"
+
+echo "teacher engine: building llama-server (a few minutes on 2 cores; log $LOG)"
+cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >>"$LOG" 2>&1 || fail "cmake configure failed"
+cmake --build "$WORK/build" --target llama-server -j "${PHI_BUILD_JOBS:-$(nproc)}" >>"$LOG" 2>&1 \
+  || fail "cmake build failed"
+BIN="$WORK/build/bin/llama-server"
+[ -x "$BIN" ] || fail "no llama-server binary after the build"
+"$BIN" --version >>"$LOG" 2>&1 || fail "the built llama-server does not run"
+
+mkdir -p "$DEST.tmp" && cp "$BIN" "$DEST.tmp/llama-server" || fail "cannot copy the binary to $DEST"
+"$BIN" --version 2>&1 | "$PY" -c "import json,sys,time; print(json.dumps({'llama_cpp_python_sdist': '$VERSION', \
+'flags': 'GGML_NATIVE=OFF BUILD_SHARED_LIBS=OFF', 'version': sys.stdin.read().strip(), \
+'built': time.strftime('%Y-%m-%dT%H:%M:%S')}, indent=1))" > "$DEST.tmp/BUILD_INFO.json"
+rm -rf "$DEST" && mv "$DEST.tmp" "$DEST" || fail "cannot move the build into $DEST"
+echo "teacher engine: $DEST/llama-server"
