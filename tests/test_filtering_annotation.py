@@ -10,7 +10,7 @@ import pytest
 
 from phi_utils.config import AnnotationConfig, get_profile
 from phi_utils.filtering.annotate import (PAPER_PHRASE, PROMPT_VERSION, agreement_stats, annotate, auc_good_bad,
-                                          build_prompt, card_snippets, cut_text, load_labels_jsonl, run_annotation,
+                                          build_prompt, card_snippets, load_labels_jsonl, run_annotation,
                                           stratified_sample)
 from phi_utils.rundir import RunDir
 
@@ -33,11 +33,12 @@ def test_prompt_wording_and_cut():
     system, user, info = build_prompt(long, 120)
     assert PAPER_PHRASE in user and "single digit from 0 to 9" in user
     assert info["truncated"] and info["shown_chars"] <= 120 and info["n_chars"] == len(long)
-    assert f"first {info['shown_chars']} of {len(long)} characters" in user
+    assert f"characters {info['window_start']}-{info['window_end']} of the file's {len(long)}" in user
     assert info["prompt_version"] == PROMPT_VERSION
     _, user2, info2 = build_prompt(long, 120, variant="repeat")
     assert user2 != user and info2["prompt_version"].startswith(PROMPT_VERSION)
-    assert cut_text("abc", 10) == ("abc", False)
+    _, whole, info3 = build_prompt("def f():\n    return 1\n", 120)
+    assert not info3["truncated"] and (info3["window_start"], info3["window_end"]) == (0, 24) and "excerpt" not in whole
 
 
 def test_stratified_sample_is_deterministic_and_covers_strata():

@@ -26,10 +26,12 @@ import numpy as np
 
 from ..config import AnnotationConfig, ProfileConfig
 from ..rundir import RunDir, read_jsonl, write_json_atomic
+from .substance import informative_window, no_substance
 
 STEP = "annotation"
-PROMPT_VERSION = "v1"
-"""Bump when the wording below changes (and `AnnotationConfig.prompt_version` with it): labels of
+PROMPT_VERSION = "v2"
+"""v2: the teacher sees the file's most informative window (`substance.informative_window`), not its
+first characters, and stub files are dropped before rating. Bump when the wording below changes (and `AnnotationConfig.prompt_version` with it): labels of
 different versions are not comparable."""
 
 SYSTEM_PROMPT = "You are an experienced Python teacher who judges source code as learning material for beginners."
@@ -43,24 +45,18 @@ RUBRIC = [
 ]
 
 
-def cut_text(text: str, max_chars: int) -> tuple[str, bool]:
-    """The first `max_chars` characters, cut at a line end when one is near; returns (shown, truncated)."""
-    if len(text) <= max_chars:
-        return text, False
-    cut = text[:max_chars]
-    nl = cut.rfind("\n")
-    if nl >= max_chars // 2:
-        cut = cut[:nl]
-    return cut, True
-
-
 def build_prompt(code: str, max_chars: int, variant: str = "main") -> tuple[str, str, dict[str, Any]]:
-    """(system, user, info) for one snippet; `variant="repeat"` reverses the rubric bands (second pass)."""
-    shown, truncated = cut_text(code, max_chars)
+    """(system, user, info) for one snippet; `variant="repeat"` reverses the rubric bands (second pass).
+
+    A file longer than `max_chars` is shown as its most informative window; `info` records the
+    character range `[window_start, window_end)` that was rated."""
+    win = informative_window(code, max_chars)
+    shown = code[win.start:win.end].rstrip("\n")
     bands = RUBRIC if variant == "main" else list(reversed(RUBRIC))
-    # The cut note goes after the code so every prompt shares the long instruction prefix
+    # The excerpt note goes after the code so every prompt shares the long instruction prefix
     # (the local server then reuses its KV cache for it).
-    cut_note = f"(The snippet was cut: only its first {len(shown)} of {len(code)} characters are shown.)\n" if truncated else ""
+    cut_note = (f"(An excerpt: characters {win.start}-{win.end} of the file's {len(code)} are shown.)\n"
+                if not win.whole else "")
     user = (
         f"Here is a Python code snippet. Please {PAPER_PHRASE}.\n\n"
         "Rate it on a scale from 0 (no educational value) to 9 (excellent teaching material):\n"
@@ -68,7 +64,8 @@ def build_prompt(code: str, max_chars: int, variant: str = "main") -> tuple[str,
         + f"\n\n```python\n{shown}\n```\n{cut_note}\n"
         "Answer with a single digit from 0 to 9 first, then one short sentence explaining why."
     )
-    info = {"n_chars": len(code), "shown_chars": len(shown), "truncated": truncated,
+    info = {"n_chars": len(code), "shown_chars": len(shown), "truncated": not win.whole,
+            "window_start": win.start, "window_end": win.end,
             "prompt_version": PROMPT_VERSION + ("" if variant == "main" else "-rubric-reversed")}
     return SYSTEM_PROMPT, user, info
 
@@ -211,7 +208,12 @@ def annotate(corpus: Any, acfg: AnnotationConfig, teacher: Any, seed: int = 0,
     rows = corpus if isinstance(corpus, list) else None
     sources = [r["source"] for r in rows] if rows else corpus["source"]
     n_chars = [r["n_chars"] for r in rows] if rows else corpus["n_chars"]
-    ids = stratified_sample(sources, n_chars, acfg.n_samples, seed)
+    texts = [r["text"] for r in rows] if rows else corpus["text"]
+    paths = [r.get("path") for r in rows] if rows else corpus["path"]
+    reasons = [no_substance(p, t) for p, t in zip(paths, texts)]
+    eligible = [i for i, why in enumerate(reasons) if why is None]
+    picks = stratified_sample([sources[i] for i in eligible], [n_chars[i] for i in eligible], acfg.n_samples, seed)
+    ids = [eligible[j] for j in picks]
     picked = [rows[i] for i in ids] if rows else corpus.select(ids).to_list()
     rep_ids = set(random.Random(seed + 1).sample(ids, min(acfg.reliability_subset, len(ids))))
 
@@ -232,7 +234,10 @@ def annotate(corpus: Any, acfg: AnnotationConfig, teacher: Any, seed: int = 0,
     ratings = teacher.rate_many(jobs, desc="rating educational value", max_tokens=acfg.reason_tokens)
     label = str(getattr(teacher, "label", "unknown teacher"))
     out = [_rating_row(b, r, label, info, p) for (b, info, p), r in zip(meta, ratings)]
-    return AnnotationResult(out, label, summarize(out))
+    summary = summarize(out)
+    summary["substance_rule"] = {"n_corpus": len(reasons), "n_eligible": len(eligible),
+                                 "dropped": dict(Counter(why for why in reasons if why is not None))}
+    return AnnotationResult(out, label, summary)
 
 
 def summarize(labels: list[dict[str, Any]]) -> dict[str, Any]:
