@@ -87,3 +87,15 @@ def test_tiny_topups_reach_the_share():
     rows = _open_rows(tc.topup_source, tc.topup_max, tc.max_passage_chars, tc.topup_require_code)
     syn = sum(approx_tokens(r["text"]) for r in rows)
     assert len(rows) == tc.topup_max and code_token_budget(syn, tc.synthetic_share, 0) >= tc.min_filtered_tokens
+
+
+def test_finetune_epochs_over_code_exercises():
+    from phi_utils.synth.exercises import finetune_epochs
+
+    ft = get_profile("tiny").finetune
+    got = finetune_epochs(40_960, ft)
+    assert got["budget_tokens"] == ft.max_steps * ft.global_batch_size * ft.seq_len
+    assert got["epochs"] == pytest.approx(got["budget_tokens"] / 40_960)
+    assert finetune_epochs(0, ft)["epochs"] is None
+    paper = finetune_epochs(180_000_000, get_profile("paper").finetune)
+    assert 17 < paper["epochs"] < 18  # 6,000 x 256 x 2,048 tokens over ~180M

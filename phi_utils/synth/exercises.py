@@ -249,6 +249,7 @@ def run_exercises(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
         kept = [r for r in allrows if r["status"] == "kept"]
 
         metrics = _measure(rows, topup, kept, flags, ec, gen_wall)
+        metrics["finetune_budget"] = finetune_epochs(sum(metrics["tokens_by_origin"].values()), cfg.finetune)
         metrics.update(teacher=teacher_label, notes=notes, wall_s=time.time() - t_start,
                        benchmarks_checked={"humaneval": sum(b.benchmark == "humaneval" for b in refs),
                                            "mbpp": sum(b.benchmark == "mbpp" for b in refs)})
@@ -308,6 +309,17 @@ def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list
     gen_kept = [r["prompt"] + r["solution"] for r in kept if r["origin"] == "generated"]
     m["diversity_generated"] = diversity_report(gen_kept, ec.near_dup_threshold) if len(gen_kept) >= 2 else None
     return m
+
+
+def finetune_epochs(exercise_tokens: int, ft: Any) -> dict[str, Any]:
+    """The finetuning token budget (steps x batch x sequence length) and the epochs it makes over
+    CodeExercises (approximate tokens: the tokenizer is trained later). The paper: 6,000 steps x 256
+    x 2,048 = ~3.1B tokens over ~180M, i.e. ~17 epochs (derived from its reported sizes)."""
+    budget = int(ft.max_steps) * int(ft.global_batch_size) * int(ft.seq_len)
+    return {"steps": int(ft.max_steps), "tokens_per_step": int(ft.global_batch_size) * int(ft.seq_len),
+            "budget_tokens": budget, "exercise_tokens": int(exercise_tokens),
+            "epochs": (budget / exercise_tokens) if exercise_tokens else None,
+            "token_unit": "approx (word-and-symbol pieces) for the exercises"}
 
 
 def save_code_exercises(kept: list[dict[str, Any]], path: Path) -> None:
