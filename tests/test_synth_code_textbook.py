@@ -99,3 +99,32 @@ def test_finetune_epochs_over_code_exercises():
     assert finetune_epochs(0, ft)["epochs"] is None
     paper = finetune_epochs(180_000_000, get_profile("paper").finetune)
     assert 17 < paper["epochs"] < 18  # 6,000 x 256 x 2,048 tokens over ~180M
+
+
+def _unit(rows):
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=float)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_prompt_ablation_interval_and_small_n():
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    from phi_utils.synth.diversity import ablation_interval, nn_similarities
+
+    rng = np.random.default_rng(0)
+    spread = _unit(rng.normal(size=(14, 32)))  # randomised prompts: replies point every way
+    clustered = _unit(np.ones((14, 32)) + 0.2 * rng.normal(size=(14, 32)))  # fixed prompt: near-copies
+    got = ablation_interval(spread, clustered, seed=1)
+    assert got["n_randomised"] == got["n_fixed"] == 14
+    assert got["difference"]["ci95"][1] < 0 and "less redundant" in got["conclusion"] and "resolved" in got["conclusion"]
+    # an independent computation of the same percentile interval
+    ref = bootstrap((nn_similarities(spread), nn_similarities(clustered)), lambda a, b: a.mean() - b.mean(),
+                    n_resamples=10_000, method="percentile", random_state=3, vectorized=False)
+    assert np.allclose(got["difference"]["ci95"], [ref.confidence_interval.low, ref.confidence_interval.high], atol=0.01)
+    small = ablation_interval(spread[:4], clustered[:4])
+    assert small["n_randomised"] == 4 and "too small for a conclusion" in small["conclusion"]
+    same = ablation_interval(spread[:12], _unit(rng.normal(size=(12, 32))))
+    assert "no resolved difference" in same["conclusion"]

@@ -306,8 +306,12 @@ def _measure(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: lis
     if k >= 2:
         rand_txt = [r["text"] for r in rows[:k] if r["text"]]
         fix_txt = [r["text"] for r in fixed[:k] if r["text"]]
-        m["ablation"] = {"n_each": k, "randomised": diversity_report(rand_txt, tc.near_dup_threshold),
-                         "fixed_prompt": diversity_report(fix_txt, tc.near_dup_threshold)}
+        from .diversity import ablation_interval
+
+        e_rand, e_fix = embed(rand_txt), embed(fix_txt)
+        m["ablation"] = {"n_each": k, "randomised": diversity_report(rand_txt, tc.near_dup_threshold, emb=e_rand),
+                         "fixed_prompt": diversity_report(fix_txt, tc.near_dup_threshold, emb=e_fix),
+                         "interval": ablation_interval(e_rand, e_fix)}
     else:
         m["ablation"] = None
     texts = [r["text"] for r in kept]
