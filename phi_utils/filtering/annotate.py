@@ -316,3 +316,46 @@ def rated_examples(rd: RunDir, k: int = 3) -> tuple[list[dict[str, Any]], list[d
 def is_rating_teacher(label: str) -> bool:
     """False for teachers known to give no usable rating signal (SmolLM2-135M: mechanics only)."""
     return "smollm2" not in label.lower()
+
+
+def conclusions(summary: dict[str, Any], teacher_ok: bool = True) -> list[str]:
+    """Sentences on this run's labels, generated from the summary's numbers."""
+    from ..stats import wilson_interval
+
+    out = []
+    sub = summary.get("substance_rule") or {}
+    if sub:
+        dropped = sub.get("dropped") or {}
+        n_drop = sum(dropped.values())
+        lo, hi = wilson_interval(n_drop, sub["n_corpus"]) if sub.get("n_corpus") else (0.0, 0.0)
+        out.append(f"{n_drop} of {sub.get('n_corpus')} corpus files ({n_drop / max(1, sub.get('n_corpus', 1)):.1%}, "
+                   f"95% CI {lo:.1%}-{hi:.1%}) have no substance and were never rated: "
+                   + (", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none") + ".")
+    n, trunc = summary.get("n_rated", 0), summary.get("n_truncated", 0)
+    out.append(f"{n} files rated; {trunc} were longer than the prompt budget and shown as their most informative "
+               f"window, {n - trunc} whole.")
+    two = summary.get("two_pass") or {}
+    if two.get("spearman") is not None:
+        out.append(f"Two independent passes agree with Spearman {two['spearman']:.2f} over n = {two['n']} files "
+                   f"(kappa {two['cohen_kappa'] if two.get('cohen_kappa') is None else round(two['cohen_kappa'], 2)}).")
+    elif two.get("n"):
+        out.append(f"The two passes over n = {two['n']} files give constant scores: no agreement can be measured.")
+    card = summary.get("card") or {}
+    if card.get("auc_good_vs_bad") is not None:
+        k = card["n_good"] + card["n_bad"]
+        out.append(f"On the teacher card's {k} labelled snippets a good one outscores a bad one with probability "
+                   f"{card['auc_good_vs_bad']:.2f}" + (" (n too small for an interval)." if k < 10 else "."))
+    if not teacher_ok:
+        out.append("The teacher cannot judge code (smoke profile): these labels test the mechanics only.")
+    return out
+
+
+def rated_window_examples(rd: RunDir, k: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+    """`k` seeded main-pass labels of files longer than the prompt budget, with the text they were rated on."""
+    from ..corpus import load_corpus
+
+    cut = [r for r in load_labels_jsonl(rd) if r["pass"] == "main" and r.get("truncated") and r["score"] is not None
+           and r.get("window_end") is not None]
+    pick = random.Random(seed).sample(cut, min(k, len(cut)))
+    corpus = load_corpus(rd)
+    return [{**r, "shown": corpus[int(r["id"])]["text"][r["window_start"]:r["window_end"]]} for r in pick]

@@ -293,3 +293,31 @@ def corpus_scores(rd: RunDir) -> np.ndarray:
     """Every corpus file's filter score, in corpus order."""
     rows = [json.loads(line) for line in (rd.require(STEP) / "scores.jsonl").read_text().splitlines() if line.strip()]
     return np.array([r["score"] for r in sorted(rows, key=lambda r: r["id"])])
+
+
+def conclusions(metrics: dict[str, Any]) -> list[str]:
+    """Sentences on the classifier and the filter, generated from the metrics' numbers."""
+    rep = metrics["report"]
+    out = []
+    if metrics.get("note"):
+        out.append(f"No classifier: {metrics['note']}.")
+
+    def span(point: float | None, ci: list[float] | None) -> str:
+        return "n/a" if point is None else f"{point:.2f}" + ("" if not ci else f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})")
+
+    for name, key, n in (("5-fold CV", "cv_auc", rep["n_labels"]), ("held-out", "auc", rep["n_test"])):
+        pt, ci, c_pt, c_ci = rep[key], rep.get(f"{key}_ci"), rep[f"{key}_control"], rep.get(f"{key}_control_ci")
+        if pt is None:
+            continue
+        if ci and c_ci and ci[0] > c_ci[1]:
+            verdict = "above the control: resolved at 95%"
+        elif ci and ci[0] > 0.5:
+            verdict = "above chance at 95% but overlapping the control"
+        else:
+            verdict = "not resolved from chance or the control at 95%"
+        out.append(f"{name} ROC AUC {span(pt, ci)} vs shuffled-label control {span(c_pt, c_ci)} over n = {n} files: {verdict}.")
+    sub = metrics.get("substance_rule") or {}
+    out.append(f"The filter kept {metrics['n_kept']} of {metrics['n_corpus']} files ({metrics['kept_fraction']:.1%}; "
+               f"{metrics['tokens_kept_est']:,} of {metrics['tokens_corpus_est']:,} tokens)"
+               + (f", never one of the {sum(sub.get('dropped', {}).values())} files without substance." if sub else "."))
+    return out

@@ -348,3 +348,25 @@ def load_metrics(rd: Any) -> dict[str, Any]:
 def load_candidates(rd: Any) -> list[dict[str, Any]]:
     """Every exercise candidate of the run with its verdict."""
     return read_jsonl(Path(rd.require(STEP)) / "exercises.jsonl")
+
+
+def conclusions(metrics: dict[str, Any]) -> list[str]:
+    """Sentences on the teacher's error rate and CodeExercises' size, from the metrics."""
+    from ..stats import wilson_interval
+
+    out = []
+    fg = metrics["funnel_generated"]
+    n = fg.get("generated", 0)
+    if n:
+        k = int(round((metrics.get("pass_rate_of_generated") or 0.0) * n))
+        lo, hi = wilson_interval(k, n)
+        out.append(f"{k} of {n} generated exercises parse and pass their own tests ({k / n:.0%}, 95% CI {lo:.0%}-{hi:.0%}).")
+    ct = metrics["contamination"]
+    out.append(f"Decontamination flagged {ct['flagged']} of {ct['checked']} passing exercises.")
+    fb = metrics.get("finetune_budget")
+    if fb and fb.get("epochs") is not None:
+        out.append(f"CodeExercises holds {fb['exercise_tokens']:,} tokens ("
+                   + ", ".join(f"{o} {t:,}" for o, t in metrics["tokens_by_origin"].items())
+                   + f"); the finetuning budget of {fb['budget_tokens']:,} tokens ({fb['steps']} steps) is "
+                   f"{fb['epochs']:.1f} epochs over it (paper, derived from its reported sizes: ~17).")
+    return out

@@ -448,3 +448,28 @@ def load_metrics(rd: Any) -> dict[str, Any]:
 def load_passages(rd: Any) -> list[dict[str, Any]]:
     """Every passage of the run with its verdict (`status`, `detail`)."""
     return read_jsonl(Path(rd.require(STEP)) / "passages.jsonl")
+
+
+def conclusions(metrics: dict[str, Any]) -> list[str]:
+    """Sentences on the passages, the ablation and CodeTextbook's proportions, from the metrics."""
+    from ..stats import wilson_interval
+
+    out = []
+    for name, key in (("generated", "funnel_generated"), ("open top-up", "funnel_topup")):
+        f = metrics[key]
+        if f["generated"]:
+            k, n = f["not_near_duplicate"], f["generated"]
+            lo, hi = wilson_interval(k, n)
+            out.append(f"{name}: {k} of {n} passages kept after the execution, output and dedup checks "
+                       f"({k / n:.0%}, 95% CI {lo:.0%}-{hi:.0%}).")
+    ab = metrics.get("ablation") or {}
+    if ab.get("interval"):
+        out.append("Prompt ablation: " + ab["interval"]["conclusion"])
+    ct = metrics["code_textbook"]
+    share, target = ct.get("synthetic_share"), ct.get("target_synthetic_share")
+    if share is not None:
+        by = ", ".join(f"{o} {t:,}" for o, t in ct["tokens_by_origin"].items())
+        met = "meets" if target is None or share + 1e-9 >= target else "falls short of"
+        out.append(f"CodeTextbook: {ct['tokens']:,} tokens ({by}); synthetic share {share:.1%}, which {met} the "
+                   f"target {target:.1%} (paper-reported: <1B of ~7B, ~14%).")
+    return out
