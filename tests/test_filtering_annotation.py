@@ -38,7 +38,7 @@ def test_prompt_wording_and_cut():
     _, user2, info2 = build_prompt(long, 120, variant="repeat")
     assert user2 != user and info2["prompt_version"].startswith(PROMPT_VERSION)
     _, whole, info3 = build_prompt("def f():\n    return 1\n", 120)
-    assert not info3["truncated"] and (info3["window_start"], info3["window_end"]) == (0, 24) and "excerpt" not in whole
+    assert not info3["truncated"] and (info3["window_start"], info3["window_end"]) == (0, 22) and "excerpt" not in whole
 
 
 def test_stratified_sample_is_deterministic_and_covers_strata():
