@@ -73,8 +73,11 @@ def test_card_snippets_are_read(tmp_path):
 
 def test_annotate_with_local_teacher(local_teacher):
     acfg = AnnotationConfig(n_samples=3, reliability_subset=1, max_prompt_chars=300)
-    res = annotate(_rows(), acfg, local_teacher, seed=0)
+    stub = {**_rows()[0], "path": "pkg/__init__.py", "text": "from .a import b\n", "n_chars": 17}
+    res = annotate(_rows() + [stub], acfg, local_teacher, seed=0)
+    assert res.summary["substance_rule"] == {"n_corpus": 5, "n_eligible": 4, "dropped": {"reexport_stub": 1}}
     main = [r for r in res.labels if r["pass"] == "main"]
+    assert all(r["path"] != "pkg/__init__.py" for r in res.labels)
     assert len(main) == 3 and sum(r["pass"] == "repeat" for r in res.labels) == 1
     for r in res.labels:
         assert r["teacher"] == local_teacher.label and r["prompt_version"].startswith(PROMPT_VERSION)
@@ -83,6 +86,7 @@ def test_annotate_with_local_teacher(local_teacher):
         assert r["raw"] is not None
     for r in main:  # files longer than the prompt budget are cut, and the cut is recorded
         assert r["truncated"] == (r["n_chars"] > 300) and r["shown_chars"] <= 300
+        assert 0 <= r["window_start"] < r["window_end"] <= r["n_chars"]
     assert res.summary["n_rated"] == 3 and res.summary["two_pass"]["n"] <= 1
     # A second run is answered from the teacher cache: identical and fast.
     t0 = time.time()

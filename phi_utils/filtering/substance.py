@@ -65,11 +65,13 @@ def _is_stub_statement(node: ast.stmt) -> bool:
 def no_substance(path: str | None, text: str) -> str | None:
     """Why the file has nothing to rate (`empty`, `version_file`, `reexport_stub`), or None."""
     name = PurePosixPath(path or "").name.lower()
-    code_lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not code_lines:
+    lines = text.splitlines()
+    if not any(ln.strip() and not ln.lstrip().startswith("#") for ln in lines):
         return "empty"
     if name in _VERSION_FILES:
         return "version_file"
+    if any(_DEF_RE.match(ln) for ln in lines):
+        return None  # defines something: not a stub (and no parse needed, which is the slow part)
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
@@ -80,57 +82,69 @@ def no_substance(path: str | None, text: str) -> str | None:
     return None
 
 
-def _line_weights(lines: list[str], text: str) -> tuple[list[int], list[bool]]:
-    """Per line: substance characters, and whether a window may start there (a def/class/decorator)."""
-    zero: set[int] = set()
-    starts: set[int] = set()
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        tree = None
-    if tree is not None:
-        body = tree.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            zero.update(range(body[0].lineno - 1, (body[0].end_lineno or body[0].lineno)))
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                zero.update(range(node.lineno - 1, (node.end_lineno or node.lineno)))
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                starts.add(first - 1)
-    else:
-        for i, ln in enumerate(lines):
-            if _IMPORT_RE.match(ln):
-                zero.add(i)
-            if _DEF_RE.match(ln) and not (i > 0 and lines[i - 1].lstrip().startswith("@")):
-                starts.add(i)
-    weights = []
+_DOCSTRING_OPEN = re.compile(r"""^[rRuUbB]{0,2}(\"\"\"|\'\'\')""")
+
+
+def _module_docstring_lines(lines: list[str]) -> range:
+    """Line indices of the module docstring (after leading comments and blank lines), if any."""
+    i = 0
+    while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
+        i += 1
+    m = _DOCSTRING_OPEN.match(lines[i]) if i < len(lines) else None
+    if not m:
+        return range(0)
+    quote, rest = m.group(1), lines[i][m.end():]
+    if quote in rest:
+        return range(i, i + 1)
+    for j in range(i + 1, len(lines)):
+        if quote in lines[j]:
+            return range(i, j + 1)
+    return range(i, len(lines))
+
+
+def _line_weights(lines: list[str]) -> tuple[list[int], list[bool]]:
+    """Per line: substance characters, and whether a window may start there (a def/class or its
+    first decorator). A line scan, not a parse: it must stay cheap over a whole corpus."""
+    zero = set(_module_docstring_lines(lines))
+    starts = []
+    in_import = paren = False
+    prev_decorator = False
     for i, ln in enumerate(lines):
         s = ln.strip()
-        weights.append(0 if (i in zero or not s or s.startswith("#")) else len(s.replace(" ", "")))
-    return weights, [i in starts for i in range(len(lines))]
+        if in_import:  # continuation of a parenthesised or backslashed import
+            zero.add(i)
+            if (paren and ")" in s) or (not paren and not s.endswith("\\")):
+                in_import = False
+        elif _IMPORT_RE.match(ln):
+            zero.add(i)
+            paren = "(" in s and ")" not in s
+            in_import = paren or s.endswith("\\")
+        is_def = bool(_DEF_RE.match(ln))
+        starts.append(is_def and not prev_decorator)
+        if s:
+            prev_decorator = s.startswith("@")
+    weights = [0 if (i in zero or not ln.strip() or ln.lstrip().startswith("#")) else len(ln.strip().replace(" ", ""))
+               for i, ln in enumerate(lines)]
+    return weights, starts
 
 
 def informative_window(text: str, max_chars: int) -> Window:
     """The densest window of whole lines within `max_chars` (see the module docstring)."""
+    from bisect import bisect_right
+    from itertools import accumulate
+
     n = len(text)
     lines = text.splitlines(keepends=True)
-    weights, can_start = _line_weights([ln.rstrip("\n") for ln in lines], text)
+    weights, can_start = _line_weights([ln.rstrip("\r\n") for ln in lines])
     if n <= max_chars:
         return Window(0, n, n, sum(weights))
-    offsets = [0]
-    for ln in lines:
-        offsets.append(offsets[-1] + len(ln))
+    offsets = [0, *accumulate(len(ln) for ln in lines)]
+    cum = [0, *accumulate(weights)]
     candidates = [i for i, ok in enumerate(can_start) if ok] or [i for i, w in enumerate(weights) if w > 0] or [0]
     best: tuple[int, int, int] | None = None  # (substance, -start_line, end_line)
     for a in candidates:
-        b, total = a, 0
-        while b < len(lines) and offsets[b + 1] - offsets[a] <= max_chars:
-            total += weights[b]
-            b += 1
-        if b == a:  # a single line longer than the budget: shown cut
-            total = weights[a]
+        b = max(a, bisect_right(offsets, offsets[a] + max_chars) - 1)  # lines a..b-1 fit
+        total = cum[b] - cum[a] if b > a else weights[a]  # b == a: one line longer than the budget, shown cut
         key = (total, -a, b)
         if best is None or key > best:
             best = key

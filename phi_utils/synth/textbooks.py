@@ -275,7 +275,9 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
         write_json_atomic(out_dir / "metrics.json", metrics)
         rec.counts = {"generated": len(rows), "topup": len(topup), "ablation": len(fixed), "kept": len(kept),
                       **{f"dropped_{s}": sum(r["status"] == s for r in rows + topup) for s in STATUSES if s != "kept"},
-                      "code_textbook_rows": metrics["code_textbook"]["rows"]}
+                      "code_textbook_rows": metrics["code_textbook"]["rows"],
+                      "code_textbook_tokens": metrics["code_textbook"]["tokens"],
+                      "filtered_code_alone_tokens": metrics["code_textbook"]["filtered_code_alone"]["tokens"]}
         rec.extra = {"teacher": teacher_label, "notes": notes}
         return metrics
 
