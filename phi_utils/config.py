@@ -152,7 +152,7 @@ class AnnotationConfig:
     """Samples rated twice, independently, to measure agreement."""
     max_prompt_chars: int = 3000
     """Long files are cut to this many characters before the teacher sees them."""
-    prompt_version: str = "v1"
+    prompt_version: str = "v2"
     """Version of the rating prompt (`phi_utils.filtering.annotate.PROMPT_VERSION`; recorded with every label)."""
     reason_tokens: int = 24
     """Completion cap per rating: the score digit plus a short reason (each token ~50 ms on the 1.5B)."""
@@ -217,6 +217,15 @@ class TextbookConfig:
     """Sandbox time limit for running one passage's code blocks."""
     max_passage_chars: int = 6000
     """Open-dataset passages longer than this are cut at a section boundary."""
+    topup_require_code: bool = True
+    """Take only top-up passages holding a ```python block; False also admits prose sections (kept
+    without execution, labelled by origin), as most of the open textbooks are prose."""
+    synthetic_share: float = 1 / 7
+    """CodeTextbook's filtered code is subsampled so the passages hold at least this share of its
+    tokens (the paper: <1B synthetic of ~7B); 0 = keep all filtered code."""
+    min_filtered_tokens: int = 0
+    """The subsample keeps at least this many filtered-code tokens (so a run without open top-ups
+    still has data to train on; its share is then lower and reported)."""
 
     def __post_init__(self) -> None:
         _check(self.n_passages >= 0, "textbooks.n_passages must be >= 0")
@@ -226,6 +235,8 @@ class TextbookConfig:
         _check(self.topup_max >= 0, "textbooks.topup_max must be >= 0")
         _check(0.0 < self.near_dup_threshold <= 1.0, "textbooks.near_dup_threshold must be in (0, 1]")
         _check(self.run_timeout_s > 0, "textbooks.run_timeout_s must be positive")
+        _check(0.0 <= self.synthetic_share < 1.0, "textbooks.synthetic_share must be in [0, 1)")
+        _check(self.min_filtered_tokens >= 0, "textbooks.min_filtered_tokens must be >= 0")
 
 
 @dataclass
@@ -550,7 +561,8 @@ def _smoke() -> ProfileConfig:
         annotation=AnnotationConfig(n_samples=24, reliability_subset=6, max_prompt_chars=1200, card_snippets=4),
         filter=FilterConfig(n_estimators=50),
         textbooks=TextbookConfig(n_passages=3, max_tokens=160, ablation_passages=2,
-                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=6),
+                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=6,
+                                 topup_require_code=False),
         exercises=ExerciseConfig(n_exercises=5, max_tokens=200,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=40),
         tokenizer=TokenizerConfig(vocab_size=1024, train_chars=2_000_000),
@@ -574,13 +586,17 @@ def _tiny() -> ProfileConfig:
         time_budget_min=60,
         teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450, n_ctx=2048, concurrency=4, parallel=4),
         corpus=CorpusConfig(max_files=2000),  # ~25M chars; notebook 02 embeds it in ~100 s on 2 cores
-        # ~128 ratings x ~3.4 s (1.5B: ~220 code tokens at ~80 tok/s + 16 reason tokens at ~19 tok/s) fit 8 min.
-        annotation=AnnotationConfig(n_samples=100, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
+        # 200 + 20 repeats + 8 card ratings at ~5.5 s each (1.5B, 2 loaded cores) = ~21 min today; the
+        # windowed prompts are full (~700 chars of code each), so this halves with a 2x faster server.
+        annotation=AnnotationConfig(n_samples=200, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
                                     card_snippets=8),
         filter=FilterConfig(n_estimators=200),
         # 1.5B teacher ~19 tok/s: 16 + 4 ablation passages x <= 22 s; 20 exercises x <= 18 s (notebooks 03/04 budgets)
+        # 800 open sections (~140k tokens, 14 with code) make the synthetic share 1/7 of a ~1M-token
+        # CodeTextbook; without them the filtered code keeps >= one pretraining budget (100 x 16 x 256).
         textbooks=TextbookConfig(n_passages=16, max_tokens=380, ablation_passages=4,
-                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=40),
+                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=800,
+                                 topup_require_code=False, min_filtered_tokens=409_600),
         exercises=ExerciseConfig(n_exercises=20, max_tokens=300,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=200),
         tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
@@ -615,7 +631,9 @@ def _paper() -> ProfileConfig:
         corpus=CorpusConfig(source="hub", max_files=0, near_dup_threshold=0.85),
         annotation=AnnotationConfig(n_samples=100_000, reliability_subset=1000),
         filter=FilterConfig(embedder="codegen", n_estimators=500, num_proc=8, batch_size=64),
-        textbooks=TextbookConfig(n_passages=1_500_000, max_tokens=1024),
+        # All 6B filtered tokens are kept (synthetic_share=0): 1.5M passages x ~600 tokens give the
+        # paper's ~0.9B of ~7B, i.e. ~13% synthetic.
+        textbooks=TextbookConfig(n_passages=1_500_000, max_tokens=1024, synthetic_share=0.0),
         exercises=ExerciseConfig(n_exercises=879_500, max_tokens=512),
         tokenizer=TokenizerConfig(name_or_path="Salesforce/codegen-350M-mono", vocab_size=51200),
         pretrain=TrainConfig(model="phi-1", max_steps=36_000, global_batch_size=1024, micro_batch_size=8, seq_len=2048,

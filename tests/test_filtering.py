@@ -87,6 +87,11 @@ def test_classifier_beats_shuffled_control(minilm):
     assert report.auc >= 0.95
     assert report.cv_auc >= 0.95
     assert report.cv_auc_control < 0.8 and report.cv_auc > report.cv_auc_control + 0.2
+    for point, ci in ((report.auc, report.auc_ci), (report.cv_auc, report.cv_auc_ci),
+                      (report.auc_control, report.auc_control_ci), (report.cv_auc_control, report.cv_auc_control_ci)):
+        assert ci[0] <= point <= ci[1]
+    assert report.cv_auc_ci[0] > report.cv_auc_control_ci[1]  # resolved against the control at 95%
+    assert report.cv_auc_control_ci[0] < 0.5 < report.cv_auc_control_ci[1]  # the control is indistinguishable from chance
     probs = model.predict_proba(X)[:, 1]
     thr = keep_threshold(probs, 0.5)
     assert (probs[:40] >= thr).mean() > 0.9  # the kept half is the educational half
@@ -110,6 +115,8 @@ def test_run_filtering_stage(tmp_path, minilm):
     texts = [_educational(i, rng) for i in range(30)] + [_boilerplate(i, rng) for i in range(30)]
     rows = [{"path": f"f{i}.py", "source": "extra", "distribution": "crafted", "licence": "MIT", "text": t,
              "n_chars": len(t), "n_tokens": len(t.split()), "sha256": str(i)} for i, t in enumerate(texts)]
+    stub = "from .core import Engine\n__all__ = ['Engine']\n"  # no substance: never kept, counted
+    rows.append({**rows[0], "path": "pkg/__init__.py", "text": stub, "n_chars": len(stub), "sha256": "stub"})
     datasets.Dataset.from_list(rows).save_to_disk(str(rd.step_dir("corpus") / "dataset"))
     rd.mark_complete("corpus")
     labelled = list(range(0, 60, 2))
@@ -118,8 +125,9 @@ def test_run_filtering_stage(tmp_path, minilm):
             f.write(json.dumps({"id": i, "pass": "main", "score": 8.0 if i < 30 else 2.0, "method": "crafted"}) + "\n")
     rd.mark_complete("annotation", teacher="crafted labels")
     m = run_filtering(cfg, rd)
-    assert m["n_kept"] == 30 and abs(m["kept_fraction"] - 0.5) < 1e-9
+    assert m["n_kept"] == 30 and m["substance_rule"] == {"n_eligible": 60, "dropped": {"reexport_stub": 1}}
     filt = load_filtered(rd)
+    assert "pkg/__init__.py" not in filt["path"]
     assert "score" in filt.column_names and len(filt) == 30
     assert sum(p.startswith("f") and int(p[1:-3]) < 30 for p in filt["path"]) >= 27
     assert m["tokens_kept_est"] == sum(filt["n_tokens"])

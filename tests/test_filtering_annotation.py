@@ -10,7 +10,7 @@ import pytest
 
 from phi_utils.config import AnnotationConfig, get_profile
 from phi_utils.filtering.annotate import (PAPER_PHRASE, PROMPT_VERSION, agreement_stats, annotate, auc_good_bad,
-                                          build_prompt, card_snippets, cut_text, load_labels_jsonl, run_annotation,
+                                          build_prompt, card_snippets, load_labels_jsonl, run_annotation,
                                           stratified_sample)
 from phi_utils.rundir import RunDir
 
@@ -33,11 +33,12 @@ def test_prompt_wording_and_cut():
     system, user, info = build_prompt(long, 120)
     assert PAPER_PHRASE in user and "single digit from 0 to 9" in user
     assert info["truncated"] and info["shown_chars"] <= 120 and info["n_chars"] == len(long)
-    assert f"first {info['shown_chars']} of {len(long)} characters" in user
+    assert f"characters {info['window_start']}-{info['window_end']} of the file's {len(long)}" in user
     assert info["prompt_version"] == PROMPT_VERSION
     _, user2, info2 = build_prompt(long, 120, variant="repeat")
     assert user2 != user and info2["prompt_version"].startswith(PROMPT_VERSION)
-    assert cut_text("abc", 10) == ("abc", False)
+    _, whole, info3 = build_prompt("def f():\n    return 1\n", 120)
+    assert not info3["truncated"] and (info3["window_start"], info3["window_end"]) == (0, 22) and "excerpt" not in whole
 
 
 def test_stratified_sample_is_deterministic_and_covers_strata():
@@ -72,8 +73,11 @@ def test_card_snippets_are_read(tmp_path):
 
 def test_annotate_with_local_teacher(local_teacher):
     acfg = AnnotationConfig(n_samples=3, reliability_subset=1, max_prompt_chars=300)
-    res = annotate(_rows(), acfg, local_teacher, seed=0)
+    stub = {**_rows()[0], "path": "pkg/__init__.py", "text": "from .a import b\n", "n_chars": 17}
+    res = annotate(_rows() + [stub], acfg, local_teacher, seed=0)
+    assert res.summary["substance_rule"] == {"n_corpus": 5, "n_eligible": 4, "dropped": {"reexport_stub": 1}}
     main = [r for r in res.labels if r["pass"] == "main"]
+    assert all(r["path"] != "pkg/__init__.py" for r in res.labels)
     assert len(main) == 3 and sum(r["pass"] == "repeat" for r in res.labels) == 1
     for r in res.labels:
         assert r["teacher"] == local_teacher.label and r["prompt_version"].startswith(PROMPT_VERSION)
@@ -82,6 +86,7 @@ def test_annotate_with_local_teacher(local_teacher):
         assert r["raw"] is not None
     for r in main:  # files longer than the prompt budget are cut, and the cut is recorded
         assert r["truncated"] == (r["n_chars"] > 300) and r["shown_chars"] <= 300
+        assert 0 <= r["window_start"] < r["window_end"] <= r["n_chars"]
     assert res.summary["n_rated"] == 3 and res.summary["two_pass"]["n"] <= 1
     # A second run is answered from the teacher cache: identical and fast.
     t0 = time.time()

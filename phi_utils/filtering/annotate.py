@@ -26,10 +26,12 @@ import numpy as np
 
 from ..config import AnnotationConfig, ProfileConfig
 from ..rundir import RunDir, read_jsonl, write_json_atomic
+from .substance import informative_window, no_substance
 
 STEP = "annotation"
-PROMPT_VERSION = "v1"
-"""Bump when the wording below changes (and `AnnotationConfig.prompt_version` with it): labels of
+PROMPT_VERSION = "v2"
+"""v2: the teacher sees the file's most informative window (`substance.informative_window`), not its
+first characters, and stub files are dropped before rating. Bump when the wording below changes (and `AnnotationConfig.prompt_version` with it): labels of
 different versions are not comparable."""
 
 SYSTEM_PROMPT = "You are an experienced Python teacher who judges source code as learning material for beginners."
@@ -43,24 +45,18 @@ RUBRIC = [
 ]
 
 
-def cut_text(text: str, max_chars: int) -> tuple[str, bool]:
-    """The first `max_chars` characters, cut at a line end when one is near; returns (shown, truncated)."""
-    if len(text) <= max_chars:
-        return text, False
-    cut = text[:max_chars]
-    nl = cut.rfind("\n")
-    if nl >= max_chars // 2:
-        cut = cut[:nl]
-    return cut, True
-
-
 def build_prompt(code: str, max_chars: int, variant: str = "main") -> tuple[str, str, dict[str, Any]]:
-    """(system, user, info) for one snippet; `variant="repeat"` reverses the rubric bands (second pass)."""
-    shown, truncated = cut_text(code, max_chars)
+    """(system, user, info) for one snippet; `variant="repeat"` reverses the rubric bands (second pass).
+
+    A file longer than `max_chars` is shown as its most informative window; `info` records the
+    character range `[window_start, window_end)` that was rated."""
+    win = informative_window(code, max_chars)
+    shown = code[win.start:win.end].rstrip("\n")
     bands = RUBRIC if variant == "main" else list(reversed(RUBRIC))
-    # The cut note goes after the code so every prompt shares the long instruction prefix
+    # The excerpt note goes after the code so every prompt shares the long instruction prefix
     # (the local server then reuses its KV cache for it).
-    cut_note = f"(The snippet was cut: only its first {len(shown)} of {len(code)} characters are shown.)\n" if truncated else ""
+    cut_note = (f"(An excerpt: characters {win.start}-{win.end} of the file's {len(code)} are shown.)\n"
+                if not win.whole else "")
     user = (
         f"Here is a Python code snippet. Please {PAPER_PHRASE}.\n\n"
         "Rate it on a scale from 0 (no educational value) to 9 (excellent teaching material):\n"
@@ -68,7 +64,8 @@ def build_prompt(code: str, max_chars: int, variant: str = "main") -> tuple[str,
         + f"\n\n```python\n{shown}\n```\n{cut_note}\n"
         "Answer with a single digit from 0 to 9 first, then one short sentence explaining why."
     )
-    info = {"n_chars": len(code), "shown_chars": len(shown), "truncated": truncated,
+    info = {"n_chars": len(code), "shown_chars": len(shown), "truncated": not win.whole,
+            "window_start": win.start, "window_end": win.end,
             "prompt_version": PROMPT_VERSION + ("" if variant == "main" else "-rubric-reversed")}
     return SYSTEM_PROMPT, user, info
 
@@ -211,7 +208,12 @@ def annotate(corpus: Any, acfg: AnnotationConfig, teacher: Any, seed: int = 0,
     rows = corpus if isinstance(corpus, list) else None
     sources = [r["source"] for r in rows] if rows else corpus["source"]
     n_chars = [r["n_chars"] for r in rows] if rows else corpus["n_chars"]
-    ids = stratified_sample(sources, n_chars, acfg.n_samples, seed)
+    texts = [r["text"] for r in rows] if rows else corpus["text"]
+    paths = [r.get("path") for r in rows] if rows else corpus["path"]
+    reasons = [no_substance(p, t) for p, t in zip(paths, texts)]
+    eligible = [i for i, why in enumerate(reasons) if why is None]
+    picks = stratified_sample([sources[i] for i in eligible], [n_chars[i] for i in eligible], acfg.n_samples, seed)
+    ids = [eligible[j] for j in picks]
     picked = [rows[i] for i in ids] if rows else corpus.select(ids).to_list()
     rep_ids = set(random.Random(seed + 1).sample(ids, min(acfg.reliability_subset, len(ids))))
 
@@ -232,7 +234,10 @@ def annotate(corpus: Any, acfg: AnnotationConfig, teacher: Any, seed: int = 0,
     ratings = teacher.rate_many(jobs, desc="rating educational value", max_tokens=acfg.reason_tokens)
     label = str(getattr(teacher, "label", "unknown teacher"))
     out = [_rating_row(b, r, label, info, p) for (b, info, p), r in zip(meta, ratings)]
-    return AnnotationResult(out, label, summarize(out))
+    summary = summarize(out)
+    summary["substance_rule"] = {"n_corpus": len(reasons), "n_eligible": len(eligible),
+                                 "dropped": dict(Counter(why for why in reasons if why is not None))}
+    return AnnotationResult(out, label, summary)
 
 
 def summarize(labels: list[dict[str, Any]]) -> dict[str, Any]:
@@ -311,3 +316,46 @@ def rated_examples(rd: RunDir, k: int = 3) -> tuple[list[dict[str, Any]], list[d
 def is_rating_teacher(label: str) -> bool:
     """False for teachers known to give no usable rating signal (SmolLM2-135M: mechanics only)."""
     return "smollm2" not in label.lower()
+
+
+def conclusions(summary: dict[str, Any], teacher_ok: bool = True) -> list[str]:
+    """Sentences on this run's labels, generated from the summary's numbers."""
+    from ..stats import wilson_interval
+
+    out = []
+    sub = summary.get("substance_rule") or {}
+    if sub:
+        dropped = sub.get("dropped") or {}
+        n_drop = sum(dropped.values())
+        lo, hi = wilson_interval(n_drop, sub["n_corpus"]) if sub.get("n_corpus") else (0.0, 0.0)
+        out.append(f"{n_drop} of {sub.get('n_corpus')} corpus files ({n_drop / max(1, sub.get('n_corpus', 1)):.1%}, "
+                   f"95% CI {lo:.1%}-{hi:.1%}) have no substance and were never rated: "
+                   + (", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none") + ".")
+    n, trunc = summary.get("n_rated", 0), summary.get("n_truncated", 0)
+    out.append(f"{n} files rated; {trunc} were longer than the prompt budget and shown as their most informative "
+               f"window, {n - trunc} whole.")
+    two = summary.get("two_pass") or {}
+    if two.get("spearman") is not None:
+        out.append(f"Two independent passes agree with Spearman {two['spearman']:.2f} over n = {two['n']} files "
+                   f"(kappa {two['cohen_kappa'] if two.get('cohen_kappa') is None else round(two['cohen_kappa'], 2)}).")
+    elif two.get("n"):
+        out.append(f"The two passes over n = {two['n']} files give constant scores: no agreement can be measured.")
+    card = summary.get("card") or {}
+    if card.get("auc_good_vs_bad") is not None:
+        k = card["n_good"] + card["n_bad"]
+        out.append(f"On the teacher card's {k} labelled snippets a good one outscores a bad one with probability "
+                   f"{card['auc_good_vs_bad']:.2f}" + (" (n too small for an interval)." if k < 10 else "."))
+    if not teacher_ok:
+        out.append("The teacher cannot judge code (smoke profile): these labels test the mechanics only.")
+    return out
+
+
+def rated_window_examples(rd: RunDir, k: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+    """`k` seeded main-pass labels of files longer than the prompt budget, with the text they were rated on."""
+    from ..corpus import load_corpus
+
+    cut = [r for r in load_labels_jsonl(rd) if r["pass"] == "main" and r.get("truncated") and r["score"] is not None
+           and r.get("window_end") is not None]
+    pick = random.Random(seed).sample(cut, min(k, len(cut)))
+    corpus = load_corpus(rd)
+    return [{**r, "shown": corpus[int(r["id"])]["text"][r["window_start"]:r["window_end"]]} for r in pick]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -49,6 +50,12 @@ class ClassifierReport:
     """Mean 5-fold stratified cross-validated AUC (all labels)."""
     cv_auc_control: float | None = None
     """The same for shuffled labels."""
+    auc_ci: list[float] | None = None
+    """Bootstrap 95% interval of `auc` (over the held-out files)."""
+    auc_control_ci: list[float] | None = None
+    cv_auc_ci: list[float] | None = None
+    """Bootstrap 95% interval of `cv_auc` (over all labelled files, out-of-fold predictions)."""
+    cv_auc_control_ci: list[float] | None = None
     prob_threshold: float | None = None
     """Classifier probability at which files are kept (set by `keep_fraction` on the corpus)."""
     precision: float | None = None
@@ -79,21 +86,28 @@ def make_forest(fcfg: FilterConfig, seed: int):
                                   random_state=seed, n_jobs=max(1, fcfg.num_proc))
 
 
-def _cv_auc(X: np.ndarray, y: np.ndarray, fcfg: FilterConfig, seed: int) -> float | None:
+def _auc_with_ci(y: np.ndarray, p: np.ndarray, seed: int) -> tuple[float, list[float]]:
+    from ..stats import bootstrap_auc
+
+    est = bootstrap_auc(y.tolist(), p.tolist(), seed=seed)
+    return est.mean, [est.lo, est.hi]
+
+
+def _cv_auc(X: np.ndarray, y: np.ndarray, fcfg: FilterConfig, seed: int) -> tuple[float | None, list[float] | None]:
+    """Stratified k-fold (k <= 5) AUC of the out-of-fold predictions, with its bootstrap interval."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.metrics import roc_auc_score
 
     k = int(min(5, np.bincount(y).min()))
     if k < 2:
-        return None
+        return None, None
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     p = cross_val_predict(make_forest(fcfg, seed), X, y, cv=cv, method="predict_proba")[:, 1]
-    return float(roc_auc_score(y, p))
+    return _auc_with_ci(y, p, seed)
 
 
 def train_classifier(X: np.ndarray, scores: np.ndarray, fcfg: FilterConfig, seed: int = 0):
     """Fit the forest on all labels (after evaluating it on a held-out split); returns (model, report, y)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
     from sklearn.model_selection import train_test_split
 
     y, thr = binary_labels(scores, fcfg.label_threshold)
@@ -110,13 +124,14 @@ def train_classifier(X: np.ndarray, scores: np.ndarray, fcfg: FilterConfig, seed
     p, pc = model.predict_proba(Xte)[:, 1], control.predict_proba(Xte)[:, 1]
     report.n_train, report.n_test = len(ytr), len(yte)
     if len(set(yte)) == 2:
-        report.auc, report.auc_control = float(roc_auc_score(yte, p)), float(roc_auc_score(yte, pc))
+        report.auc, report.auc_ci = _auc_with_ci(yte, p, seed)
+        report.auc_control, report.auc_control_ci = _auc_with_ci(yte, pc, seed)
         fpr, tpr, _ = roc_curve(yte, p)
         report.roc = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
         fpr, tpr, _ = roc_curve(yte, pc)
         report.roc_control = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
-    report.cv_auc = _cv_auc(X, y, fcfg, seed)
-    report.cv_auc_control = _cv_auc(X, rng.permutation(y), fcfg, seed)
+    report.cv_auc, report.cv_auc_ci = _cv_auc(X, y, fcfg, seed)
+    report.cv_auc_control, report.cv_auc_control_ci = _cv_auc(X, rng.permutation(y), fcfg, seed)
     from sklearn.calibration import calibration_curve
 
     frac_pos, mean_pred = calibration_curve(yte, p, n_bins=5, strategy="quantile")
@@ -146,6 +161,23 @@ def score_in_batches(model: Any, X: np.ndarray, batch: int = 4096) -> np.ndarray
     return np.concatenate([model.predict_proba(X[i:i + batch])[:, 1] for i in range(0, len(X), batch)]) if len(X) else np.zeros(0)
 
 
+WINDOW_RULE = "window-v1"
+"""Names the text each file is embedded by (`substance_windows`); part of the embedding cache key."""
+
+
+def substance_windows(paths: Sequence[str | None], texts: Sequence[str], max_chars: int) -> tuple[list[str], list[str | None]]:
+    """Each file's most informative window of `max_chars` (what the embedder sees, as the teacher
+    did) and its no-substance reason (None = a file with substance)."""
+    from .substance import informative_window, no_substance
+
+    shown, reasons = [], []
+    for p, t in zip(paths, texts):
+        w = informative_window(t, max_chars)
+        shown.append(t[w.start:w.end])
+        reasons.append(no_substance(p, t))
+    return shown, reasons
+
+
 def load_labels(rd: RunDir) -> list[dict[str, Any]]:
     """Main-pass labels with a score, from `annotation/labels.jsonl`."""
     path = rd.require("annotation") / "labels.jsonl"
@@ -171,7 +203,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
     import joblib
 
     from ..corpus import load_corpus
-    from .embed import cached_embeddings, rank_and_world
+    from .embed import MAX_EMBED_CHARS, cached_embeddings, rank_and_world
 
     fcfg = cfg.filter
     rank, world = rank_and_world()
@@ -183,7 +215,10 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
         labels = load_labels(rd)
         ann = rd.manifest("annotation")
         keys = corpus["sha256"] if "sha256" in corpus.column_names else [str(i) for i in range(len(corpus))]
-        emb = cached_embeddings(corpus["text"], keys, fcfg, rd, force=force)
+        texts, reasons = substance_windows(corpus["path"], corpus["text"], MAX_EMBED_CHARS)
+        # The key names the window rule, so embeddings of first characters are never reused.
+        emb = cached_embeddings(texts, [f"{k}:{WINDOW_RULE}" for k in keys], fcfg, rd, force=force)
+        eligible = np.array([why is None for why in reasons], dtype=bool)
         t_emb = time.time() - t0
         ids = np.array([r["id"] for r in labels], dtype=int)
         scores = np.array([r["score"] for r in labels], dtype=float)
@@ -201,13 +236,14 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
             model, report = None, ClassifierReport(thr_lab, len(scores), int(y_all.sum()), 0, 0, None, None, note=note)
             probs = np.random.default_rng(cfg.seed).random(len(corpus))
             t_score = 0.0
-        thr = keep_threshold(probs, fcfg.keep_fraction)
+        # Files without substance are never kept; `keep_fraction` applies to the others.
+        thr = keep_threshold(probs[eligible], fcfg.keep_fraction) if eligible.any() else float("inf")
         if model is not None:
             yte, pte = report._test  # type: ignore[attr-defined]
             report.precision, report.recall = precision_recall_at(yte, pte, thr)
             del report._test  # type: ignore[attr-defined]
         report.prob_threshold = thr
-        keep = np.flatnonzero(probs >= thr)
+        keep = np.flatnonzero((probs >= thr) & eligible)
         filtered = corpus.select(keep).add_column("score", probs[keep].astype(float).tolist())
         n_tok = np.asarray(corpus["n_tokens"], dtype=np.int64)
         metrics = {
@@ -217,12 +253,15 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
             "score_threshold": thr, "classifier": None if model is None else f"RandomForest({fcfg.n_estimators})",
             "embedding_s": round(t_emb, 2), "scoring_s": round(t_score, 3), "world_size": world,
             "report": asdict(report), "note": note,
+            "substance_rule": {"n_eligible": int(eligible.sum()),
+                               "dropped": dict(Counter(why for why in reasons if why is not None))},
         }
         if rank == 0:
             save_dataset(filtered, rec.path / "filtered")
             with open(rec.path / "scores.jsonl", "w", encoding="utf-8") as f:
                 for i, (pth, s) in enumerate(zip(corpus["path"], probs)):
-                    f.write(json.dumps({"id": i, "path": pth, "score": float(s), "kept": bool(s >= thr)}) + "\n")
+                    f.write(json.dumps({"id": i, "path": pth, "score": float(s), "kept": bool(s >= thr and eligible[i]),
+                                        "no_substance": reasons[i]}) + "\n")
             if model is not None:
                 joblib.dump(model, rec.path / "classifier.joblib")
             write_json_atomic(rec.path / "metrics.json", metrics)
@@ -254,3 +293,31 @@ def corpus_scores(rd: RunDir) -> np.ndarray:
     """Every corpus file's filter score, in corpus order."""
     rows = [json.loads(line) for line in (rd.require(STEP) / "scores.jsonl").read_text().splitlines() if line.strip()]
     return np.array([r["score"] for r in sorted(rows, key=lambda r: r["id"])])
+
+
+def conclusions(metrics: dict[str, Any]) -> list[str]:
+    """Sentences on the classifier and the filter, generated from the metrics' numbers."""
+    rep = metrics["report"]
+    out = []
+    if metrics.get("note"):
+        out.append(f"No classifier: {metrics['note']}.")
+
+    def span(point: float | None, ci: list[float] | None) -> str:
+        return "n/a" if point is None else f"{point:.2f}" + ("" if not ci else f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})")
+
+    for name, key, n in (("5-fold CV", "cv_auc", rep["n_labels"]), ("held-out", "auc", rep["n_test"])):
+        pt, ci, c_pt, c_ci = rep[key], rep.get(f"{key}_ci"), rep[f"{key}_control"], rep.get(f"{key}_control_ci")
+        if pt is None:
+            continue
+        if ci and c_ci and ci[0] > c_ci[1]:
+            verdict = "above the control: resolved at 95%"
+        elif ci and ci[0] > 0.5:
+            verdict = "above chance at 95% but overlapping the control"
+        else:
+            verdict = "not resolved from chance or the control at 95%"
+        out.append(f"{name} ROC AUC {span(pt, ci)} vs shuffled-label control {span(c_pt, c_ci)} over n = {n} files: {verdict}.")
+    sub = metrics.get("substance_rule") or {}
+    out.append(f"The filter kept {metrics['n_kept']} of {metrics['n_corpus']} files ({metrics['kept_fraction']:.1%}; "
+               f"{metrics['tokens_kept_est']:,} of {metrics['tokens_corpus_est']:,} tokens)"
+               + (f", never one of the {sum(sub.get('dropped', {}).values())} files without substance." if sub else "."))
+    return out

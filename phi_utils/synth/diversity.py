@@ -173,3 +173,47 @@ def diversity_report(texts: Sequence[str], threshold: float = 0.7, emb: np.ndarr
     rep.update(embedding_stats(emb))
     rep.update(coverage_stats(assign_topics(emb)))
     return rep
+
+
+ABLATION_MIN_N = 10
+"""Replies per arm below which the prompt ablation is reported as too small for a conclusion."""
+
+
+def nn_similarities(emb: np.ndarray) -> np.ndarray:
+    """Each text's cosine similarity to its nearest neighbour within its own set."""
+    n = len(emb)
+    if n < 2:
+        return np.zeros(0)
+    sim = emb @ emb.T
+    return sim[~np.eye(n, dtype=bool)].reshape(n, n - 1).max(axis=1)
+
+
+def ablation_interval(emb_randomised: np.ndarray, emb_fixed: np.ndarray, n_boot: int = 10_000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Mean nearest-neighbour similarity of each arm and their difference (randomised - fixed; negative
+    = randomised prompts are less redundant), with percentile-bootstrap 95% intervals over the replies
+    of each arm resampled independently, and a generated conclusion."""
+    a, b = nn_similarities(emb_randomised), nn_similarities(emb_fixed)
+    out: dict[str, Any] = {"metric": "nn_similarity", "n_randomised": int(a.size), "n_fixed": int(b.size),
+                           "min_n_for_conclusion": ABLATION_MIN_N}
+    if a.size < 2 or b.size < 2:
+        out["conclusion"] = f"n = {a.size} / {b.size} replies: too few to measure."
+        return out
+    rng = np.random.default_rng(seed)
+    ba = a[rng.integers(0, a.size, size=(n_boot, a.size))].mean(axis=1)
+    bb = b[rng.integers(0, b.size, size=(n_boot, b.size))].mean(axis=1)
+    ci = lambda x: [float(q) for q in np.quantile(x, [0.025, 0.975])]  # noqa: E731
+    diff, diff_ci = float(a.mean() - b.mean()), ci(ba - bb)
+    out.update(randomised={"mean": float(a.mean()), "ci95": ci(ba)}, fixed={"mean": float(b.mean()), "ci95": ci(bb)},
+               difference={"mean": diff, "ci95": diff_ci})
+    span = f"{diff:+.3f}, 95% CI [{diff_ci[0]:+.3f}, {diff_ci[1]:+.3f}], n = {a.size} vs {b.size} replies"
+    if min(a.size, b.size) < ABLATION_MIN_N:
+        out["conclusion"] = (f"nearest-neighbour similarity, randomised - fixed: {span}; fewer than {ABLATION_MIN_N} "
+                             f"replies per arm, too small for a conclusion.")
+    elif diff_ci[1] < 0:
+        out["conclusion"] = f"randomised prompts give less redundant replies ({span}): resolved at 95%."
+    elif diff_ci[0] > 0:
+        out["conclusion"] = f"randomised prompts give more redundant replies ({span}): resolved at 95%."
+    else:
+        out["conclusion"] = f"no resolved difference in redundancy ({span})."
+    return out

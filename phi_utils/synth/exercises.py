@@ -249,6 +249,7 @@ def run_exercises(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
         kept = [r for r in allrows if r["status"] == "kept"]
 
         metrics = _measure(rows, topup, kept, flags, ec, gen_wall)
+        metrics["finetune_budget"] = finetune_epochs(sum(metrics["tokens_by_origin"].values()), cfg.finetune)
         metrics.update(teacher=teacher_label, notes=notes, wall_s=time.time() - t_start,
                        benchmarks_checked={"humaneval": sum(b.benchmark == "humaneval" for b in refs),
                                            "mbpp": sum(b.benchmark == "mbpp" for b in refs)})
@@ -310,6 +311,17 @@ def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list
     return m
 
 
+def finetune_epochs(exercise_tokens: int, ft: Any) -> dict[str, Any]:
+    """The finetuning token budget (steps x batch x sequence length) and the epochs it makes over
+    CodeExercises (approximate tokens: the tokenizer is trained later). The paper: 6,000 steps x 256
+    x 2,048 = ~3.1B tokens over ~180M, i.e. ~17 epochs (derived from its reported sizes)."""
+    budget = int(ft.max_steps) * int(ft.global_batch_size) * int(ft.seq_len)
+    return {"steps": int(ft.max_steps), "tokens_per_step": int(ft.global_batch_size) * int(ft.seq_len),
+            "budget_tokens": budget, "exercise_tokens": int(exercise_tokens),
+            "epochs": (budget / exercise_tokens) if exercise_tokens else None,
+            "token_unit": "approx (word-and-symbol pieces) for the exercises"}
+
+
 def save_code_exercises(kept: list[dict[str, Any]], path: Path) -> None:
     """CodeExercises in the brief's schema (+ origin, seed, function_name, topic)."""
     from datasets import Dataset
@@ -336,3 +348,25 @@ def load_metrics(rd: Any) -> dict[str, Any]:
 def load_candidates(rd: Any) -> list[dict[str, Any]]:
     """Every exercise candidate of the run with its verdict."""
     return read_jsonl(Path(rd.require(STEP)) / "exercises.jsonl")
+
+
+def conclusions(metrics: dict[str, Any]) -> list[str]:
+    """Sentences on the teacher's error rate and CodeExercises' size, from the metrics."""
+    from ..stats import wilson_interval
+
+    out = []
+    fg = metrics["funnel_generated"]
+    n = fg.get("generated", 0)
+    if n:
+        k = int(round((metrics.get("pass_rate_of_generated") or 0.0) * n))
+        lo, hi = wilson_interval(k, n)
+        out.append(f"{k} of {n} generated exercises parse and pass their own tests ({k / n:.0%}, 95% CI {lo:.0%}-{hi:.0%}).")
+    ct = metrics["contamination"]
+    out.append(f"Decontamination flagged {ct['flagged']} of {ct['checked']} passing exercises.")
+    fb = metrics.get("finetune_budget")
+    if fb and fb.get("epochs") is not None:
+        out.append(f"CodeExercises holds {fb['exercise_tokens']:,} tokens ("
+                   + ", ".join(f"{o} {t:,}" for o, t in metrics["tokens_by_origin"].items())
+                   + f"); the finetuning budget of {fb['budget_tokens']:,} tokens ({fb['steps']} steps) is "
+                   f"{fb['epochs']:.1f} epochs over it (paper, derived from its reported sizes: ~17).")
+    return out

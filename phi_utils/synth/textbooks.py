@@ -13,8 +13,10 @@ Near-duplicates (MinHash) are removed, and diversity is measured with and withou
 randomisation (a small ablation: a fixed prompt, only the sampling seed varies).
 
 Outputs under `rd.path/"textbooks"`: `textbooks` (kept passages + their draws), `code_textbook`
-(filtered code from notebook 02 + textbooks; column `source`), `passages.jsonl` (every passage with
-its verdict), `metrics.json`.
+(filtered code from notebook 02, subsampled so the passages hold `synthetic_share` of the tokens,
++ the passages; columns `source`, `origin`, `n_tokens`), `filtered_code` (the filtered code alone
+with CodeTextbook's token count: the ablation arm B'), `passages.jsonl` (every passage with its
+verdict), `metrics.json` (`tokens_by_origin` covers the whole CodeTextbook).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .topics import TextbookDraw, draw_textbook, sample_seed, vocab_sizes
 STEP = "textbooks"
 SYSTEM = "You are an expert Python teacher who writes clear, correct and engaging textbook passages."
 FIXED_PROMPT_TOPIC = "a Python programming concept"
+FILTERED_CODE = "filtered_code"
+"""Origin label of CodeTextbook rows that come from notebook 02's filtered code."""
 STATUSES = ("kept", "teacher_error", "no_code", "syntax_error", "code_failed", "timeout", "wrong_output", "near_duplicate")
 
 
@@ -164,10 +168,10 @@ def regenerate_prompt(row: dict[str, Any], n_words: int) -> str:
     return textbook_messages(d)[-1]["content"]
 
 
-def _open_rows(source: str, limit: int, max_chars: int) -> list[dict[str, Any]]:
+def _open_rows(source: str, limit: int, max_chars: int, require_code: bool = True) -> list[dict[str, Any]]:
     from .opendata import textbook_rows
 
-    rows = textbook_rows(source, limit, max_chars)
+    rows = textbook_rows(source, limit, max_chars, require_code=require_code)
     return [{"seed": None, "randomised": None, "category": None, "topic": None, "audience": None, "style": None,
              "words": [], "prompt": None, "completion_tokens": approx_tokens(r["text"]), "cached": None,
              "finish_reason": None, "error": None, **r} for r in rows]
@@ -188,7 +192,8 @@ def _funnel(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     return after
 
 
-def _check_rows(rows: list[dict[str, Any]], timeout_s: float, desc: str) -> None:
+def _check_rows(rows: list[dict[str, Any]], timeout_s: float, desc: str, prose_ok: bool = False) -> None:
+    """Validate in place; with `prose_ok`, a passage without any code block is kept (nothing to run)."""
     ok = [i for i, r in enumerate(rows) if not r.get("error") and r["text"].strip()]
     checks = validate_passages([rows[i]["text"] for i in ok], timeout_s, desc)
     for r in rows:
@@ -196,6 +201,8 @@ def _check_rows(rows: list[dict[str, Any]], timeout_s: float, desc: str) -> None
     for i, c in zip(ok, checks):
         d = asdict(c)
         rows[i].update(status=d.pop("status"), detail=d.pop("detail"), text=d.pop("text"), **d)
+        if prose_ok and rows[i]["status"] == "no_code" and not rows[i].get("n_blocks"):
+            rows[i].update(status="kept", detail="prose: no code block to run")
 
 
 # --------------------------------------------------------------------------- stage
@@ -236,12 +243,13 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
                 notes.append(f"top-up source {tc.topup_source} not found (SHARED_DATA absent?); textbooks are generated only")
             else:
                 try:
-                    topup = _open_rows(tc.topup_source, tc.topup_max, tc.max_passage_chars)
+                    topup = _open_rows(tc.topup_source, tc.topup_max, tc.max_passage_chars, tc.topup_require_code)
                     notes.append(f"top-up: {len(topup)} passages from {tc.topup_source}")
                 except OpenDataError as e:
                     notes.append(f"top-up source unavailable ({e}); textbooks are generated only")
 
-        _check_rows(rows + topup, tc.run_timeout_s, "running passages")
+        _check_rows(rows, tc.run_timeout_s, "running passages")
+        _check_rows(topup, tc.run_timeout_s, "running top-up passages", prose_ok=not tc.topup_require_code)
         _check_rows(fixed, tc.run_timeout_s, "running ablation passages")
 
         # near-duplicate removal over the kept passages (generated first, so they win ties)
@@ -257,15 +265,19 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
         write_jsonl_atomic(out_dir / "passages.jsonl", rows + topup)
         write_jsonl_atomic(out_dir / "ablation_passages.jsonl", fixed)
         _save_textbooks(kept, out_dir / "textbooks")
-        metrics["code_textbook"] = build_code_textbook(rd, kept, out_dir / "code_textbook")
+        metrics["code_textbook"] = build_code_textbook(rd, kept, out_dir, tc, cfg.seed)
+        metrics["tokens_by_origin"] = metrics["code_textbook"]["tokens_by_origin"]
         if metrics["code_textbook"]["filtered_code_missing"]:
             notes.append("filtering/filtered is missing: CodeTextbook is textbook passages only")
+        notes.extend(metrics["code_textbook"]["notes"])
         from ..rundir import write_json_atomic
 
         write_json_atomic(out_dir / "metrics.json", metrics)
         rec.counts = {"generated": len(rows), "topup": len(topup), "ablation": len(fixed), "kept": len(kept),
                       **{f"dropped_{s}": sum(r["status"] == s for r in rows + topup) for s in STATUSES if s != "kept"},
-                      "code_textbook_rows": metrics["code_textbook"]["rows"]}
+                      "code_textbook_rows": metrics["code_textbook"]["rows"],
+                      "code_textbook_tokens": metrics["code_textbook"]["tokens"],
+                      "filtered_code_alone_tokens": metrics["code_textbook"]["filtered_code_alone"]["tokens"]}
         rec.extra = {"teacher": teacher_label, "notes": notes}
         return metrics
 
@@ -296,8 +308,12 @@ def _measure(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: lis
     if k >= 2:
         rand_txt = [r["text"] for r in rows[:k] if r["text"]]
         fix_txt = [r["text"] for r in fixed[:k] if r["text"]]
-        m["ablation"] = {"n_each": k, "randomised": diversity_report(rand_txt, tc.near_dup_threshold),
-                         "fixed_prompt": diversity_report(fix_txt, tc.near_dup_threshold)}
+        from .diversity import ablation_interval
+
+        e_rand, e_fix = embed(rand_txt), embed(fix_txt)
+        m["ablation"] = {"n_each": k, "randomised": diversity_report(rand_txt, tc.near_dup_threshold, emb=e_rand),
+                         "fixed_prompt": diversity_report(fix_txt, tc.near_dup_threshold, emb=e_fix),
+                         "interval": ablation_interval(e_rand, e_fix)}
     else:
         m["ablation"] = None
     texts = [r["text"] for r in kept]
@@ -306,9 +322,7 @@ def _measure(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: lis
     from .diversity import assign_topics
 
     m["final_assigned_categories"] = dict(Counter(c for c, _ in assign_topics(emb)))
-    m["tokens_by_origin"] = {}
-    for r in kept:
-        m["tokens_by_origin"][r["origin"]] = m["tokens_by_origin"].get(r["origin"], 0) + approx_tokens(r["text"])
+    m["passage_tokens_by_origin"] = tokens_by_origin([r["origin"] for r in kept], [approx_tokens(r["text"]) for r in kept])
     return m
 
 
@@ -323,8 +337,50 @@ def _save_textbooks(kept: list[dict[str, Any]], path: Path) -> None:
     save_dataset(Dataset.from_dict(data), path)
 
 
-def build_code_textbook(rd: Any, kept: list[dict[str, Any]], path: Path) -> dict[str, Any]:
-    """CodeTextbook = filtered code (notebook 02's `filtering/filtered`) + textbook passages."""
+def tokens_by_origin(origins: Sequence[str], n_tokens: Sequence[int]) -> dict[str, int]:
+    """Token count per origin label, in first-seen order."""
+    out: dict[str, int] = {}
+    for o, n in zip(origins, n_tokens):
+        out[o] = out.get(o, 0) + int(n)
+    return out
+
+
+def synthetic_share(by_origin: dict[str, int]) -> float | None:
+    """Share of tokens not from `filtered_code` (None for an empty dataset)."""
+    total = sum(by_origin.values())
+    return None if total == 0 else 1.0 - by_origin.get(FILTERED_CODE, 0) / total
+
+
+def code_token_budget(synthetic_tokens: int, share: float, min_tokens: int) -> int | None:
+    """Filtered-code tokens that keep the synthetic share at `share`, never below `min_tokens`;
+    None = no limit (`share` 0)."""
+    if share <= 0:
+        return None
+    return max(int(min_tokens), int(synthetic_tokens * (1.0 - share) / share))
+
+
+def sample_to_budget(n_tokens: Sequence[int], budget: int | None, seed: int) -> list[int]:
+    """Indices of a seeded random subset whose tokens sum to at most `budget` (rows visited in a
+    seeded order; a row that would overflow is skipped), in the original order; all for None."""
+    import random
+
+    if budget is None:
+        return list(range(len(n_tokens)))
+    order = list(range(len(n_tokens)))
+    random.Random(seed).shuffle(order)
+    picked, total = [], 0
+    for i in order:
+        if total + n_tokens[i] <= budget:
+            picked.append(i)
+            total += n_tokens[i]
+    return sorted(picked)
+
+
+def build_code_textbook(rd: Any, kept: list[dict[str, Any]], out_dir: Path, tc: Any, seed: int = 0) -> dict[str, Any]:
+    """CodeTextbook = filtered code (notebook 02's `filtering/filtered`), subsampled so the textbook
+    passages hold at least `tc.synthetic_share` of the tokens, + the passages -> `code_textbook`.
+    Also `filtered_code`: the filtered code alone with the same token count (the B' arm), or all of
+    it when it has fewer. Every row carries its `origin`; returns the accounting."""
     from datasets import Dataset, load_from_disk
 
     fpath = Path(rd.path) / "filtering" / "filtered"
@@ -332,17 +388,57 @@ def build_code_textbook(rd: Any, kept: list[dict[str, Any]], path: Path) -> dict
     missing = not fpath.exists()
     if not missing:
         code_texts = [t for t in load_from_disk(str(fpath))["text"] if t]
-    texts = code_texts + [r["text"] for r in kept]
-    sources = ["filtered_code"] * len(code_texts) + ["textbook"] * len(kept)
-    origins = ["filtered_code"] * len(code_texts) + [r["origin"] for r in kept]
-    ntok = [approx_tokens(t) for t in texts]
-    save_dataset(Dataset.from_dict({"text": texts, "source": sources, "origin": origins, "n_tokens": ntok}), path)
-    by_source: dict[str, int] = {}
-    for s, n in zip(sources, ntok):
-        by_source[s] = by_source.get(s, 0) + n
+    code_tok = [approx_tokens(t) for t in code_texts]
+    syn_tok = [approx_tokens(r["text"]) for r in kept]
+    budget = code_token_budget(sum(syn_tok), tc.synthetic_share, tc.min_filtered_tokens)
+    pick = sample_to_budget(code_tok, budget, seed)
+    texts = [code_texts[i] for i in pick] + [r["text"] for r in kept]
+    origins = [FILTERED_CODE] * len(pick) + [r["origin"] for r in kept]
+    ntok = [code_tok[i] for i in pick] + syn_tok
+    sources = ["filtered_code" if o == FILTERED_CODE else "textbook" for o in origins]
+    save_dataset(Dataset.from_dict({"text": texts, "source": sources, "origin": origins, "n_tokens": ntok}),
+                 out_dir / "code_textbook")
+    # B': the same token count of filtered code alone (the code already in CodeTextbook first, then more).
+    target = sum(ntok)
+    used = set(pick)
+    rest = [i for i in range(len(code_tok)) if i not in used]
+    extra = sample_to_budget([code_tok[i] for i in rest], max(0, target - sum(code_tok[i] for i in pick)), seed + 1)
+    alone = sorted(pick + [rest[j] for j in extra])
+    save_dataset(Dataset.from_dict({"text": [code_texts[i] for i in alone], "origin": [FILTERED_CODE] * len(alone),
+                                    "n_tokens": [code_tok[i] for i in alone]}), out_dir / "filtered_code")
+    by_origin = tokens_by_origin(origins, ntok)
+    share = synthetic_share(by_origin)
+    notes = []
+    if tc.synthetic_share > 0 and share is not None and share + 1e-9 < tc.synthetic_share:
+        notes.append(f"synthetic share {share:.2%} is below the target {tc.synthetic_share:.2%}: only {sum(syn_tok)} "
+                     f"synthetic tokens (open top-ups absent or few) and the filtered code is kept at >= "
+                     f"{tc.min_filtered_tokens} tokens (textbooks.min_filtered_tokens)")
+    alone_tokens = sum(code_tok[i] for i in alone)
+    if alone_tokens < target and len(alone) == len(code_texts) and code_texts:
+        notes.append(f"filtered code alone has {alone_tokens} tokens, fewer than CodeTextbook's {target}")
     return {"rows": len(texts), "filtered_code_missing": missing, "filtered_code_path": str(fpath),
-            "tokens_by_source": by_source, "rows_by_source": {s: sources.count(s) for s in set(sources)},
-            "token_unit": "approx (word-and-symbol pieces)"}
+            "tokens": target, "tokens_by_origin": by_origin, "synthetic_share": share,
+            "target_synthetic_share": tc.synthetic_share, "filtered_code_budget": budget,
+            "filtered_code_available_tokens": sum(code_tok), "filtered_code_rows_used": len(pick),
+            "filtered_code_rows_available": len(code_texts),
+            "rows_by_origin": {o: origins.count(o) for o in by_origin},
+            "tokens_by_source": tokens_by_origin(sources, ntok),
+            "filtered_code_alone": {"rows": len(alone), "tokens": alone_tokens},
+            "token_unit": "approx (word-and-symbol pieces)", "notes": notes}
+
+
+def load_code_textbook(rd: Any) -> Any:
+    """CodeTextbook (arm B's pretraining data): `textbooks/code_textbook` (text, source, origin, n_tokens)."""
+    from datasets import load_from_disk
+
+    return load_from_disk(str(Path(rd.require(STEP)) / "code_textbook"))
+
+
+def load_filtered_code(rd: Any) -> Any:
+    """The filtered code alone with CodeTextbook's token count (arm B'): `textbooks/filtered_code`."""
+    from datasets import load_from_disk
+
+    return load_from_disk(str(Path(rd.require(STEP)) / "filtered_code"))
 
 
 def load_metrics(rd: Any) -> dict[str, Any]:
@@ -354,3 +450,28 @@ def load_metrics(rd: Any) -> dict[str, Any]:
 def load_passages(rd: Any) -> list[dict[str, Any]]:
     """Every passage of the run with its verdict (`status`, `detail`)."""
     return read_jsonl(Path(rd.require(STEP)) / "passages.jsonl")
+
+
+def conclusions(metrics: dict[str, Any]) -> list[str]:
+    """Sentences on the passages, the ablation and CodeTextbook's proportions, from the metrics."""
+    from ..stats import wilson_interval
+
+    out = []
+    for name, key in (("generated", "funnel_generated"), ("open top-up", "funnel_topup")):
+        f = metrics[key]
+        if f["generated"]:
+            k, n = f["not_near_duplicate"], f["generated"]
+            lo, hi = wilson_interval(k, n)
+            out.append(f"{name}: {k} of {n} passages kept after the execution, output and dedup checks "
+                       f"({k / n:.0%}, 95% CI {lo:.0%}-{hi:.0%}).")
+    ab = metrics.get("ablation") or {}
+    if ab.get("interval"):
+        out.append("Prompt ablation: " + ab["interval"]["conclusion"])
+    ct = metrics["code_textbook"]
+    share, target = ct.get("synthetic_share"), ct.get("target_synthetic_share")
+    if share is not None:
+        by = ", ".join(f"{o} {t:,}" for o, t in ct["tokens_by_origin"].items())
+        met = "meets" if target is None or share + 1e-9 >= target else "falls short of"
+        out.append(f"CodeTextbook: {ct['tokens']:,} tokens ({by}); synthetic share {share:.1%}, which {met} the "
+                   f"target {target:.1%} (paper-reported: <1B of ~7B, ~14%).")
+    return out
