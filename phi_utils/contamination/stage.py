@@ -33,7 +33,7 @@ from ..config import SHARED_DATA, ProfileConfig
 from ..rundir import RunDir, RunDirError, save_dataset, write_json_atomic, write_jsonl_atomic
 from . import ast_match, embedding, ngram
 from .prune import PruneAccumulator
-from .tables import combined_table3, run_table3
+from .tables import combined_table3, run_table3, table3_conclusions
 
 STEP = "contamination"
 UPSTREAM = {"exercises": "notebook 04 (synthetic exercises)", "textbooks": "notebook 03 (synthetic textbooks)",
@@ -390,9 +390,12 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
                                    init_step=textbook_step(cfg))
         retrained[t] = retrain.evaluate_checkpoint(cfg, rd, ckpt, evaluated, out / "eval" / f"retrained_tau_{t}.jsonl", force)
         info.append({"tau": t, "removed": removed, "retrained": True, "checkpoint": str(ckpt)})
+    run_df = run_table3(taus, splits, evaluated, base_passed, retrained)
     write_json_atomic(out / "retrain.json", {"evaluated": evaluated, "steps": steps, "baseline": baseline,
-                                             "baseline_checkpoint": str(base_ckpt), "runs": info})
-    return run_table3(taus, splits, evaluated, base_passed, retrained)
+                                             "baseline_checkpoint": str(base_ckpt), "runs": info,
+                                             "conclusions": table3_conclusions(run_df, base_passed, retrained,
+                                                                               splits, evaluated)})
+    return run_df
 
 
 def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
