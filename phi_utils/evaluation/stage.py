@@ -21,8 +21,8 @@ from ..rundir import RunDir, read_json, write_json_atomic
 from .generation import (GenSettings, Placement, generate_completions, load_model, settings_dict, teacher_completions,
                          write_samples)
 from ..stats import rate_estimate
-from ..train.arms import ARMS, parse_step, representative_steps, training_steps
-from .fig21 import GREEDY, LOSS, conclusions, pct_interval, per_problem_loss, summarize
+from ..train.arms import ARMS, parse_step, training_steps
+from .fig21 import GREEDY, LOSS, conclusions, per_problem_loss, summarize
 from .harness import check_completions
 from .passk import estimate_pass_at_k, pass_at_k
 from .problems import Problem, ProblemsUnavailable, load_problems
@@ -430,6 +430,11 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _err(mid: float, lo: float, hi: float) -> list[list[float]]:
+    """Error-bar lengths; a percentile interval can end a rounding error past its point estimate."""
+    return [[max(0.0, mid - lo)], [max(0.0, hi - mid)]]
+
+
 ARM_COLORS = {"raw": "#f28e2b", "filtered": "#76b7b2", "textbook": "#8cd17d", "finetune": "#2e7d32"}
 
 
@@ -468,7 +473,7 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         x = gi - 0.4 + w2 * (bi + 0.5)
         v, lo, hi = 100 * e["mean"], 100 * e["ci95"][0], 100 * e["ci95"][1]
         ax.bar(x, v, w2, color=ARM_COLORS.get(a["key"], "grey"))
-        ax.errorbar(x, v, yerr=[[v - lo], [hi - v]], color="black", capsize=3, lw=1)
+        ax.errorbar(x, v, yerr=_err(v, lo, hi), color="black", capsize=3, lw=1)
         ax.text(x, hi + 0.8, f"{letter}\n{v:.1f}", ha="center", fontsize=7)
     n_he = summary["n_problems"].get("humaneval")
     groups = list(PAPER_FIG21) + [f"this run ({scores['profile']}, measured)\nn={n_he} problems"]
@@ -488,7 +493,7 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             continue
         m, lo, hi = e["mean"], e["ci95"][0], e["ci95"][1]
         ax2.bar(i, m, 0.6, color=ARM_COLORS.get(a["key"], "grey"))
-        ax2.errorbar(i, m, yerr=[[m - lo], [hi - m]], color="black", capsize=4, lw=1)
+        ax2.errorbar(i, m, yerr=_err(m, lo, hi), color="black", capsize=4, lw=1)
         ax2.plot([i] * len(e["per_seed"]), e["per_seed"], "k.", ms=4)
         ax2.text(i, hi, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
     if present:
@@ -506,7 +511,7 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     diffs = [d for d in summary["paired_differences"] if d["metric"] == LOSS and d["benchmark"] == bench]
     for i, d in enumerate(diffs):
         m, lo, hi = d["mean"], d["ci95"][0], d["ci95"][1]
-        ax3.errorbar(m, i, xerr=[[m - lo], [hi - m]], fmt="o", color="black" if d["resolved"] else "grey", capsize=4)
+        ax3.errorbar(m, i, xerr=_err(m, lo, hi), fmt="o", color="black" if d["resolved"] else "grey", capsize=4)
     ax3.axvline(0, color="grey", lw=0.8, ls="--")
     ax3.set_yticks(range(len(diffs)), [d["name"] for d in diffs])
     ax3.invert_yaxis()
