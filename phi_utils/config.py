@@ -346,6 +346,9 @@ class EvalConfig:
     sample_seeds: int = 0
     """Seeds per arm (the first ones) whose models also get the sampled completions (0 = every seed);
     greedy pass@1 and the loss are measured for every seed."""
+    sample_arms: list[str] = field(default_factory=list)
+    """Arms (`phi_utils.train.arms` keys: raw, filtered, textbook, finetune) whose models get the sampled
+    completions (empty = every arm)."""
     max_new_tokens: int = 256
     """Generation cap per completion."""
     timeout_s: float = 5.0
@@ -376,6 +379,8 @@ class EvalConfig:
         _check(self.n_samples >= 0, "eval.n_samples must be >= 0")
         _check(set(self.sample_benchmarks) <= set(self.benchmarks), "eval.sample_benchmarks must be within eval.benchmarks")
         _check(self.batch_size >= 1 and self.sample_seeds >= 0, "eval.batch_size must be >= 1, eval.sample_seeds >= 0")
+        _check(set(self.sample_arms) <= {"raw", "filtered", "textbook", "finetune"},
+               "eval.sample_arms must be within raw, filtered, textbook, finetune")
         _check(self.timeout_s > 0, "eval.timeout_s must be positive")
         _check(self.dtype in ("auto", "float32", "bfloat16", "float16"),
                f"eval.dtype must be auto/float32/bfloat16/float16, got {self.dtype!r}")
@@ -589,10 +594,10 @@ def _tiny() -> ProfileConfig:
         finetune=TrainConfig(model="tiny", max_steps=24, global_batch_size=16, micro_batch_size=8, seq_len=256,
                              lr=1e-4, warmup_steps=3, weight_decay=0.01, eval_interval=12, checkpoint_interval=12,
                              seeds=[0, 1, 2]),
-        # every problem of both benchmarks for every model (loss, greedy pass@1); 10 samples per
-        # HumanEval problem for the first seed of each arm (pass@10; the sampled prefill is paid per sample)
+        # every problem of both benchmarks for every model (loss, greedy pass@1); 10 samples per HumanEval
+        # problem for the first seed of B and C (pass@10 and C - B; generate() prefills every sample)
         eval=EvalConfig(limit=0, max_new_tokens=64, teacher_limit=5, teacher_max_tokens=256, loss_problems=0,
-                        n_samples=10, sample_seeds=1),
+                        n_samples=10, sample_seeds=1, sample_arms=["textbook", "finetune"]),
         # 1.5B teacher ~8 s per logprob grade (grade token, then the sentence on the cached prompt):
         # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~3.5 of the 3.7 minutes measured
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,

@@ -117,6 +117,8 @@ def test_arms_scored_on_different_problems_are_refused(rows):
 def test_figure_sidecar_holds_seeds_means_intervals_and_differences(rows):
     from phi_utils.evaluation.stage import figure_2_1, table1_rows
 
+    # sampled pass@10 for seed 0 only (eval.sample_seeds = 1): the arm still lists both seeds
+    rows = [{**r, "pass@10": 0.0} if r["seed"] == 0 else r for r in rows]
     scores = {"profile": "smoke", "fig21": summarize(rows, n_boot=2000),
               "models": {f"{a}_s{k}": {"arm": a, "n_params": 1000, "tokens_seen": 5000} for a in ("raw", "textbook")
                          for k in (0, 1)}}
@@ -126,6 +128,7 @@ def test_figure_sidecar_holds_seeds_means_intervals_and_differences(rows):
         arm = data["arms"][letter]
         assert arm["seeds"] == [0, 1] and len(arm["metrics"][LOSS]["humaneval"]["ci95"]) == 2
         assert arm["steps"][0].endswith("_s0")
+        assert arm["metrics"]["pass@10"]["humaneval"]["n_seeds"] == 1 and arm["metrics"]["pass@10"]["humaneval"]["ci95"][1] > 0
     assert data["paired_differences"][0]["n_problems"] == N_PROBLEMS and data["conclusions"]
     measured = [r for r in table1_rows(scores) if r["source"].startswith("measured")]
     assert [r["model"].split(":")[0] for r in measured] == ["A", "B"]

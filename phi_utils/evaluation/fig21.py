@@ -142,7 +142,8 @@ def summarize(rows: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int = 
             if not seeds:
                 continue
             matrices[(a.key, bench, metric)] = (ids, m)
-            entry["seeds"] = seeds
+            if len(seeds) > len(entry.get("seeds", [])):  # sampled metrics may cover fewer seeds
+                entry["seeds"] = seeds
             est = bootstrap_mean_seeds(m, n_boot=n_boot, seed=seed) if metric == LOSS else _rate(m)
             entry["metrics"].setdefault(metric, {})[bench] = {**_est(est), "per_seed": m.mean(axis=1).tolist()}
         arms[a.letter] = entry

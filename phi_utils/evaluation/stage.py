@@ -130,15 +130,16 @@ def evaluated_models(cfg: ProfileConfig, rd: RunDir) -> tuple[dict[str, str], li
 
 
 def _sampled(cfg: ProfileConfig, name: str) -> bool:
-    """Whether model `name` gets sampled completions: its seed is among its arm's first `eval.sample_seeds`."""
-    if cfg.eval.sample_seeds == 0:
-        return True
+    """Whether model `name` gets sampled completions: its arm is in `eval.sample_arms` (empty = all) and
+    its seed among the arm's first `eval.sample_seeds` (0 = all)."""
     try:
         arm, seed = parse_step(name)
     except ValueError:
         return True
+    if cfg.eval.sample_arms and arm.key not in cfg.eval.sample_arms:
+        return False
     arm_seeds = list(getattr(cfg, arm.config).seeds)
-    return seed in arm_seeds[:cfg.eval.sample_seeds]
+    return cfg.eval.sample_seeds == 0 or seed in arm_seeds[:cfg.eval.sample_seeds]
 
 
 def _rate_dict(values: Sequence[float]) -> dict[str, Any]:
@@ -530,9 +531,10 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 def key_metric(scores: dict[str, Any]) -> tuple[str, float | None]:
     """Headline: the loss difference B - A over all problems (the paper's comparison), else C's pass@1."""
-    for d in (scores.get("fig21") or {}).get("paired_differences", []):
-        if d["name"] == "B - A" and d["metric"] == LOSS and d["benchmark"] in ("all", "humaneval"):
-            return f"canonical loss B - A ({d['benchmark']}, {d['n_problems']} problems)", round(d["mean"], 4)
+    diffs = [d for d in (scores.get("fig21") or {}).get("paired_differences", [])
+             if d["name"] == "B - A" and d["metric"] == LOSS and d["benchmark"] in ("all", "humaneval")]
+    for d in sorted(diffs, key=lambda d: d["benchmark"] != "all"):  # every problem together first
+        return f"canonical loss B - A ({d['benchmark']}, {d['n_problems']} problems)", round(d["mean"], 4)
     for step, _ in reversed(FIG21_MODELS):
         e = scores["models"].get(step)
         if e and "humaneval" in e:
