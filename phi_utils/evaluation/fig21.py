@@ -159,7 +159,7 @@ def summarize(rows: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int = 
             d = paired_difference_seeds(ma, mb, n_boot=n_boot, seed=seed)
             name = f"{ARM_BY_KEY[hi].letter} - {ARM_BY_KEY[lo].letter}"
             diffs.append({"name": name, "what": what, "benchmark": bench, "metric": metric, **_est(d),
-                          "resolved": d.excludes(0.0),
+                          "resolved": d.excludes(0.0), "both_zero": bool(ma.max() == 0 and mb.max() == 0),
                           "verdict": verdict(d, f"{name} ({what.split(': ', 1)[-1]}), {_metric_words(metric, bench)}",
                                              _unit(metric))})
     n_problems = {}
@@ -182,9 +182,11 @@ def _unit(metric: str) -> str:
 
 
 def conclusions(summary: dict[str, Any], metrics: Sequence[str] = (LOSS, GREEDY, "pass@10")) -> list[str]:
-    """The notebook's conclusions, generated: one verdict per paired difference, then for pass rates
-    that are 0 everywhere the interval that says how much a tiny model could still solve."""
-    out = [d["verdict"] for d in summary["paired_differences"] if d["metric"] in metrics]
+    """The notebook's conclusions, generated: one verdict per paired difference (pass-rate differences
+    between two arms that both solve nothing are left to the next lines), then for pass rates that are
+    0 everywhere the interval that says how much a tiny model could still solve."""
+    out = [d["verdict"] for d in summary["paired_differences"]
+           if d["metric"] in metrics and not (d["metric"] != LOSS and d.get("both_zero"))]
     for letter, a in summary["arms"].items():
         for metric in (GREEDY, "pass@10"):
             for bench, e in a["metrics"].get(metric, {}).items():

@@ -103,7 +103,7 @@ def _score_rows(problems: list[Problem], rows: list[dict[str, Any]], cfg: Profil
         unique.setdefault((r["task_id"], r["completion"]), len(unique))
     firsts = [{"task_id": t, "completion": c} for (t, c) in unique]
     res = check_completions({p.task_id: p for p in problems}, firsts, ks=ks, workers=cfg.eval.workers,
-                            timeout_s=cfg.eval.timeout_s, source=str(out))
+                            timeout_s=cfg.eval.timeout_s, source=str(out), progress=False)
     scored = [{**r, "passed": res.rows[unique[(r["task_id"], r["completion"])]]["passed"],
                "result": res.rows[unique[(r["task_id"], r["completion"])]]["result"]} for r in rows]
     write_samples(scored, str(out) + "_results.jsonl")
