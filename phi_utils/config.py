@@ -336,6 +336,10 @@ class TrainConfig:
     up to the profile's `n_gpus`."""
     gradient_checkpointing: bool = False
     """Recompute each block's activations in backward: less memory for long sequences, ~30% more compute."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds: one model per Figure 2.1 arm and seed (model init, data order, dropout), steps
+    `<arm>_s<seed>` (`phi_utils.train.arms`). Finetuning seeds must be pretraining seeds (C of seed k
+    starts from B of seed k). Several seeds let notebook 08's intervals carry seed-to-seed spread."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
@@ -348,6 +352,9 @@ class TrainConfig:
         _check(self.parallel in ("ddp", "fsdp"), f"train.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         _check(self.num_threads >= 0, "train.num_threads must be >= 0")
         _check(self.eval_interval > 0 and self.checkpoint_interval > 0, "train.eval_interval and checkpoint_interval must be positive")
+        self.seeds = [int(x) for x in self.seeds]
+        _check(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds) and min(self.seeds) >= 0,
+               "train.seeds must be distinct non-negative integers (at least one)")
 
 
 # --------------------------------------------------------------------------- evaluation (issue 5)
@@ -357,12 +364,23 @@ class EvalConfig:
     """Benchmarks to run: `humaneval`, `mbpp`, `humaneval+`, `mbpp+`."""
     limit: int = 0
     """Evaluate only the first N problems per benchmark (0 = all)."""
-    n_samples: int = 1
-    """Samples per problem (1 with temperature 0 = greedy pass@1)."""
-    temperature: float = 0.0
-    """0 = greedy."""
+    n_samples: int = 10
+    """Sampled completions per problem on `sample_benchmarks` for the unbiased pass@1 / pass@10
+    (0 = greedy only). Greedy pass@1 is always measured on every benchmark."""
+    temperature: float = 0.8
+    """Sampling temperature of the sampled completions (Codex / phi-1 papers: 0.8 for pass@10)."""
     top_p: float = 0.95
-    """Nucleus sampling when temperature > 0."""
+    """Nucleus sampling of the sampled completions."""
+    sample_benchmarks: list[str] = field(default_factory=lambda: ["humaneval"])
+    """Benchmarks that get `n_samples` sampled completions per problem besides the greedy one."""
+    batch_size: int = 32
+    """Prompts (x samples) per generation batch."""
+    sample_seeds: int = 0
+    """Seeds per arm (the first ones) whose models also get the sampled completions (0 = every seed);
+    greedy pass@1 and the loss are measured for every seed."""
+    sample_arms: list[str] = field(default_factory=list)
+    """Arms (`phi_utils.train.arms` keys: raw, filtered, textbook, finetune) whose models get the sampled
+    completions (empty = every arm)."""
     max_new_tokens: int = 256
     """Generation cap per completion."""
     timeout_s: float = 5.0
@@ -376,7 +394,7 @@ class EvalConfig:
     teacher_max_tokens: int = 384
     """Completion cap for the teacher's answers (chat replies are longer than bare code)."""
     loss_problems: int = 0
-    """HumanEval problems used for the canonical-solution loss proxy (0 = all 164)."""
+    """Problems per benchmark whose canonical-solution loss is measured (0 = all: 164 HumanEval, 500 MBPP)."""
     dtype: str = "auto"
     """Precision of every inference pass on our checkpoints (notebooks 08-11): `auto` = bfloat16 on
     CUDA, float32 on CPU; or `float32`, `bfloat16`, `float16`. The device is the profile's `device`.
@@ -390,7 +408,11 @@ class EvalConfig:
         _check(0.0 <= self.temperature <= 2.0 and 0.0 < self.top_p <= 1.0, "eval.temperature in [0, 2], eval.top_p in (0, 1]")
         _check(self.workers >= 1, "eval.workers must be >= 1")
         _check(set(self.benchmarks) <= known, f"eval.benchmarks must be within {sorted(known)}")
-        _check(self.n_samples >= 1, "eval.n_samples must be >= 1")
+        _check(self.n_samples >= 0, "eval.n_samples must be >= 0")
+        _check(set(self.sample_benchmarks) <= set(self.benchmarks), "eval.sample_benchmarks must be within eval.benchmarks")
+        _check(self.batch_size >= 1 and self.sample_seeds >= 0, "eval.batch_size must be >= 1, eval.sample_seeds >= 0")
+        _check(set(self.sample_arms) <= {"raw", "filtered", "textbook", "finetune"},
+               "eval.sample_arms must be within raw, filtered, textbook, finetune")
         _check(self.timeout_s > 0, "eval.timeout_s must be positive")
         _check(self.dtype in ("auto", "float32", "bfloat16", "float16"),
                f"eval.dtype must be auto/float32/bfloat16/float16, got {self.dtype!r}")
@@ -567,10 +589,12 @@ def _smoke() -> ProfileConfig:
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=40),
         tokenizer=TokenizerConfig(vocab_size=1024, train_chars=2_000_000),
         pretrain=TrainConfig(model="smoke", max_steps=24, global_batch_size=8, micro_batch_size=8, seq_len=128,
-                             warmup_steps=4, eval_interval=6, eval_batches=2, checkpoint_interval=12),
+                             warmup_steps=4, eval_interval=6, eval_batches=2, checkpoint_interval=12, seeds=[0, 1, 2]),
         finetune=TrainConfig(model="smoke", max_steps=10, global_batch_size=8, micro_batch_size=8, seq_len=128,
-                             lr=1e-4, warmup_steps=2, weight_decay=0.01, eval_interval=5, eval_batches=2, checkpoint_interval=5),
-        eval=EvalConfig(limit=5, max_new_tokens=64, teacher_limit=2, teacher_max_tokens=128, loss_problems=10),
+                             lr=1e-4, warmup_steps=2, weight_decay=0.01, eval_interval=5, eval_batches=2, checkpoint_interval=5,
+                             seeds=[0, 1, 2]),
+        eval=EvalConfig(limit=8, max_new_tokens=48, teacher_limit=2, teacher_max_tokens=128, n_samples=10,
+                        sample_seeds=1),
         qualitative=QualitativeConfig(max_new_tokens=64, run_timeout_s=2.0, script_timeout_s=10.0, n_problems=5, problem_max_new_tokens=64,
                                       prompts=["alice_bob_charles", "pygame_ball", "tkinter_pew", "pyplot_bar_log",
                                                "chat_pyplot_ta"],
@@ -600,16 +624,24 @@ def _tiny() -> ProfileConfig:
         exercises=ExerciseConfig(n_exercises=20, max_tokens=300,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=200),
         tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
-        pretrain=TrainConfig(model="tiny", max_steps=100, global_batch_size=16, micro_batch_size=8, seq_len=256,
-                             warmup_steps=10, eval_interval=20, checkpoint_interval=50),
-        finetune=TrainConfig(model="tiny", max_steps=40, global_batch_size=16, micro_batch_size=8, seq_len=256,
-                             lr=1e-4, warmup_steps=4, weight_decay=0.01, eval_interval=10, checkpoint_interval=20),
-        eval=EvalConfig(limit=40, max_new_tokens=96, teacher_limit=5, teacher_max_tokens=256, loss_problems=0),
+        # 3 arms x 3 seeds + 3 finetunes + 12 evaluated models in ~20 min (README, "Budget of notebooks 06-08"):
+        # 40 steps x 16 x 256 = 164k tokens per pretraining run at ~4.7k tok/s (bench_train, quiet machine)
+        pretrain=TrainConfig(model="tiny", max_steps=40, global_batch_size=16, micro_batch_size=8, seq_len=256,
+                             warmup_steps=4, eval_interval=20, checkpoint_interval=20, seeds=[0, 1, 2]),
+        finetune=TrainConfig(model="tiny", max_steps=24, global_batch_size=16, micro_batch_size=8, seq_len=256,
+                             lr=1e-4, warmup_steps=3, weight_decay=0.01, eval_interval=12, checkpoint_interval=12,
+                             seeds=[0, 1, 2]),
+        # every problem of both benchmarks for every model (loss, greedy pass@1); 10 samples per HumanEval
+        # problem for the first seed of B and C (pass@10 and C - B; generate() prefills every sample)
+        eval=EvalConfig(limit=0, max_new_tokens=64, teacher_limit=5, teacher_max_tokens=256, loss_problems=0,
+                        n_samples=10, sample_seeds=1, sample_arms=["textbook", "finetune"]),
         # 1.5B teacher ~8 s per logprob grade (grade token, then the sentence on the cached prompt):
         # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~3.5 of the 3.7 minutes measured
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,
                                       n_graded=3, n_reliability=8, grade_max_tokens=48),
-        contamination=ContaminationConfig(retrain_steps=15, retrain_taus=[0.8], eval_limit=30, max_seq_length=128),
+        # all 164 HumanEval problems for Table 3 (2 models x ~20 s of greedy generation): with 30 every subset
+        # was below the 20 problems a conclusion needs
+        contamination=ContaminationConfig(retrain_steps=15, retrain_taus=[0.8], eval_limit=0, max_seq_length=128),
     )
 
 

@@ -50,20 +50,37 @@ def _summary_table(rd: RunDir) -> str:
 
 
 def _table1_note(rd: RunDir) -> str:
-    """What moves at CPU scale: the loss of HumanEval's canonical solutions under each model."""
+    """Figure 2.1 in numbers: the canonical-solution loss per arm (seeds pooled, 95% CI) and the paired
+    differences between arms with their generated verdicts; plus what pass@1 shows at this scale."""
     p = rd.path / "eval" / "scores.json"
     if not p.exists():
         return ""
-    models = read_json(p).get("models") or {}
-    losses = [f"{name} {m['humaneval_canonical_loss']:.3f}" for name, m in models.items()
-              if isinstance(m, dict) and m.get("humaneval_canonical_loss") is not None]
-    if not losses:
+    scores = read_json(p)
+    summary = scores.get("fig21")
+    if not summary or not summary.get("arms"):
         return ""
-    solved = any((m.get(b) or {}).get("pass@1") for m in models.values() if isinstance(m, dict)
-                 for b in ("humaneval", "mbpp"))
-    lead = ("" if solved else "No trained model solves a problem at this scale, so pass@1 cannot separate them. ")
-    return (lead + "The loss of HumanEval's canonical solutions under each model (nats/token, lower is "
-            "better) moves even where pass@1 does not: " + ", ".join(losses) + ".")
+    from .evaluation.fig21 import GREEDY, LOSS, conclusions
+
+    n = summary.get("n_problems", {})
+    bench = "all" if "all" in n else "humaneval"
+    lines = [f"**Figure 2.1, measured** (canonical-solution loss in nats/token over {n.get(bench)} problems "
+             f"({', '.join(f'{k} {v}' for k, v in n.items() if k != 'all')}), mean over seeds and problems, "
+             "95% CI from resampling both):", "",
+             "| arm | seeds | loss [95% CI] | per seed | HumanEval greedy pass@1 [95% CI] |", "|---|---|---|---|---|"]
+    for letter, a in summary["arms"].items():
+        e = a["metrics"].get(LOSS, {}).get(bench)
+        g = a["metrics"].get(GREEDY, {}).get("humaneval")
+        if not e:
+            continue
+        gtxt = f"{100 * g['mean']:.1f} % [{100 * g['ci95'][0]:.1f}, {100 * g['ci95'][1]:.1f}]" if g else "–"
+        lines.append(f"| {letter}: {a['label'].split(': ', 1)[-1]} | {len(a.get('seeds', []))} | {e['mean']:.4f} "
+                     f"[{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}] | {', '.join(f'{x:.4f}' for x in e['per_seed'])} | {gtxt} |")
+    lines.append("")
+    where = "HumanEval + MBPP" if bench == "all" else "HumanEval"
+    lines += [f"- {d['verdict']}" for d in summary["paired_differences"] if d["metric"] == LOSS and d["benchmark"] == bench]
+    lines += [f"- {c}" for c in conclusions(summary, metrics=()) if "humaneval" in c]  # the zero-solved bounds
+    lines.insert(0, f"Paired differences below are over the same {n.get(bench)} problems ({where}).")
+    return "\n".join(lines)
 
 
 def _table2_note(rd: RunDir) -> str:

@@ -213,9 +213,30 @@ def test_table3_split_and_paper_rows():
     run = run_table3([0.9], {0.9: ["a"]}, ["a", "b", "c"], passed, {0.9: {"b": True}})
     sim = run[run.subset == "similar"].iloc[0]
     assert (sim["phi-1"], sim["retrained"], sim["n_problems"]) == (100.0, 0.0, 1)
+    assert sim["phi-1_ci95"] == "[20.7, 100.0]" and sim["retrained_ci95"] == "[0.0, 79.3]"  # Wilson, 1 of 1 / 0 of 1
+    assert run["n_too_small"].all()
     both = combined_table3(run)
     assert set(both.source) == {"paper-reported", "this run"}
     p = paper_table3()
     # paper rows are internally consistent: similar + non-similar = 164 problems
     for t, g in p.groupby("tau"):
         assert g[g.subset != "total"].n_problems.sum() == 164
+
+
+def test_table3_conclusions_need_enough_problems_and_follow_the_numbers():
+    from phi_utils.contamination.tables import MIN_PROBLEMS, table3_conclusions
+
+    ids = [f"p{i}" for i in range(60)]
+    similar = {0.9: ids[:40]}  # 40 similar, 20 non-similar
+    base = {p: False for p in ids}
+    better = {p: i < 30 for i, p in enumerate(ids)}  # solves 30 of the similar problems, none of the others
+    run = run_table3([0.9], similar, ids, base, {0.9: better})
+    sim = run[run.subset == "similar"].iloc[0]
+    assert sim["n_problems"] == 40 and not sim["n_too_small"] and sim["retrained"] == 75.0
+    lines = table3_conclusions(run, base, {0.9: better}, similar, ids)
+    assert "similar: retrained" in lines[0] and "resolved at 95% (higher)" in lines[0]
+    assert "not resolved" in lines[1]  # non-similar: 0 vs 0
+    # the same numbers the other way round flip the verdict; a subset below MIN_PROBLEMS gets none
+    assert "(lower)" in table3_conclusions(run, better, {0.9: base}, similar, ids)[0]
+    small = {0.9: ids[:MIN_PROBLEMS - 1]}
+    assert "too few for any conclusion" in table3_conclusions(run, base, {0.9: better}, small, ids)[0]

@@ -65,9 +65,9 @@ def test_missing_upstream_is_one_clear_error(tmp_path):
     assert not rd.is_complete("contamination")
     # with the data but no finetuned model, retraining is refused up front, naming notebook 07's step
     cfg, rd = _crafted_run(tmp_path, **{"contamination.retrain": True, "contamination.retrain_steps": 0})
-    for step in ("tokenizer", "pretrain_textbook"):
+    for step in ("tokenizer", "pretrain_textbook_s0"):
         rd.mark_complete(step)
-    with pytest.raises(ContaminationError, match=r"'finetune'.*notebook 07"):
+    with pytest.raises(ContaminationError, match=r"'finetune_s0'.*notebook 07"):
         run_contamination(cfg, rd)
     assert not (rd.path / "contamination" / "analysis.json").exists()  # failed before any work
 
@@ -143,8 +143,8 @@ def test_retrain_on_pruned_set_and_score_subsets(tmp_path):
                           show_progress=False)
     rd.mark_complete("tokenizer")
     mc = compat.model_config(cfg.finetune.model, vocab_size=compat.vocab_size(tok), max_position_embeddings=cfg.finetune.seq_len)
-    compat.save_hf(compat.build_model(mc), tok, rd.path / "pretrain_textbook" / "final")
-    rd.mark_complete("pretrain_textbook")
+    compat.save_hf(compat.build_model(mc), tok, rd.path / "pretrain_textbook_s0" / "final")
+    rd.mark_complete("pretrain_textbook_s0")
 
     run_contamination(cfg, rd)
     out = rd.path / "contamination"
@@ -168,3 +168,5 @@ def test_retrain_on_pruned_set_and_score_subsets(tmp_path):
     assert mine.loc["similar", "n_problems"] == 1 and mine.loc["total", "n_problems"] == 2
     assert not np.isnan(mine.loc["total", "retrained"]) and not np.isnan(mine.loc["total", "phi-1"])
     assert t3[(t3.source == "this run") & (t3.tau == 0.8)]["retrained"].isna().all()  # not retrained in this config
+    assert mine["n_too_small"].all()  # 1-2 problems: no conclusion, and the notebook says so
+    assert any("too few for any conclusion" in c for c in info["conclusions"])

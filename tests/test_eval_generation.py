@@ -117,22 +117,27 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
 
     cfg = get_profile("smoke")
     cfg.eval.limit, cfg.eval.teacher_limit, cfg.eval.loss_problems, cfg.eval.max_new_tokens = 3, 0, 4, 16
+    cfg.eval.n_samples = 0
+    cfg.pretrain.seeds = cfg.finetune.seeds = [0]
     rd = RunDir.open(cfg, tmp_path / "run")
-    shutil.copytree(tiny_checkpoint, rd.path / "pretrain_textbook" / "final")
+    shutil.copytree(tiny_checkpoint, rd.path / "pretrain_textbook_s0" / "final")
     scores = run_evaluation(cfg, rd)
-    assert scores["missing_models"] == ["pretrain_raw", "finetune"]
-    e = scores["models"]["pretrain_textbook"]
+    assert scores["missing_models"] == ["pretrain_raw_s0", "pretrain_filtered_s0", "finetune_s0"]
+    e = scores["models"]["pretrain_textbook_s0"]
     assert e["humaneval"]["n_problems"] == 3 and 0.0 <= e["humaneval"]["pass@1"] <= 1.0
-    assert e["humaneval_canonical_loss"] > 0 and e["loss_problems"] == 4
+    assert e["humaneval_canonical_loss"] > 0 and e["loss_problems"] == 3  # the evaluated problems, at most loss_problems
     want = {"device": "cuda", "dtype": "bfloat16"} if torch.cuda.is_available() else {"device": "cpu", "dtype": "float32"}
     assert scores["placement"] == want or not torch.cuda.is_bf16_supported()  # device auto, dtype auto
     out = rd.path / "eval"
-    results = [json.loads(x) for x in (out / "samples_pretrain_textbook_humaneval.jsonl_results.jsonl").read_text().splitlines()]
+    results = [json.loads(x) for x in (out / "samples_pretrain_textbook_s0_humaneval.jsonl_results.jsonl").read_text().splitlines()]
     assert len(results) == 3 and all("passed" in r and "result" in r for r in results)
     table = (out / "table1.md").read_text()
     assert "| paper-reported | 2023 Jun | phi-1 | 1.3B | 7B | 50.6 % | 55.5 % |" in table
+    assert "| B: CodeTextbook (phi-1-base analog) |" in table and "% [0.0, " in table  # measured rows carry intervals
     assert "measured (smoke profile)" in table
     assert (out / "per_problem.csv").exists() and (out / "failure_categories.csv").exists()
     fig, data = figure_2_1(scores)
-    assert data["measured_canonical_loss"]["pretrain_textbook"] == e["humaneval_canonical_loss"]
+    b = data["arms"]["B"]
+    assert b["seeds"] == [0] and b["metrics"]["canonical_loss"]["humaneval"]["mean"] == pytest.approx(e["canonical_loss"]["humaneval"]["mean"])
+    assert data["n_problems"]["humaneval"] == 3 and (out / "problem_scores.csv").exists()
     assert run_evaluation(cfg, rd) == json.loads((out / "scores.json").read_text())  # complete: skipped

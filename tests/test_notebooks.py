@@ -26,10 +26,13 @@ def test_smoke_pipeline_runs_every_notebook(tmp_path):
     minutes = (time.time() - t0) / 60
     assert [r.status for r in results] == ["done"] * len(STAGES)
     rd = tmp_path / "smoke"
-    for step in ("corpus", "annotation", "filtering", "textbooks", "exercises", "tokenizer", "finetune", "eval"):
+    from phi_utils.train.arms import training_steps
+
+    steps = training_steps(get_profile("smoke"))
+    for step in ("corpus", "annotation", "filtering", "textbooks", "exercises", "tokenizer", *steps, "eval"):
         assert (rd / step / "_COMPLETE.json").exists(), f"step {step} did not complete"
-    for ckpt in ("pretrain_raw/final", "pretrain_textbook/final", "finetune/final"):
-        assert (rd / ckpt / "config.json").exists(), f"Figure 2.1 model {ckpt} missing"
+    for step in steps:
+        assert (rd / step / "final" / "config.json").exists(), f"Figure 2.1 model {step}/final missing"
     assert list((rd / "figures").glob("*.png")), "no figures written into the run directory"
     # smoke never overwrites the committed figures of the tiny run
     assert {p: p.stat().st_mtime for p in FIGURES_DIR.glob("*.png")} == figures_before

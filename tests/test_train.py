@@ -289,7 +289,7 @@ def _train_cmd(rd: Path, *extra: str) -> list[str]:
     sets = ["pretrain.max_steps=12", "pretrain.micro_batch_size=2", "pretrain.global_batch_size=4",
             "pretrain.seq_len=64", "pretrain.warmup_steps=2", "pretrain.checkpoint_interval=3",
             "pretrain.eval_interval=4", "pretrain.eval_batches=1"]
-    cmd = [sys.executable, "-m", "phi_utils.train", "--run-dir", str(rd), "--stage", "pretrain_textbook", "--no-progress"]
+    cmd = [sys.executable, "-m", "phi_utils.train", "--run-dir", str(rd), "--stage", "pretrain_textbook_s0", "--no-progress"]
     for s in sets:
         cmd += ["--set", s]
     return cmd + list(extra)
@@ -308,7 +308,7 @@ def test_sigkill_and_resume_is_bit_exact(fake_run, tmp_path):
     subprocess.run(_train_cmd(ref), check=True, env=_env(), capture_output=True, timeout=300)
 
     proc = subprocess.Popen(_train_cmd(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = killed / "pretrain_textbook" / "metrics.jsonl"
+    metrics = killed / "pretrain_textbook_s0" / "metrics.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if len(read_metrics(metrics)) >= 8:  # checkpoints 3 and 6 written, mid-way to 9
@@ -317,8 +317,8 @@ def test_sigkill_and_resume_is_bit_exact(fake_run, tmp_path):
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    root = killed / "pretrain_textbook" / "checkpoints"
-    assert not (killed / "pretrain_textbook" / "_COMPLETE.json").exists()
+    root = killed / "pretrain_textbook_s0" / "checkpoints"
+    assert not (killed / "pretrain_textbook_s0" / "_COMPLETE.json").exists()
     # The kill lands after checkpoint 6 or, on a fast machine, 9: either way two checkpoints 3 apart.
     steps = [s for s, _ in ckpt.list_checkpoints(root)]
     assert len(steps) >= 2 and steps[0] - steps[1] == 3 and steps[0] < 12, steps
@@ -330,12 +330,12 @@ def test_sigkill_and_resume_is_bit_exact(fake_run, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "skipping bad checkpoint" in out.stderr
 
-    res = json.loads((killed / "pretrain_textbook" / "result.json").read_text())
+    res = json.loads((killed / "pretrain_textbook_s0" / "result.json").read_text())
     assert res["resumed_from_step"] == fallback and res["steps"] == 12
-    a = load_file(str(ref / "pretrain_textbook" / "final" / "model.safetensors"))
-    b = load_file(str(killed / "pretrain_textbook" / "final" / "model.safetensors"))
+    a = load_file(str(ref / "pretrain_textbook_s0" / "final" / "model.safetensors"))
+    b = load_file(str(killed / "pretrain_textbook_s0" / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
-    la = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(ref / "pretrain_textbook" / "metrics.jsonl")]
+    la = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(ref / "pretrain_textbook_s0" / "metrics.jsonl")]
     lb = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(metrics)]
     assert la == lb and len(la) == 12
 

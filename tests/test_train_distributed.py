@@ -34,7 +34,7 @@ def fake_run(tmp_path_factory):
 def _run(rd: Path, nproc: int, parallel: str = "ddp") -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
-    cmd = launcher + ["-m", "phi_utils.train", "--run-dir", str(rd), "--stage", "pretrain_textbook", "--no-progress",
+    cmd = launcher + ["-m", "phi_utils.train", "--run-dir", str(rd), "--stage", "pretrain_textbook_s0", "--no-progress",
                       "--parallel", parallel]
     for s in SETS:
         cmd += ["--set", s]
@@ -46,8 +46,8 @@ def _run(rd: Path, nproc: int, parallel: str = "ddp") -> None:
 def _compare(single: Path, multi: Path) -> None:
     from safetensors.torch import load_file
 
-    a = read_metrics(single / "pretrain_textbook" / "metrics.jsonl")
-    b = read_metrics(multi / "pretrain_textbook" / "metrics.jsonl")
+    a = read_metrics(single / "pretrain_textbook_s0" / "metrics.jsonl")
+    b = read_metrics(multi / "pretrain_textbook_s0" / "metrics.jsonl")
     assert len(a) == len(b) == 6
     for ra, rb in zip(a, b):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5, abs=1e-6)
@@ -55,11 +55,11 @@ def _compare(single: Path, multi: Path) -> None:
         assert (ra.get("val_loss") is None) == (rb.get("val_loss") is None)
         if ra.get("val_loss") is not None:
             assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
-    wa = load_file(str(single / "pretrain_textbook" / "final" / "model.safetensors"))
-    wb = load_file(str(multi / "pretrain_textbook" / "final" / "model.safetensors"))
+    wa = load_file(str(single / "pretrain_textbook_s0" / "final" / "model.safetensors"))
+    wb = load_file(str(multi / "pretrain_textbook_s0" / "final" / "model.safetensors"))
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5)
-    assert (multi / "pretrain_textbook" / "_COMPLETE.json").exists()
+    assert (multi / "pretrain_textbook_s0" / "_COMPLETE.json").exists()
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_fsdp2_resumes_from_a_checkpoint(fake_run, single, tmp_path):
     multi = tmp_path / "fsdp_resume"
     shutil.copytree(fake_run, multi)
     _run(multi, 2, "fsdp")
-    out = multi / "pretrain_textbook"
+    out = multi / "pretrain_textbook_s0"
     shutil.rmtree(out / "final")
     (out / "_COMPLETE.json").unlink()
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000003"]

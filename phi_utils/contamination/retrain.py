@@ -1,6 +1,6 @@
 """Retraining on pruned CodeExercises and scoring on HumanEval subsets (paper §5.2, Table 3).
 
-* `finetune_on` finetunes the run's pretrained model (`pretrain_textbook/final`) on a pruned
+* `finetune_on` finetunes the run's pretrained model (`pretrain_textbook_s<seed>/final`) on a pruned
   exercise set with the training package's own packing, `Trainer` and HF export (the same recipe
   as the `finetune` stage, `cfg.finetune`, with `max_steps` = `contamination.retrain_steps`).
 * `evaluate_checkpoint` scores one greedy completion per HumanEval problem exactly as notebook 08
@@ -19,7 +19,8 @@ from typing import Any, Sequence
 from ..config import ProfileConfig
 from ..rundir import RunDir
 
-FINETUNE_INIT = "pretrain_textbook"
+FINETUNE_INIT = "pretrain_textbook_s0"
+"""The default pretrained model (B, first seed) that pruned sets are finetuned from."""
 
 
 def eval_subset(problems: Sequence[Any], splits: dict[float, Sequence[str]], limit: int, seed: int = 0) -> list[str]:
@@ -40,8 +41,8 @@ def eval_subset(problems: Sequence[Any], splits: dict[float, Sequence[str]], lim
 
 
 def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Path, steps: int = 0,
-                force: bool = False) -> Path:
-    """Finetune `pretrain_textbook/final` on `dataset_path` into `out_dir/final`; returns that checkpoint."""
+                force: bool = False, init_step: str = FINETUNE_INIT) -> Path:
+    """Finetune `<init_step>/final` on `dataset_path` into `out_dir/final`; returns that checkpoint."""
     from ..train import PackedData, Trainer, prepare_packed
     from ..train import compat
     from ..train.dist import init_distributed
@@ -51,7 +52,7 @@ def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Pat
     final = Path(out_dir) / "final"
     if (final / "config.json").exists() and not force:
         return final
-    init = rd.path / FINETUNE_INIT / "final"
+    init = rd.path / init_step / "final"
     if not (init / "config.json").exists():
         raise FileNotFoundError(f"{init} is missing; run the pretraining stage (notebook 06) before retraining")
     tc = cfg.finetune

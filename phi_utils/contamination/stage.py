@@ -33,12 +33,27 @@ from ..config import SHARED_DATA, ProfileConfig
 from ..rundir import RunDir, RunDirError, save_dataset, write_json_atomic, write_jsonl_atomic
 from . import ast_match, embedding, ngram
 from .prune import PruneAccumulator
-from .tables import combined_table3, run_table3
+from .tables import combined_table3, run_table3, table3_conclusions
 
 STEP = "contamination"
 UPSTREAM = {"exercises": "notebook 04 (synthetic exercises)", "textbooks": "notebook 03 (synthetic textbooks)",
             "tokenizer": "notebook 05 (tokenizer)", "pretrain_textbook": "notebook 06 (pretraining)",
             "finetune": "notebook 07 (finetuning)"}
+"""Upstream steps (training steps by their arm prefix, e.g. `pretrain_textbook_s0` -> `pretrain_textbook`)."""
+
+
+def textbook_step(cfg: ProfileConfig) -> str:
+    """The pretrained model (B) that retraining starts from: that of the first finetuning seed."""
+    from ..train.arms import step_name
+
+    return step_name("textbook", cfg.finetune.seeds[0])
+
+
+def finetune_step(cfg: ProfileConfig) -> str:
+    """The finetuned model (C) that is the un-pruned reference: of the same seed as `textbook_step`."""
+    from ..train.arms import step_name
+
+    return step_name("finetune", cfg.finetune.seeds[0])
 
 
 class ContaminationError(RuntimeError):
@@ -51,7 +66,8 @@ def require_upstream(rd: RunDir, step: str) -> Path:
     try:
         return rd.require(step)
     except RunDirError as e:
-        raise ContaminationError(f"contamination needs '{step}' from {UPSTREAM.get(step, 'an earlier stage')}: {e}") from e
+        where = UPSTREAM.get(step) or UPSTREAM.get(step.rsplit("_s", 1)[0], "an earlier stage")
+        raise ContaminationError(f"contamination needs '{step}' from {where}: {e}") from e
 
 
 def _load_upstream_dataset(rd: RunDir, step: str, name: str, what: str):
@@ -342,14 +358,14 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
     steps = cc.retrain_steps or cfg.finetune.max_steps
     if steps == cfg.finetune.max_steps:
         # same recipe and budget as the finetune stage: its model is the un-pruned reference ("phi-1")
-        base_ckpt = require_upstream(rd, "finetune") / "final"
-        baseline = f"finetune/final ({steps} steps on all exercises)"
+        base_ckpt = require_upstream(rd, finetune_step(cfg)) / "final"
+        baseline = f"{finetune_step(cfg)}/final ({steps} steps on all exercises)"
     else:
         # a cut budget (CPU profiles): compare like with like, a control finetuned on *all* exercises
         # with the same number of steps, not the longer-trained finetune stage model
         base_ckpt = retrain.finetune_on(cfg, rd, require_upstream(rd, "exercises") / "code_exercises",
-                                        out / "retrain" / "control_all", steps, force)
-        baseline = f"control: {steps} steps on all exercises (finetune/final has {cfg.finetune.max_steps})"
+                                        out / "retrain" / "control_all", steps, force, init_step=textbook_step(cfg))
+        baseline = f"control: {steps} steps on all exercises ({finetune_step(cfg)}/final has {cfg.finetune.max_steps})"
     base_passed = retrain.evaluate_checkpoint(cfg, rd, base_ckpt, evaluated, out / "eval" / "finetuned.jsonl", force)
     retrained: dict[float, dict[str, bool]] = {}
     info = []
@@ -370,12 +386,16 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
             continue
         done[key] = t
         _, data_path = pruned_dataset(rd, t, out)
-        ckpt = retrain.finetune_on(cfg, rd, data_path, out / "retrain" / f"tau_{t}", cc.retrain_steps, force)
+        ckpt = retrain.finetune_on(cfg, rd, data_path, out / "retrain" / f"tau_{t}", cc.retrain_steps, force,
+                                   init_step=textbook_step(cfg))
         retrained[t] = retrain.evaluate_checkpoint(cfg, rd, ckpt, evaluated, out / "eval" / f"retrained_tau_{t}.jsonl", force)
         info.append({"tau": t, "removed": removed, "retrained": True, "checkpoint": str(ckpt)})
+    run_df = run_table3(taus, splits, evaluated, base_passed, retrained)
     write_json_atomic(out / "retrain.json", {"evaluated": evaluated, "steps": steps, "baseline": baseline,
-                                             "baseline_checkpoint": str(base_ckpt), "runs": info})
-    return run_table3(taus, splits, evaluated, base_passed, retrained)
+                                             "baseline_checkpoint": str(base_ckpt), "runs": info,
+                                             "conclusions": table3_conclusions(run_df, base_passed, retrained,
+                                                                               splits, evaluated)})
+    return run_df
 
 
 def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
@@ -385,9 +405,9 @@ def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> di
         # fail fast, before the analysis, when an input of a later part is missing
         needed = ["exercises"] + (["textbooks"] if cfg.contamination.textbook_check else [])
         if cfg.contamination.retrain:
-            needed += ["tokenizer", "pretrain_textbook"]
+            needed += ["tokenizer", textbook_step(cfg)]
             if cfg.contamination.retrain_steps in (0, cfg.finetune.max_steps):
-                needed.append("finetune")  # its model is the reference; with a cut budget a control is trained
+                needed.append(finetune_step(cfg))  # its model is the reference; with a cut budget a control is trained
         for step in needed:
             require_upstream(rd, step)
     with rd.step(STEP, force=force, config=cfg.contamination) as rec:

@@ -7,6 +7,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from ..stats import wilson_interval
+
 PAPER_TABLE3: list[dict] = [
     # tau, subset, #problems, phi-1, phi-1 retrained on pruned data, StarCoder-Prompted (percent)
     {"tau": 0.95, "subset": "similar", "n_problems": 71, "phi-1": 81.7, "retrained": 74.6, "StarCoder-Prompted": 57.7},
@@ -34,32 +36,79 @@ def paper_table3() -> pd.DataFrame:
     return df
 
 
+MIN_PROBLEMS = 20
+"""Below this many problems a subset's pass rate supports no conclusion: its 95% Wilson interval is
+wider than ~35 percentage points whatever the rate (n = 20 at 50%: [29%, 71%])."""
+
+
 def split_pass_rates(passed: Mapping[str, bool], similar: Sequence[str], evaluated: Sequence[str]) -> dict[str, tuple[float, int]]:
     """pass@1 (percent) and problem count on similar / non-similar / total, over the evaluated problems."""
+    return {k: (v[0], v[1]) for k, v in split_estimates(passed, similar, evaluated).items()}
+
+
+def split_estimates(passed: Mapping[str, bool], similar: Sequence[str],
+                    evaluated: Sequence[str]) -> dict[str, tuple[float, int, float, float]]:
+    """Per subset (similar / non-similar / total): pass@1 %, n, and the 95% Wilson interval in %
+    (NaN for an empty subset)."""
     sim = set(similar)
     groups = {"similar": [p for p in evaluated if p in sim], "non-similar": [p for p in evaluated if p not in sim],
               "total": list(evaluated)}
     out = {}
     for name, ids in groups.items():
         n = len(ids)
-        out[name] = (100.0 * sum(bool(passed.get(p, False)) for p in ids) / n if n else float("nan"), n)
+        if not n:
+            out[name] = (float("nan"), 0, float("nan"), float("nan"))
+            continue
+        k = sum(bool(passed.get(p, False)) for p in ids)
+        lo, hi = wilson_interval(k, n)
+        out[name] = (100.0 * k / n, n, 100.0 * lo, 100.0 * hi)
     return out
+
+
+def _ci(e: tuple[float, int, float, float] | None) -> str | None:
+    return None if e is None or not e[1] else f"[{e[2]:.1f}, {e[3]:.1f}]"
 
 
 def run_table3(taus: Sequence[float], similar_by_tau: Mapping[float, Sequence[str]], evaluated: Sequence[str],
                base_passed: Mapping[str, bool] | None, retrained_passed: Mapping[float, Mapping[str, bool]]) -> pd.DataFrame:
-    """This run's Table 3 rows: the finetuned model and each retrained-on-pruned model, by subset."""
+    """This run's Table 3 rows: the finetuned model and each retrained-on-pruned model, by subset, each
+    with its n and 95% Wilson interval; `n_too_small` marks subsets below `MIN_PROBLEMS`."""
     rows = []
     for t in taus:
-        base = split_pass_rates(base_passed, similar_by_tau[t], evaluated) if base_passed is not None else None
-        ret = (split_pass_rates(retrained_passed[t], similar_by_tau[t], evaluated) if t in retrained_passed else None)
+        base = split_estimates(base_passed, similar_by_tau[t], evaluated) if base_passed is not None else None
+        ret = split_estimates(retrained_passed[t], similar_by_tau[t], evaluated) if t in retrained_passed else None
         for subset in ("similar", "non-similar", "total"):
-            n = (base or ret or split_pass_rates({}, similar_by_tau[t], evaluated))[subset][1]
+            n = (base or ret or split_estimates({}, similar_by_tau[t], evaluated))[subset][1]
             rows.append({"source": "this run", "tau": t, "subset": subset, "n_problems": n,
-                         "phi-1": None if base is None else round(base[subset][0], 1),
-                         "retrained": None if ret is None else round(ret[subset][0], 1),
-                         "StarCoder-Prompted": None})
+                         "phi-1": None if base is None or not n else round(base[subset][0], 1),
+                         "phi-1_ci95": _ci(base[subset]) if base else None,
+                         "retrained": None if ret is None or not n else round(ret[subset][0], 1),
+                         "retrained_ci95": _ci(ret[subset]) if ret else None,
+                         "StarCoder-Prompted": None, "n_too_small": n < MIN_PROBLEMS})
     return pd.DataFrame(rows)
+
+
+def table3_conclusions(run_df: pd.DataFrame, base_passed: Mapping[str, bool] | None,
+                       retrained_passed: Mapping[float, Mapping[str, bool]],
+                       similar_by_tau: Mapping[float, Sequence[str]], evaluated: Sequence[str]) -> list[str]:
+    """Generated sentences: per retrained τ and subset, the paired difference retrained - reference on
+    the same problems (resolved at 95% or not), or that n is too small for any conclusion."""
+    from ..stats import paired_difference, verdict
+
+    out = []
+    if base_passed is None:
+        return ["No reference model was evaluated: Table 3 has no measured rows."]
+    for t, ret in sorted(retrained_passed.items(), reverse=True):
+        sim = set(similar_by_tau[t])
+        for subset, ids in (("similar", [p for p in evaluated if p in sim]),
+                            ("non-similar", [p for p in evaluated if p not in sim])):
+            if len(ids) < MIN_PROBLEMS:
+                out.append(f"τ={t} {subset}: n = {len(ids)} problems, too few for any conclusion "
+                           f"(at least {MIN_PROBLEMS} needed).")
+                continue
+            d = paired_difference([float(bool(ret.get(p))) for p in ids], [float(bool(base_passed.get(p))) for p in ids])
+            out.append(verdict(d, f"τ={t} {subset}: retrained on pruned data minus reference, pass@1"))
+    return out
 
 
 def combined_table3(run_df: pd.DataFrame) -> pd.DataFrame:

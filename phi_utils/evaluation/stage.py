@@ -18,17 +18,20 @@ from typing import Any, Sequence
 
 from ..config import ProfileConfig
 from ..rundir import RunDir, read_json, write_json_atomic
-from .generation import (GenSettings, Placement, canonical_solution_loss, generate_completions, load_model, settings_dict,
-                         teacher_completions, write_samples)
+from .generation import (GenSettings, Placement, generate_completions, load_model, settings_dict, teacher_completions,
+                         write_samples)
+from ..stats import rate_estimate
+from ..train.arms import ARMS, parse_step, training_steps
+from .fig21 import GREEDY, LOSS, conclusions, per_problem_loss, summarize
 from .harness import check_completions
-from .problems import Problem, ProblemsUnavailable, load_humaneval, load_problems
+from .passk import estimate_pass_at_k, pass_at_k
+from .problems import Problem, ProblemsUnavailable, load_problems
 from .sandbox import isolation
 
 STEP = "eval"
-FIG21_MODELS = (("pretrain_raw", "A: raw code (The Stack+ analog)"),
-                ("pretrain_textbook", "B: CodeTextbook (phi-1-base analog)"),
-                ("finetune", "C: CodeTextbook -> CodeExercises (phi-1 analog)"))
-"""The three bars of each Figure 2.1 group: run-directory step -> label."""
+FIG21_MODELS = tuple((f"{a.prefix}_s0", a.label) for a in ARMS if a.key != "filtered")
+"""The paper's three Figure 2.1 bars at seed 0 (step -> label): the one model per recipe that
+notebooks 09 and 10 show. Notebook 08 evaluates every arm and seed (`evaluated_models`)."""
 
 # Paper-reported numbers (Table 1 and Figure 2.1; /work/shared/reference/phi1-paper-notes.md §5.1, §5.2).
 PAPER_TABLE1: list[tuple[str, str, str, str, str, float | None, float | None]] = [
@@ -92,20 +95,145 @@ def _load_benchmarks(cfg: ProfileConfig, limit: int) -> tuple[dict[str, list[Pro
 
 def _score_rows(problems: list[Problem], rows: list[dict[str, Any]], cfg: ProfileConfig, out: Path,
                 ks: Sequence[int]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Score completions in the sandbox; identical (problem, completion) pairs run once (a tiny model
+    repeats itself, and a program's verdict does not depend on which sample it came from)."""
     write_samples(rows, out)
-    res = check_completions({p.task_id: p for p in problems}, rows, ks=ks, workers=cfg.eval.workers,
-                            timeout_s=cfg.eval.timeout_s, source=str(out))
-    write_samples(res.rows, str(out) + "_results.jsonl")
-    return res.pass_at_k, res.rows
+    unique: dict[tuple[str, str], int] = {}
+    for r in rows:
+        unique.setdefault((r["task_id"], r["completion"]), len(unique))
+    firsts = [{"task_id": t, "completion": c} for (t, c) in unique]
+    res = check_completions({p.task_id: p for p in problems}, firsts, ks=ks, workers=cfg.eval.workers,
+                            timeout_s=cfg.eval.timeout_s, source=str(out), progress=False)
+    scored = [{**r, "passed": res.rows[unique[(r["task_id"], r["completion"])]]["passed"],
+               "result": res.rows[unique[(r["task_id"], r["completion"])]]["result"]} for r in rows]
+    write_samples(scored, str(out) + "_results.jsonl")
+    per_task: dict[str, list[bool]] = {}
+    for r in scored:
+        per_task.setdefault(r["task_id"], []).append(bool(r["passed"]))
+    return pass_at_k([(len(v), sum(v)) for v in per_task.values()], ks), scored
 
 
 def _ks(n: int) -> list[int]:
     return [k for k in (1, 10, 100) if k <= n]
 
 
+def evaluated_models(cfg: ProfileConfig, rd: RunDir) -> tuple[dict[str, str], list[str]]:
+    """Checkpoints of every arm and seed of the profile that exist (step -> path), and the missing steps."""
+    models, missing = {}, []
+    for step in training_steps(cfg):
+        ck = rd.path / step / "final"
+        if (ck / "config.json").exists():
+            models[step] = str(ck)
+        else:
+            missing.append(step)
+    return models, missing
+
+
+def _sampled(cfg: ProfileConfig, name: str) -> bool:
+    """Whether model `name` gets sampled completions: its arm is in `eval.sample_arms` (empty = all) and
+    its seed among the arm's first `eval.sample_seeds` (0 = all)."""
+    try:
+        arm, seed = parse_step(name)
+    except ValueError:
+        return True
+    if cfg.eval.sample_arms and arm.key not in cfg.eval.sample_arms:
+        return False
+    arm_seeds = list(getattr(cfg, arm.config).seeds)
+    return cfg.eval.sample_seeds == 0 or seed in arm_seeds[:cfg.eval.sample_seeds]
+
+
+def _rate_dict(values: Sequence[float]) -> dict[str, Any]:
+    e = rate_estimate(values)
+    return {"mean": e.mean, "ci95": [e.lo, e.hi], "n_problems": e.n}
+
+
+def _evaluate_model(cfg: ProfileConfig, lm: Any, name: str, problems: dict[str, list[Problem]], out: Path,
+                    per_problem: list[dict[str, Any]], scores_rows: list[dict[str, Any]],
+                    sample: bool = True) -> dict[str, Any]:
+    """Loss, greedy pass@1 and (with `sample`, on `eval.sample_benchmarks`) sampled pass@k of one
+    model, per problem."""
+    ev = cfg.eval
+    try:
+        arm, seed = parse_step(name)
+        arm_key, arm_letter = arm.key, arm.letter
+    except ValueError:  # a model given by path or hub name: its own "arm" of one seed
+        arm_key, arm_letter, seed = name, name, 0
+    entry: dict[str, Any] = {"kind": lm.kind, "n_params": lm.n_params(), "arm": arm_key, "arm_letter": arm_letter,
+                             "seed": seed, "canonical_loss": {}}
+    greedy = GenSettings(max_new_tokens=ev.max_new_tokens, temperature=0.0, n=1, batch_size=ev.batch_size, seed=cfg.seed)
+    sampled = GenSettings(max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, top_p=ev.top_p,
+                          n=ev.n_samples, batch_size=ev.batch_size, seed=cfg.seed + seed)
+    for b, probs in problems.items():
+        t = time.time()
+        loss_probs = probs[:ev.loss_problems] if ev.loss_problems else probs
+        losses = per_problem_loss(lm, loss_probs)
+        loss_of = {p.task_id: v for p, v in zip(loss_probs, losses)}
+        entry["canonical_loss"][b] = {"mean": float(sum(v for _, v in losses) / len(losses)),
+                                      "n_problems": len(losses), "wall_s": round(time.time() - t, 1)}
+        t = time.time()
+        _, g_rows = _score_rows(probs, generate_completions(lm, probs, greedy, progress=False), cfg,
+                                out / f"samples_{name}_{b}.jsonl", [1])
+        passed = {r["task_id"]: bool(r["passed"]) for r in g_rows}
+        entry[b] = {"pass@1": sum(passed.values()) / len(probs), **{k: v for k, v in _rate_dict(
+            [float(passed[p.task_id]) for p in probs]).items() if k != "mean"}, "wall_s": round(time.time() - t, 1)}
+        per_problem += [{"model": name, "benchmark": b, "task_id": r["task_id"], "sample_index": 0, "decoding": "greedy",
+                         "passed": r["passed"], "result": r["result"], "category": failure_category(r["result"])}
+                        for r in g_rows]
+        counts: dict[str, tuple[int, int]] = {}
+        if ev.n_samples > 0 and b in ev.sample_benchmarks and sample:
+            t = time.time()
+            _, s_rows = _score_rows(probs, generate_completions(lm, probs, sampled, progress=False), cfg,
+                                    out / f"samples_{name}_{b}_t{ev.temperature:g}.jsonl", _ks(ev.n_samples))
+            for r in s_rows:
+                n, c = counts.get(r["task_id"], (0, 0))
+                counts[r["task_id"]] = (n + 1, c + int(bool(r["passed"])))
+            per_problem += [{"model": name, "benchmark": b, "task_id": r["task_id"], "sample_index": r["sample_index"],
+                             "decoding": f"T={ev.temperature:g}", "passed": r["passed"], "result": r["result"],
+                             "category": failure_category(r["result"])} for r in s_rows]
+            ks = _ks(ev.n_samples)
+            entry.setdefault("sampled", {})[b] = {
+                **{f"pass@{k}": _rate_dict([estimate_pass_at_k(*counts[p.task_id], k) for p in probs]) for k in ks},
+                "n_samples": ev.n_samples, "wall_s": round(time.time() - t, 1)}
+        for p in probs:
+            n_tok, loss = loss_of.get(p.task_id, (0, None))
+            n, c = counts.get(p.task_id, (0, 0))
+            scores_rows.append({"model": name, "arm": arm_key, "seed": seed, "benchmark": b, "task_id": p.task_id,
+                                "loss_tokens": n_tok, LOSS: loss, GREEDY: int(passed[p.task_id]),
+                                "n_samples": n, "n_correct": c,
+                                "pass@1_sampled": estimate_pass_at_k(n, c, 1) if n >= 1 else None,
+                                "pass@10": estimate_pass_at_k(n, c, 10) if n >= 10 else None})
+    he = entry["canonical_loss"].get("humaneval")
+    entry["humaneval_canonical_loss"] = round(he["mean"], 4) if he else None
+    entry["loss_problems"] = he["n_problems"] if he else 0
+    return entry
+
+
+SCORE_FIELDS = ["model", "arm", "seed", "benchmark", "task_id", "loss_tokens", LOSS, GREEDY, "n_samples", "n_correct",
+                "pass@1_sampled", "pass@10"]
+
+
+def write_problem_scores(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=SCORE_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_problem_scores(path: Path) -> list[dict[str, Any]]:
+    """`problem_scores.csv` back as typed rows (empty cells = not measured)."""
+    def num(v: str) -> Any:
+        return None if v == "" else float(v)
+
+    with open(path, encoding="utf-8") as f:
+        return [{**r, "seed": int(r["seed"]), "loss_tokens": int(r["loss_tokens"]), LOSS: num(r[LOSS]),
+                 GREEDY: num(r[GREEDY]), "n_samples": int(r["n_samples"]), "n_correct": int(r["n_correct"]),
+                 "pass@1_sampled": num(r["pass@1_sampled"]), "pass@10": num(r["pass@10"])} for r in csv.DictReader(f)]
+
+
 def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: dict[str, str] | None = None,
                    teacher: Any = None) -> dict[str, Any]:
-    """Evaluate the Figure 2.1 models (whichever exist) and the teacher; returns `scores.json`'s content.
+    """Evaluate every Figure 2.1 model (each arm and seed that exists) and the teacher; returns
+    `scores.json`'s content, with the per-arm summary and paired differences under `fig21`.
 
     `models` overrides the checkpoints to evaluate (label -> path or hub name, e.g.
     `{"phi-1": "microsoft/phi-1"}`); `teacher` is an open `Teacher` (None = from `cfg.teacher`,
@@ -119,56 +247,45 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
         assert rec is not None
         t0 = time.time()
         ev = cfg.eval
-        settings = GenSettings(max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, top_p=ev.top_p,
-                               n=ev.n_samples, seed=cfg.seed)
-        ks = _ks(ev.n_samples)
         place = Placement.resolve(cfg.device, ev.dtype)
         problems, skipped = _load_benchmarks(cfg, ev.limit)
         if ev.limit:
             print(f"Evaluating the first {ev.limit} problems per benchmark (eval.limit; 0 = all).")
         if models is None:
-            models, missing = {}, []
-            for step, label in FIG21_MODELS:
-                ck = rd.path / step / "final"
-                if (ck / "config.json").exists():
-                    models[step] = str(ck)
-                else:
-                    missing.append(step)
+            models, missing = evaluated_models(cfg, rd)
             if missing:
                 print(f"Missing Figure 2.1 models (run notebooks 06/07 first): {', '.join(s + '/final' for s in missing)}")
         else:
             missing = []
-        scores: dict[str, Any] = {"profile": cfg.name, "settings": settings_dict(settings),
+        greedy = GenSettings(max_new_tokens=ev.max_new_tokens, temperature=0.0, n=1, batch_size=ev.batch_size, seed=cfg.seed)
+        sampled = GenSettings(max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, top_p=ev.top_p,
+                              n=ev.n_samples, batch_size=ev.batch_size, seed=cfg.seed)
+        scores: dict[str, Any] = {"profile": cfg.name, "settings": settings_dict(greedy),
+                                  "sampled_settings": {**settings_dict(sampled), "benchmarks": list(ev.sample_benchmarks),
+                                                       "seed": "profile seed + training seed"} if ev.n_samples else None,
                                   "placement": {"device": place.device, "dtype": place.dtype}, "timeout_s": ev.timeout_s,
                                   "limit": ev.limit, "isolation": isolation(), "skipped_benchmarks": skipped,
                                   "missing_models": missing, "models": {}, "teacher": None,
                                   "n_problems": {b: len(p) for b, p in problems.items()}}
         per_problem: list[dict[str, Any]] = []
-        he_loss = load_humaneval()
-        if ev.loss_problems:
-            he_loss = he_loss[:ev.loss_problems]
+        problem_rows: list[dict[str, Any]] = []
         for name, path in models.items():
+            t = time.time()
             lm = load_model(path, place.device, place.dtype)
-            entry: dict[str, Any] = {"path": path, "kind": lm.kind, "n_params": lm.n_params()}
+            entry = _evaluate_model(cfg, lm, name, problems, out, per_problem, problem_rows,
+                                    sample=_sampled(cfg, name))
+            entry["path"] = path
             manifest = rd.path / name / "_COMPLETE.json"
             if manifest.exists():
                 entry["tokens_seen"] = read_json(manifest).get("counts", {}).get("tokens_seen")
-            t = time.time()
-            entry["humaneval_canonical_loss"] = round(canonical_solution_loss(lm, he_loss), 4)
-            entry["loss_problems"] = len(he_loss)
-            entry["loss_s"] = round(time.time() - t, 1)
-            for b, probs in problems.items():
-                t = time.time()
-                rows = generate_completions(lm, probs, settings)
-                pk, res_rows = _score_rows(probs, rows, cfg, out / f"samples_{name}_{b}.jsonl", ks)
-                entry[b] = {**pk, "n_problems": len(probs), "wall_s": round(time.time() - t, 1)}
-                per_problem += [{"model": name, "benchmark": b, "task_id": r["task_id"],
-                                 "sample_index": r.get("sample_index", 0), "passed": r["passed"], "result": r["result"],
-                                 "category": failure_category(r["result"])} for r in res_rows]
+            entry["wall_s"] = round(time.time() - t, 1)
+            print(f"{name}: {entry['wall_s']} s")
             scores["models"][name] = entry
             del lm
+        write_problem_scores(problem_rows, out / "problem_scores.csv")
+        scores["fig21"] = summarize(problem_rows, seed=cfg.seed) if problem_rows else None
         if ev.teacher_limit > 0:
-            scores["teacher"] = _evaluate_teacher(cfg, rd, problems, settings, ks, out, per_problem, teacher)
+            scores["teacher"] = _evaluate_teacher(cfg, rd, problems, greedy, [1], out, per_problem, teacher)
         _write_per_problem(per_problem, out)
         table = table1_rows(scores)
         write_table1(table, out)
@@ -211,12 +328,12 @@ def _evaluate_teacher(cfg: ProfileConfig, rd: RunDir, problems: dict[str, list[P
 
 
 def _write_per_problem(rows: list[dict[str, Any]], out: Path) -> None:
-    fields = ["model", "benchmark", "task_id", "sample_index", "passed", "category", "result"]
+    fields = ["model", "benchmark", "task_id", "decoding", "sample_index", "passed", "category", "result"]
     with open(out / "per_problem.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (str(r[k])[:300] if k == "result" else r[k]) for k in fields})
+            w.writerow({k: (str(r[k])[:300] if k == "result" else r.get(k, "greedy")) for k in fields})
     cats = Counter((r["model"], r["benchmark"], r["category"]) for r in rows)
     with open(out / "failure_categories.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -244,27 +361,48 @@ def _fmt_tokens(n: int | None) -> str:
 
 
 def table1_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
-    """Table 1: the paper-reported rows, then this run's measured rows (pass@1 in %)."""
+    """Table 1: the paper-reported rows, then this run's measured rows, one per arm (its seeds pooled;
+    greedy pass@1 in % with a 95% Wilson interval over problems), then the teacher."""
     rows = [{"source": "paper-reported", "date": d, "model": m, "size": s, "train_tokens": t,
-             "humaneval_pass@1_%": he, "mbpp_pass@1_%": mb, "n_problems": ""}
+             "humaneval_pass@1_%": he, "mbpp_pass@1_%": mb, "humaneval_ci95_%": "", "mbpp_ci95_%": "",
+             "n_problems": "", "seeds": ""}
             for d, m, s, t, _, he, mb in PAPER_TABLE1]
-    labels = dict(FIG21_MODELS)
 
     def pct(e: dict[str, Any] | None) -> float | None:
-        return None if not e or "pass@1" not in e else round(100 * e["pass@1"], 1)
+        return None if not e or e.get("mean") is None else round(100 * e["mean"], 1)
 
-    for name, e in scores["models"].items():
+    def ci(e: dict[str, Any] | None) -> str:
+        return "" if not e else f"[{100 * e['ci95'][0]:.1f}, {100 * e['ci95'][1]:.1f}]"
+
+    summary = scores.get("fig21") or {"arms": {}}
+    for letter, a in summary["arms"].items():
+        steps = [n for n, e in scores["models"].items() if e.get("arm") == a["key"]]
+        first = scores["models"][steps[0]] if steps else {}
+        g = a["metrics"].get(GREEDY, {})
         rows.append({"source": f"measured ({scores['profile']} profile)", "date": "this run",
-                     "model": labels.get(name, name), "size": _fmt_params(e.get("n_params")),
-                     "train_tokens": _fmt_tokens(e.get("tokens_seen")),
-                     "humaneval_pass@1_%": pct(e.get("humaneval")), "mbpp_pass@1_%": pct(e.get("mbpp")),
-                     "n_problems": "/".join(str(e[b]["n_problems"]) for b in ("humaneval", "mbpp") if b in e)})
+                     "model": a["label"], "size": _fmt_params(first.get("n_params")),
+                     "train_tokens": _fmt_tokens(first.get("tokens_seen")),
+                     "humaneval_pass@1_%": pct(g.get("humaneval")), "mbpp_pass@1_%": pct(g.get("mbpp")),
+                     "humaneval_ci95_%": ci(g.get("humaneval")), "mbpp_ci95_%": ci(g.get("mbpp")),
+                     "n_problems": "/".join(str(g[b]["n_problems"]) for b in ("humaneval", "mbpp") if b in g),
+                     "seeds": len(a.get("seeds", []))})
     t = scores.get("teacher")
     if t and "label" in t:
+        def trate(b: str) -> dict[str, Any] | None:
+            e = t.get(b)
+            if not e or "pass@1" not in e:
+                return None
+            r = rate_estimate([1.0] * round(e["pass@1"] * e["n_problems"]) +
+                              [0.0] * (e["n_problems"] - round(e["pass@1"] * e["n_problems"])))
+            return {"mean": r.mean, "ci95": [r.lo, r.hi]}
+
+        he, mb = trate("humaneval"), trate("mbpp")
         rows.append({"source": f"measured ({scores['profile']} profile)", "date": "this run",
                      "model": f"teacher: {t['label']}", "size": "", "train_tokens": "",
-                     "humaneval_pass@1_%": pct(t.get("humaneval")), "mbpp_pass@1_%": pct(t.get("mbpp")),
-                     "n_problems": "/".join(str(t[b]["n_problems"]) for b in ("humaneval", "mbpp") if b in t)})
+                     "humaneval_pass@1_%": pct(he), "mbpp_pass@1_%": pct(mb),
+                     "humaneval_ci95_%": ci(he), "mbpp_ci95_%": ci(mb),
+                     "n_problems": "/".join(str(t[b]["n_problems"]) for b in ("humaneval", "mbpp") if b in t),
+                     "seeds": ""})
     return rows
 
 
@@ -278,71 +416,125 @@ def write_table1(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def table1_markdown(rows: list[dict[str, Any]]) -> str:
-    head = ["source", "date", "model", "size", "train tokens", "HumanEval pass@1", "MBPP pass@1", "problems"]
+    head = ["source", "date", "model", "size", "train tokens", "HumanEval pass@1 [95% CI]", "MBPP pass@1 [95% CI]",
+            "problems", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(v: Any, ci: str) -> str:
+        return "–" if v is None else (f"{v:.1f} % {ci}".strip())
+
     for r in rows:
         cells = [r["source"], r["date"], r["model"], r["size"], r["train_tokens"],
-                 "–" if r["humaneval_pass@1_%"] is None else f"{r['humaneval_pass@1_%']:.1f} %",
-                 "–" if r["mbpp_pass@1_%"] is None else f"{r['mbpp_pass@1_%']:.1f} %", str(r["n_problems"])]
+                 cell(r["humaneval_pass@1_%"], r.get("humaneval_ci95_%", "")),
+                 cell(r["mbpp_pass@1_%"], r.get("mbpp_ci95_%", "")), str(r["n_problems"]), str(r.get("seeds", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _err(mid: float, lo: float, hi: float) -> list[list[float]]:
+    """Error-bar lengths; a percentile interval can end a rounding error past its point estimate."""
+    return [[max(0.0, mid - lo)], [max(0.0, hi - mid)]]
+
+
+ARM_COLORS = {"raw": "#f28e2b", "filtered": "#76b7b2", "textbook": "#8cd17d", "finetune": "#2e7d32"}
+
+
 def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Figure 2.1: paper-reported bars (only those the text states) beside this run's measured bars,
-    plus the loss proxy that still moves at CPU scale. Returns (figure, plotted data)."""
+    """Figure 2.1: paper-reported bars (only those the text states) beside this run's measured arms
+    (greedy HumanEval pass@1, seeds pooled, 95% Wilson bars), the canonical-solution loss per arm
+    (mean over seeds and problems, seed-and-problem bootstrap bars, one dot per seed), and the paired
+    differences between arms with their intervals. Returns (figure, the sidecar's data)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    colors = ("#f28e2b", "#8cd17d", "#2e7d32")
-    names = [s for s, _ in FIG21_MODELS]
-    measured = [scores["models"].get(s, {}).get("humaneval", {}).get("pass@1") for s in names]
-    measured = [None if v is None else 100 * v for v in measured]
-    losses = [scores["models"].get(s, {}).get("humaneval_canonical_loss") for s in names]
-    groups = {**PAPER_FIG21, f"this run ({scores['profile']}, measured)": tuple(measured)}
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    summary = scores.get("fig21") or {"arms": {}, "paired_differences": [], "n_problems": {}}
+    arms = summary["arms"]
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [2.0, 1.3, 1.5]})
+    paper_colors = ("#f28e2b", "#8cd17d", "#2e7d32")
     width = 0.26
-    for gi, (g, vals) in enumerate(groups.items()):
+    for gi, (g, vals) in enumerate(PAPER_FIG21.items()):
         for bi, v in enumerate(vals):
             x = gi + (bi - 1) * width
             if v is None:
                 ax.bar(x, 0.4, width, color="none", edgecolor="grey", hatch="//")
                 ax.text(x, 1.0, "n/a", ha="center", fontsize=7, color="grey")
             else:
-                ax.bar(x, v, width, color=colors[bi])
+                ax.bar(x, v, width, color=paper_colors[bi])
                 ax.text(x, v + 0.8, f"{v:.1f}", ha="center", fontsize=8)
-    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    gi = len(PAPER_FIG21)
+    present = [(letter, a) for letter, a in arms.items()]
+    w2 = 0.8 / max(1, len(present))
+    for bi, (letter, a) in enumerate(present):
+        e = a["metrics"].get(GREEDY, {}).get("humaneval")
+        if not e:
+            continue
+        x = gi - 0.4 + w2 * (bi + 0.5)
+        v, lo, hi = 100 * e["mean"], 100 * e["ci95"][0], 100 * e["ci95"][1]
+        ax.bar(x, v, w2, color=ARM_COLORS.get(a["key"], "grey"))
+        ax.errorbar(x, v, yerr=_err(v, lo, hi), color="black", capsize=3, lw=1)
+        ax.text(x, hi + 0.8, f"{letter}\n{v:.1f}", ha="center", fontsize=7)
+    n_he = summary["n_problems"].get("humaneval")
+    groups = list(PAPER_FIG21) + [f"this run ({scores['profile']}, measured)\nn={n_he} problems"]
+    ax.set_xticks(range(len(groups)), groups, fontsize=8)
     ax.set_ylabel("HumanEval pass@1 (%)")
-    ax.set_title("Figure 2.1: paper-reported vs this run (measured)")
-    from matplotlib.patches import Patch
-
-    handles = [Patch(color=c, label=lab) for c, (_, lab) in zip(colors, FIG21_MODELS)]
-    handles.append(Patch(facecolor="none", edgecolor="grey", hatch="//", label="n/a: not stated in the text / not trained"))
+    ax.set_title("Figure 2.1: paper-reported vs this run (greedy, 95% CI)", fontsize=10)
+    handles = [Patch(color=c, label=lab) for c, (_, lab) in zip(paper_colors, FIG21_MODELS)]
+    handles.insert(1, Patch(color=ARM_COLORS["filtered"], label=next(a.label for a in ARMS if a.key == "filtered")))
+    handles.append(Patch(facecolor="none", edgecolor="grey", hatch="//", label="n/a: not stated in the text"))
     ax.legend(handles=handles, fontsize=7, loc="upper left")
-    top = max([v for vals in groups.values() for v in vals if v is not None] + [1.0])
-    ax.set_ylim(0, top * 1.55)  # headroom: the legend sits above the tallest bar
-    xs = [i for i, v in enumerate(losses) if v is not None]
-    ax2.bar(xs, [losses[i] for i in xs], color=[colors[i] for i in xs])
-    if xs:  # zoom on the differences (the bars' zero is not meaningful for a loss) and print them
-        lo, hi = min(losses[i] for i in xs), max(losses[i] for i in xs)
-        pad = max(0.05, (hi - lo) * 0.6)
-        ax2.set_ylim(lo - pad, hi + pad)
-        for i in xs:
-            ax2.text(i, losses[i], f"{losses[i]:.3f}", ha="center", va="bottom", fontsize=8)
-    ax2.set_xticks(range(3), ["A: raw", "B: textbook", "C: + exercises"], fontsize=8)
+    top = max([v for vals in PAPER_FIG21.values() for v in vals if v is not None] + [1.0])
+    ax.set_ylim(0, top * 1.6)
+
+    for i, (letter, a) in enumerate(present):
+        e = a["metrics"].get(LOSS, {}).get("all") or a["metrics"].get(LOSS, {}).get("humaneval")
+        if not e:
+            continue
+        m, lo, hi = e["mean"], e["ci95"][0], e["ci95"][1]
+        ax2.bar(i, m, 0.6, color=ARM_COLORS.get(a["key"], "grey"))
+        ax2.errorbar(i, m, yerr=_err(m, lo, hi), color="black", capsize=4, lw=1)
+        ax2.plot([i] * len(e["per_seed"]), e["per_seed"], "k.", ms=4)
+        ax2.text(i, hi, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    if present:
+        vals = [x for _, a in present for e in [a["metrics"].get(LOSS, {}).get("all") or a["metrics"].get(LOSS, {}).get("humaneval")]
+                if e for x in e["ci95"] + e["per_seed"]]
+        if vals:
+            pad = max(0.05, (max(vals) - min(vals)) * 0.6)
+            ax2.set_ylim(min(vals) - pad, max(vals) + pad)
+    ax2.set_xticks(range(len(present)), [letter for letter, _ in present])
     ax2.set_ylabel("nats / token")
-    ax2.set_title("Proxy (measured): loss of canonical\nHumanEval solutions given the prompt", fontsize=9)
+    bench = "all" if summary["n_problems"].get("all") else "humaneval"
+    ax2.set_title(f"Canonical-solution loss (measured), n={summary['n_problems'].get(bench)} problems,\n"
+                  "mean over seeds (dots) and problems, 95% CI", fontsize=9)
+
+    diffs = [d for d in summary["paired_differences"] if d["metric"] == LOSS and d["benchmark"] == bench]
+    for i, d in enumerate(diffs):
+        m, lo, hi = d["mean"], d["ci95"][0], d["ci95"][1]
+        ax3.errorbar(m, i, xerr=_err(m, lo, hi), fmt="o", color="black" if d["resolved"] else "grey", capsize=4)
+    ax3.axvline(0, color="grey", lw=0.8, ls="--")
+    ax3.set_yticks(range(len(diffs)), [d["name"] for d in diffs])
+    ax3.invert_yaxis()
+    ax3.set_xlabel("difference in nats/token (< 0: first arm better)")
+    ax3.set_title("Paired differences, same problems, 95% CI\n(black: resolved, grey: not)", fontsize=9)
     fig.tight_layout()
-    data = {"paper_reported_pass@1_%": {g: list(v) for g, v in PAPER_FIG21.items()},
-            "measured_pass@1_%": dict(zip(names, measured)), "measured_canonical_loss": dict(zip(names, losses)),
-            "profile": scores["profile"], "n_problems": scores.get("n_problems")}
+    data = {"profile": scores["profile"], "n_problems": summary["n_problems"],
+            "paper_reported_pass@1_%": {g: list(v) for g, v in PAPER_FIG21.items()},
+            "arms": {letter: {"key": a["key"], "label": a["label"], "seeds": a.get("seeds", []),
+                              "steps": [f"{a['prefix']}_s{s}" for s in a.get("seeds", [])], "metrics": a["metrics"]}
+                     for letter, a in arms.items()},
+            "paired_differences": summary["paired_differences"],
+            "conclusions": conclusions(summary)}
     return fig, data
 
 
 def key_metric(scores: dict[str, Any]) -> tuple[str, float | None]:
-    """Headline: HumanEval pass@1 of the most-trained model present (C, else B, else A)."""
+    """Headline: the loss difference B - A over all problems (the paper's comparison), else C's pass@1."""
+    diffs = [d for d in (scores.get("fig21") or {}).get("paired_differences", [])
+             if d["name"] == "B - A" and d["metric"] == LOSS and d["benchmark"] in ("all", "humaneval")]
+    for d in sorted(diffs, key=lambda d: d["benchmark"] != "all"):  # every problem together first
+        return f"canonical loss B - A ({d['benchmark']}, {d['n_problems']} problems)", round(d["mean"], 4)
     for step, _ in reversed(FIG21_MODELS):
         e = scores["models"].get(step)
         if e and "humaneval" in e:

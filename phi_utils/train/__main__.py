@@ -2,10 +2,12 @@
 
 Examples::
 
-    python -m phi_utils.train --run-dir runs/tiny --stage pretrain_textbook
+    python -m phi_utils.train --run-dir runs/tiny --stage pretrain_textbook_s0
     torchrun --standalone --nproc_per_node=8 -m phi_utils.train --run-dir runs/paper \\
-        --stage pretrain_textbook --parallel fsdp
-    python -m phi_utils.train --profile smoke --run-dir /tmp/r --stage finetune --set finetune.max_steps=4
+        --stage pretrain_textbook_s0 --parallel fsdp
+    python -m phi_utils.train --profile smoke --run-dir /tmp/r --stage finetune_s0 --set finetune.max_steps=4
+
+A stage is one arm and seed, `<arm>_s<seed>` (`phi_utils.train.arms`).
 
 Multi-node: run the same command on every node with `--nnodes=N --rdzv_backend=c10d
 --rdzv_endpoint=HOST:29500 --rdzv_id=JOB` instead of `--standalone`; the run directory must be on a
@@ -24,7 +26,8 @@ from pathlib import Path
 from ..config import get_profile, set_dotted
 from ..rundir import RunDir, read_json
 from .dist import destroy, init_distributed
-from .stages import STAGES, profile_from_dict, run_stage, train_config_for
+from .arms import parse_step
+from .stages import profile_from_dict, run_stage, train_config_for
 
 
 def _value(s: str):
@@ -37,7 +40,8 @@ def _value(s: str):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m phi_utils.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", required=True, choices=list(STAGES))
+    ap.add_argument("--stage", required=True, help="arm and seed, e.g. pretrain_raw_s0, pretrain_filtered_s1, "
+                                                    "pretrain_textbook_s2, finetune_s0")
     ap.add_argument("--run-dir", required=True, help="run directory (inputs and outputs)")
     ap.add_argument("--config", help="JSON ProfileConfig (or a run.json holding one under 'config')")
     ap.add_argument("--profile", help="profile name when no config is given")
@@ -47,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="discard checkpoints and retrain")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    try:
+        parse_step(args.stage)
+    except ValueError as e:
+        ap.error(str(e))
 
     run_json = Path(args.run_dir) / "run.json"
     if args.config:

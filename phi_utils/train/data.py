@@ -42,6 +42,8 @@ class _Packer:
     def __init__(self, prefix: Path, seq_len: int, dtype: np.dtype, pad_id: int) -> None:
         self.seq_len, self.dtype, self.pad_id = seq_len, dtype, pad_id
         self.tok_path, self.mask_path = Path(f"{prefix}.tokens.bin"), Path(f"{prefix}.mask.bin")
+        for p in (self.tok_path, self.mask_path):  # a new inode: an old file may be hard-linked by another seed's step
+            p.unlink(missing_ok=True)
         self._tok_f = open(self.tok_path, "wb")
         self._mask_f = open(self.mask_path, "wb")
         self._buf_t: list[np.ndarray] = []
@@ -278,10 +280,29 @@ def _stage_notes(step_dir: Path) -> str:
             " (README, 'Shared data': what each stage uses when the open datasets are absent)") if notes else ""
 
 
+def _link_packing(src: Path, dst: Path) -> dict[str, Any]:
+    """Hard-link (copy where links fail) a finished packing `src` into `dst`; meta.json last."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "meta.json").unlink(missing_ok=True)
+    for f in sorted(src.glob("*.bin")):
+        target = dst / f.name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(f, target)
+        except OSError:
+            shutil.copyfile(f, target)
+    meta = json.loads((src / "meta.json").read_text())
+    write_json_atomic(dst / "meta.json", meta)
+    return meta
+
+
 def prepare_packed(dataset_path: Path, tokenizer: Any, out_dir: Path, seq_len: int, val_fraction: float,
                    seed: int, exercises: bool = False, loss_on_solution_only: bool = False,
-                   what: str = "training") -> dict[str, Any]:
-    """Pack a run-directory dataset into `out_dir` unless an identical packing is already there."""
+                   what: str = "training", reuse_from: Iterable[Path] = ()) -> dict[str, Any]:
+    """Pack a run-directory dataset into `out_dir` unless an identical packing is already there, or
+    in one of `reuse_from` (other seeds of the same arm: then its files are hard-linked, not re-tokenized)."""
     ds = load_dataset_dir(dataset_path, what)
     if exercises and not {"prompt", "solution"} <= set(ds.column_names):
         raise ValueError(f"{what} dataset {dataset_path} needs 'prompt' and 'solution' columns "
@@ -294,6 +315,12 @@ def prepare_packed(dataset_path: Path, tokenizer: Any, out_dir: Path, seq_len: i
         meta = json.loads(meta_path.read_text())
         if meta.get("fingerprint") == fp:
             return meta
+    for other in reuse_from:
+        try:
+            if json.loads((Path(other) / "meta.json").read_text()).get("fingerprint") == fp:
+                return _link_packing(Path(other), Path(out_dir))
+        except (OSError, ValueError):
+            continue  # absent or half-written: not reusable
     docs = _iter_exercises(ds) if exercises else _iter_text(ds)
     return pack_documents(docs, len(ds), tokenizer, out_dir, seq_len, val_fraction, seed,
                           loss_on_solution_only=exercises and loss_on_solution_only, source=str(dataset_path),

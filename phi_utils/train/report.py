@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..config import ProfileConfig, TrainConfig
 from ..rundir import RunDir
+from .arms import ARMS, parse_step
 from .loop import read_metrics
 from .stages import STAGES, estimate_wall_time, paper_commands
 
@@ -60,7 +61,8 @@ def budget_table(rd: RunDir, stages: list[str]) -> pd.DataFrame:
     for s in stages:
         m = rd.manifest(s)
         c = m["counts"]
-        rows.append({"model": s, "input": m.get("input_dataset"), "steps": c["steps"], "tokens seen": c["tokens_seen"],
+        arm, seed = parse_step(s)
+        rows.append({"model": s, "arm": arm.letter, "seed": seed, "input": m.get("input_dataset"), "steps": c["steps"], "tokens seen": c["tokens_seen"],
                      "loss tokens seen": c["loss_tokens_seen"], "epochs over data": c["epochs_over_data"],
                      "unique train tokens": c["train_unique_tokens"], "train docs": c["train_documents"],
                      "final train loss": c["final_loss"], "final val loss": c["final_val_loss"],
@@ -83,32 +85,85 @@ def curves(rd: RunDir, stages: list[str]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-LABELS = {"pretrain_raw": "(A) raw corpus", "pretrain_textbook": "(B) CodeTextbook", "finetune": "(C) B + CodeExercises"}
+LABELS = {a.prefix: f"({a.letter}) {a.label.split(': ', 1)[-1]}" for a in ARMS}
+COLORS = {"raw": "#f28e2b", "filtered": "#76b7b2", "textbook": "#8cd17d", "finetune": "#2e7d32"}
+"""One colour per arm (all seeds of an arm share it)."""
+
+
+def _label(step: str) -> str:
+    try:
+        arm, seed = parse_step(step)
+    except ValueError:
+        return step
+    return f"{LABELS[arm.prefix]} s{seed}"
 
 
 def loss_figure(data: dict[str, dict[str, list[float]]], title: str) -> Any:
-    """Training (thin) and validation (markers) loss against tokens seen, plus the LR schedule."""
+    """Training (thin) and validation (markers) loss against tokens seen, plus the LR schedule;
+    one colour per arm, one line per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    lr_drawn: set[str] = set()
     for s, d in data.items():
-        line, = ax.plot(d["tokens"], d["loss"], lw=1, alpha=0.7, label=f"{LABELS.get(s, s)} train")
+        try:
+            arm, seed = parse_step(s)
+            color, key = COLORS.get(arm.key), arm.key
+        except ValueError:
+            color, key, seed = None, s, 0
+        line, = ax.plot(d["tokens"], d["loss"], lw=1, alpha=0.5, color=color, label=f"{_label(s)} train")
         tok_at = dict(zip(d["step"], d["tokens"]))
-        ax.plot([tok_at[v] for v in d["val_step"]], d["val_loss"], "o-", color=line.get_color(), ms=4,
-                label=f"{LABELS.get(s, s)} held-out")
-        ax_lr.plot(d["step"], d["lr"], label=LABELS.get(s, s))
+        ax.plot([tok_at[v] for v in d["val_step"]], d["val_loss"], "o-", color=line.get_color(), ms=3,
+                label=f"{_label(s)} held-out")
+        if key not in lr_drawn:  # the schedule does not depend on the seed
+            ax_lr.plot(d["step"], d["lr"], color=line.get_color(), label=LABELS.get(s.rsplit("_s", 1)[0], s))
+            lr_drawn.add(key)
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_title("schedule (linear warmup, linear decay)")
+    ax_lr.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def seed_spread(rd: RunDir, stages: list[str]) -> pd.DataFrame:
+    """Per arm: the final held-out loss of each seed (the same held-out documents for every seed of an
+    arm), their mean, standard deviation and range: the seed-to-seed spread that notebook 08's
+    intervals resample. Held-out sets differ between arms, so compare rows only within an arm."""
+    by_arm: dict[str, list[tuple[int, float]]] = {}
+    for s in stages:
+        arm, seed = parse_step(s)
+        by_arm.setdefault(arm.key, []).append((seed, float(rd.manifest(s)["counts"]["final_val_loss"])))
+    rows = []
+    for a in ARMS:
+        if a.key not in by_arm:
+            continue
+        vals = [v for _, v in sorted(by_arm[a.key])]
+        sd = float(pd.Series(vals).std(ddof=1)) if len(vals) > 1 else float("nan")
+        rows.append({"arm": a.letter, "recipe": a.label.split(": ", 1)[-1], "n_seeds": len(vals),
+                     "seeds": [sd_ for sd_, _ in sorted(by_arm[a.key])], "held-out loss per seed": [round(v, 4) for v in vals],
+                     "mean": round(sum(vals) / len(vals), 4), "sd over seeds": round(sd, 4),
+                     "range": round(max(vals) - min(vals), 4)})
+    return pd.DataFrame(rows).set_index("arm")
+
+
+def seed_spread_sentences(table: pd.DataFrame) -> list[str]:
+    """Generated from `seed_spread`: per arm, how far apart its seeds ended."""
+    out = []
+    for letter, r in table.iterrows():
+        if r["n_seeds"] < 2:
+            out.append(f"({letter}) {r['recipe']}: one seed only; no seed-to-seed spread can be measured.")
+            continue
+        out.append(f"({letter}) {r['recipe']}: held-out loss {r['mean']:.4f} nats/token over {r['n_seeds']} seeds, "
+                   f"sd {r['sd over seeds']:.4f}, range {r['range']:.4f} (min to max).")
+    return out
 
 
 def wall_time_table(cfg: ProfileConfig, rd: RunDir, stages: list[str], paper: ProfileConfig) -> pd.DataFrame:
@@ -144,9 +199,9 @@ def wall_time_table(cfg: ProfileConfig, rd: RunDir, stages: list[str], paper: Pr
 
 
 def launch_commands(run_dir: str = "runs/paper") -> list[str]:
-    """The exact 8 x A100 torchrun commands of the paper profile (one per Figure 2.1 model)."""
+    """The exact 8 x A100 torchrun commands of the paper profile (one per Figure 2.1 arm and seed)."""
     return paper_commands(run_dir)
 
 
 __all__ = ["PAPER_SETTINGS", "settings_table", "budget_table", "curves", "loss_figure", "wall_time_table",
-           "launch_commands", "STAGES"]
+           "launch_commands", "seed_spread", "seed_spread_sentences", "STAGES"]

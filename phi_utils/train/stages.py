@@ -1,11 +1,9 @@
-"""Stages of notebooks 06 and 07: the three Figure 2.1 models.
+"""Stages of notebooks 06 and 07: the Figure 2.1 models, one step per arm and seed.
 
-- `pretrain_raw`      (A) the model trained on the raw corpus `corpus/dataset` ("The Stack+" analog)
-- `pretrain_textbook` (B) the same model size and token budget on CodeTextbook `textbooks/code_textbook`
-- `finetune`          (C) B finetuned on CodeExercises `exercises/code_exercises`
-
-Each writes `<step>/data/` (packed tokens), `<step>/metrics.jsonl`, `<step>/checkpoints/`,
-`<step>/final/` (HF checkpoint), `<step>/result.json`, and `_COMPLETE.json` with the budget spent.
+The arms and their step names live in `phi_utils.train.arms` (A `pretrain_raw_s<k>`, B'
+`pretrain_filtered_s<k>`, B `pretrain_textbook_s<k>`, C `finetune_s<k>`). Each step writes
+`<step>/data/` (packed tokens), `<step>/metrics.jsonl`, `<step>/checkpoints/`, `<step>/final/`
+(HF checkpoint), `<step>/result.json`, and `_COMPLETE.json` with the budget spent.
 The same code runs in-process (notebooks, world size 1) and under `torchrun` (`python -m phi_utils.train`).
 """
 
@@ -24,17 +22,14 @@ from typing import Any
 from ..config import ProfileConfig, TrainConfig, get_profile, set_dotted
 from ..rundir import RunDir
 from . import compat
+from .arms import ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, check_seeds, init_step, parse_step, training_steps
 from .data import PackedData, prepare_packed
 from .dist import DistEnv, barrier, broadcast_object, init_distributed
 from .loop import Trainer, clean_run_dir, write_result
 
-# step name -> (config attribute, input dataset relative to the run dir, what it is, exercises?)
 STAGES: dict[str, tuple[str, str, str, bool]] = {
-    "pretrain_raw": ("pretrain", "corpus/dataset", "raw corpus (The Stack+ analog, notebook 02's input)", False),
-    "pretrain_textbook": ("pretrain", "textbooks/code_textbook", "CodeTextbook (notebook 03)", False),
-    "finetune": ("finetune", "exercises/code_exercises", "CodeExercises (notebook 04)", True),
-}
-FINETUNE_INIT = "pretrain_textbook"
+    a.prefix: (a.config, a.dataset, a.what, a.exercises) for a in ARMS}
+"""Arm step prefix -> (config attribute, input dataset relative to the run dir, what it is, exercises?)."""
 
 
 def tokenizer_dir(rd: RunDir) -> Path:
@@ -45,18 +40,25 @@ def tokenizer_dir(rd: RunDir) -> Path:
 
 
 def train_config_for(cfg: ProfileConfig, stage: str) -> TrainConfig:
-    return getattr(cfg, STAGES[stage][0])
+    return getattr(cfg, parse_step(stage)[0].config)
+
+
+def _other_seed_packings(rd: RunDir, stage: str) -> list[Path]:
+    """Packed-data folders of the same arm's other seeds: the packing does not depend on the seed."""
+    arm, seed = parse_step(stage)
+    return [p / "data" for p in sorted(rd.path.glob(f"{arm.prefix}_s*")) if p.name != stage and p.is_dir()]
 
 
 def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, parallel: str = "ddp",
               progress: bool = True, env: DistEnv | None = None) -> dict[str, Any]:
-    """Train one Figure 2.1 model (any number of ranks); returns the step's manifest counts."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
-    attr, rel, what, exercises = STAGES[stage]
+    """Train one Figure 2.1 model, `stage` = `<arm prefix>_s<seed>` (any number of ranks); returns
+    the step's manifest counts."""
+    arm, seed = parse_step(stage)
     tc = train_config_for(cfg, stage)
     env = env or init_distributed(cfg.device)
     out = rd.path / stage
+    init = init_step(stage)
+    init_from = rd.path / init / "final" if init else None
 
     # rank 0 decides (skip / fresh / resume) and packs the data; the others wait and follow
     decision = None
@@ -68,12 +70,13 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
             if force:
                 clean_run_dir(out)
             tok = compat.load_tokenizer(tokenizer_dir(rd))
-            if stage == "finetune":
-                init = rd.path / FINETUNE_INIT / "final"
-                if not (init / "config.json").exists():
-                    raise FileNotFoundError(f"{init} is missing; run the pretraining stage (notebook 06) first")
-            prepare_packed(rd.path / rel, tok, out / "data", tc.seq_len, tc.val_fraction, cfg.seed,
-                           exercises=exercises, loss_on_solution_only=tc.loss_on_solution_only, what=what)
+            if init_from is not None and not (init_from / "config.json").exists():
+                raise FileNotFoundError(f"{init_from} is missing; run the pretraining stage (notebook 06) first "
+                                        f"({stage} starts from {init})")
+            # the data split uses the profile seed, not the training seed: every seed sees the same data
+            prepare_packed(rd.path / arm.dataset, tok, out / "data", tc.seq_len, tc.val_fraction, cfg.seed,
+                           exercises=arm.exercises, loss_on_solution_only=tc.loss_on_solution_only, what=arm.what,
+                           reuse_from=_other_seed_packings(rd, stage))
             decision = "train"
     decision = broadcast_object(decision, env)
     if decision == "skip":
@@ -84,9 +87,8 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
     train, val = PackedData.open(out / "data", "train"), PackedData.open(out / "data", "val")
     mc = compat.model_config(tc.model, vocab_size=compat.vocab_size(tok), dropout=tc.dropout,
                              max_position_embeddings=tc.seq_len)
-    init_from = rd.path / FINETUNE_INIT / "final" if stage == "finetune" else None
     started = time.time()
-    trainer = Trainer(tc, mc, train, val, out, env, seed=cfg.seed, tokenizer=tok, init_from=init_from,
+    trainer = Trainer(tc, mc, train, val, out, env, seed=seed, tokenizer=tok, init_from=init_from,
                       parallel=parallel, progress=progress, keep_checkpoints=tc.keep_checkpoints)
     result = trainer.fit(resume=True)
     trainer.export_final(out / "final")
@@ -105,7 +107,8 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
             "world_size": env.world_size, "resumed_from_step": result.resumed_from_step,
             "skipped_steps": result.skipped_steps,
         }
-        rd.mark_complete(stage, counts=counts, config=tc, started=started, input_dataset=rel,
+        rd.mark_complete(stage, counts=counts, config=tc, started=started, input_dataset=arm.dataset,
+                         arm=arm.key, arm_letter=arm.letter, seed=seed,
                          loss_on_solution_only=meta["loss_on_solution_only"], model_backend=result.model_backend,
                          model_preset=tc.model, init_from=str(init_from) if init_from else None,
                          checkpoint=str(out / "final"))
@@ -115,15 +118,19 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
 
 def run_pretraining(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int | None = None,
                     parallel: str | None = None) -> dict[str, dict[str, Any]]:
-    """Figure 2.1 (A) raw corpus and (B) CodeTextbook, same model and token budget.
-    `nproc` None = one process per visible GPU up to `cfg.n_gpus` (else 1); `parallel` None = `train.parallel`."""
-    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in ("pretrain_raw", "pretrain_textbook")}
+    """Figure 2.1 (A) raw corpus, (B') filtered code, (B) CodeTextbook: same model and token budget,
+    each for every seed of `cfg.pretrain.seeds`. `nproc` None = one process per visible GPU up to
+    `cfg.n_gpus` (else 1); `parallel` None = `train.parallel`."""
+    check_seeds(cfg)
+    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in training_steps(cfg, PRETRAIN_ARMS)}
 
 
 def run_finetuning(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int | None = None,
-                   parallel: str | None = None) -> dict[str, Any]:
-    """Figure 2.1 (C): B finetuned on CodeExercises (`nproc`, `parallel` as in `run_pretraining`)."""
-    return _run(cfg, rd, "finetune", force, nproc, parallel)
+                   parallel: str | None = None) -> dict[str, dict[str, Any]]:
+    """Figure 2.1 (C): B of each seed in `cfg.finetune.seeds` finetuned on CodeExercises
+    (`nproc`, `parallel` as in `run_pretraining`)."""
+    check_seeds(cfg)
+    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in training_steps(cfg, FINETUNE_ARMS)}
 
 
 def default_nproc(cfg: ProfileConfig) -> int:
@@ -174,9 +181,10 @@ def torchrun_command(config: str | Path, run_dir: str | Path, stage: str, nproc_
 
 
 def paper_commands(run_dir: str = "runs/paper", nproc_per_node: int = 8, nnodes: int = 1) -> list[str]:
-    """The 8xA100 commands of the paper profile, stage by stage (§2.3: 8 A100s)."""
+    """The 8xA100 commands of the paper profile, one per arm and seed (§2.3: 8 A100s)."""
+    cfg = get_profile("paper")
     return [torchrun_command(f"{run_dir}/run.json", run_dir, s, nproc_per_node=nproc_per_node, nnodes=nnodes,
-                             parallel="fsdp") for s in ("pretrain_raw", "pretrain_textbook", "finetune")]
+                             parallel="fsdp") for s in training_steps(cfg)]
 
 
 def estimate_wall_time(tc: TrainConfig, tokens_per_s_per_device: float, n_devices: int) -> dict[str, float]:

@@ -1,0 +1,205 @@
+"""Figure 2.1 and Table 1 with intervals: per-problem numbers of every model, pooled per arm over its
+seeds, and the paired differences between arms (the same problems under both arms).
+
+Per problem and model (`eval/problem_scores.csv`): the canonical solution's loss in nats/token given
+the sanitised prompt, greedy pass (0/1), and on the sampled benchmarks the unbiased pass@1 / pass@10
+from n samples. Per arm (`summarize`):
+
+- canonical-solution loss: mean over seeds and problems, 95% interval from the seed-and-problem
+  bootstrap (`stats.bootstrap_mean_seeds`); the per-seed means are kept;
+- pass rates: per problem, the mean over the arm's seeds, then a Wilson interval over problems
+  (`stats.rate_estimate`: exact for one seed's 0/1, conservative for fractions); 0 solved still has
+  an upper bound (0 of 164: [0, 2.3%]);
+- paired differences B'-A, B-B', B-A, C-B (`arms.COMPARISONS`): `stats.paired_difference_seeds` over
+  the same problems, each arm's seeds resampled independently; `stats.verdict` says whether each is
+  resolved at 95%.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..stats import Estimate, bootstrap_mean_seeds, paired_difference_seeds, rate_estimate, verdict
+from ..train.arms import ARM_BY_KEY, ARMS, COMPARISONS
+
+LOSS = "canonical_loss"
+GREEDY = "greedy_passed"
+SAMPLED = ("pass@1_sampled", "pass@10")
+POOLED = "all"
+"""The pseudo-benchmark of every problem of every benchmark together (164 HumanEval + 500 MBPP)."""
+
+
+# --------------------------------------------------------------------------- per-problem loss
+def per_problem_loss(lm: Any, problems: Sequence[Any], max_len: int | None = None,
+                     batch_tokens: int = 8192) -> list[tuple[int, float]]:
+    """(scored tokens, nats/token) of each problem's canonical solution given its prompt.
+
+    As `generation.canonical_solution_loss` (prompt and solution tokenised separately and joined, the
+    prompt's tail kept when too long), but per problem and batched: rows are right-padded, which
+    leaves a causal model's scores of the real positions unchanged.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    tok, model = lm.tokenizer, lm.model
+    if max_len is None:
+        mcfg = getattr(model, "config", None)
+        max_len = getattr(mcfg, "block_size", None) or getattr(mcfg, "max_position_embeddings", 2048)
+    seqs: list[tuple[list[int], int]] = []  # (ids, length of the prompt part)
+    for p in problems:
+        a = tok(p.prompt, add_special_tokens=False)["input_ids"]
+        b = tok(p.canonical_solution, add_special_tokens=False)["input_ids"][:max_len - 1]
+        if len(a) + len(b) > max_len:
+            a = a[-(max_len - len(b)):]
+        seqs.append((list(a) + list(b), len(a)))
+    out: list[tuple[int, float]] = [(0, float("nan"))] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    device = next(model.parameters()).device
+    model.eval()
+    i = 0
+    with torch.inference_mode():
+        while i < len(order):
+            longest = max(len(seqs[order[i]][0]), 2)
+            j = i + max(1, batch_tokens // longest)
+            batch = order[i:j]
+            longest = max(len(seqs[k][0]) for k in batch)
+            ids = torch.zeros((len(batch), longest), dtype=torch.long)
+            target = torch.full((len(batch), longest), -100, dtype=torch.long)
+            for r, k in enumerate(batch):
+                s, n_a = seqs[k]
+                ids[r, :len(s)] = torch.tensor(s)
+                start = max(n_a, 1)  # the first token of a prompt-less row has no prediction
+                target[r, start:len(s)] = torch.tensor(s[start:])
+            logits = model(ids.to(device))
+            logits = logits if isinstance(logits, torch.Tensor) else logits.logits
+            ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target[:, 1:].to(device),
+                                 ignore_index=-100, reduction="none")
+            n = (target[:, 1:] != -100).sum(1)
+            for r, k in enumerate(batch):
+                cnt = int(n[r])
+                out[k] = (cnt, float(ce[r].sum()) / cnt if cnt else float("nan"))
+            i = j
+    return out
+
+
+# --------------------------------------------------------------------------- pooling per arm
+def _by_arm(rows: Iterable[dict[str, Any]], arm: str, benchmark: str, metric: str) -> tuple[list[int], list[str], np.ndarray]:
+    """(seeds, task ids, seeds x problems matrix) of `metric` for one arm; problems in a fixed order."""
+    cells: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if r["arm"] != arm or (benchmark != POOLED and r["benchmark"] != benchmark):
+            continue
+        v = r.get(metric)
+        if v is None or v == "" or (isinstance(v, float) and np.isnan(v)):
+            continue
+        cells.setdefault(int(r["seed"]), {})[f"{r['benchmark']}:{r['task_id']}"] = float(v)
+    if not cells:
+        return [], [], np.zeros((0, 0))
+    seeds = sorted(cells)
+    ids = sorted(cells[seeds[0]])
+    for s in seeds[1:]:
+        if sorted(cells[s]) != ids:
+            raise ValueError(f"arm {arm!r}, {benchmark}, {metric}: seed {s} was scored on other problems than seed "
+                             f"{seeds[0]}; every model must be evaluated on the same problems")
+    return seeds, ids, np.array([[cells[s][t] for t in ids] for s in seeds])
+
+
+def _est(e: Estimate) -> dict[str, Any]:
+    return {"mean": e.mean, "ci95": [e.lo, e.hi], "n_problems": e.n, "n_seeds": e.n_seeds, "method": e.method}
+
+
+def _rate(matrix: np.ndarray) -> Estimate:
+    est = rate_estimate(matrix.mean(axis=0))
+    return Estimate(est.mean, est.lo, est.hi, est.n, est.method, n_seeds=matrix.shape[0])
+
+
+def metrics_of(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(benchmark, metric) pairs present in the per-problem rows: the loss per benchmark and pooled,
+    greedy pass per benchmark, sampled pass@k where sampled."""
+    benches = sorted({r["benchmark"] for r in rows}, key=lambda b: (b != "humaneval", b))
+    out = [(b, LOSS) for b in benches]
+    if len(benches) > 1:
+        out.append((POOLED, LOSS))
+    out += [(b, GREEDY) for b in benches]
+    for m in SAMPLED:
+        out += [(b, m) for b in benches if any(r["benchmark"] == b and r.get(m) not in (None, "") for r in rows)]
+    return out
+
+
+def summarize(rows: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """Per arm: seeds, per-seed means, mean and ci95 of every metric; the paired differences between
+    arms with n_problems and their generated verdicts. `rows` are `problem_scores.csv` records."""
+    present = [a for a in ARMS if any(r["arm"] == a.key for r in rows)]
+    pairs = metrics_of(rows)
+    arms: dict[str, Any] = {}
+    matrices: dict[tuple[str, str, str], tuple[list[str], np.ndarray]] = {}
+    for a in present:
+        entry: dict[str, Any] = {"key": a.key, "label": a.label, "prefix": a.prefix, "metrics": {}}
+        for bench, metric in pairs:
+            seeds, ids, m = _by_arm(rows, a.key, bench, metric)
+            if not seeds:
+                continue
+            matrices[(a.key, bench, metric)] = (ids, m)
+            if len(seeds) > len(entry.get("seeds", [])):  # sampled metrics may cover fewer seeds
+                entry["seeds"] = seeds
+            est = bootstrap_mean_seeds(m, n_boot=n_boot, seed=seed) if metric == LOSS else _rate(m)
+            entry["metrics"].setdefault(metric, {})[bench] = {**_est(est), "per_seed": m.mean(axis=1).tolist()}
+        arms[a.letter] = entry
+    diffs = []
+    for hi, lo, what in COMPARISONS:
+        for bench, metric in pairs:
+            if (hi, bench, metric) not in matrices or (lo, bench, metric) not in matrices:
+                continue
+            ids_a, ma = matrices[(hi, bench, metric)]
+            ids_b, mb = matrices[(lo, bench, metric)]
+            if ids_a != ids_b:
+                raise ValueError(f"{what}: the two arms were scored on different {bench} problems")
+            d = paired_difference_seeds(ma, mb, n_boot=n_boot, seed=seed)
+            name = f"{ARM_BY_KEY[hi].letter} - {ARM_BY_KEY[lo].letter}"
+            diffs.append({"name": name, "what": what, "benchmark": bench, "metric": metric, **_est(d),
+                          "resolved": d.excludes(0.0), "both_zero": bool(ma.max() == 0 and mb.max() == 0),
+                          "verdict": verdict(d, f"{name} ({what.split(': ', 1)[-1]}), {_metric_words(metric, bench)}",
+                                             _unit(metric))})
+    n_problems = {}
+    for r in rows:
+        n_problems.setdefault(r["benchmark"], set()).add(r["task_id"])
+    counts = {b: len(v) for b, v in n_problems.items()}
+    if len(counts) > 1:
+        counts[POOLED] = sum(counts.values())
+    return {"arms": arms, "paired_differences": diffs, "n_problems": counts}
+
+
+def _metric_words(metric: str, bench: str) -> str:
+    where = "HumanEval + MBPP" if bench == POOLED else {"humaneval": "HumanEval", "mbpp": "MBPP"}.get(bench, bench)
+    return {LOSS: f"canonical-solution loss on {where}", GREEDY: f"greedy pass@1 on {where}",
+            "pass@1_sampled": f"sampled pass@1 on {where}", "pass@10": f"pass@10 on {where}"}[metric]
+
+
+def _unit(metric: str) -> str:
+    return "nats/token" if metric == LOSS else ""
+
+
+def conclusions(summary: dict[str, Any], metrics: Sequence[str] = (LOSS, GREEDY, "pass@10")) -> list[str]:
+    """The notebook's conclusions, generated: one verdict per paired difference (pass-rate differences
+    between two arms that both solve nothing are left to the next lines), then for pass rates that are
+    0 everywhere the interval that says how much a tiny model could still solve."""
+    out = [d["verdict"] for d in summary["paired_differences"]
+           if d["metric"] in metrics and not (d["metric"] != LOSS and d.get("both_zero"))]
+    for letter, a in summary["arms"].items():
+        for metric in (GREEDY, "pass@10"):
+            for bench, e in a["metrics"].get(metric, {}).items():
+                if e["mean"] == 0:
+                    out.append(f"({letter}) solves none of {e['n_problems']} {bench} problems "
+                               f"({_metric_words(metric, bench).split(' on ')[0]}, {e['n_seeds']} seed(s)); "
+                               f"95% upper bound {100 * e['ci95'][1]:.1f}%.")
+    return out
+
+
+def pct_interval(e: dict[str, Any] | None) -> str:
+    """`12.3 % [10.1, 14.9]` from a summary entry (or `–`)."""
+    if not e:
+        return "–"
+    lo, hi = e["ci95"]
+    return f"{100 * e['mean']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"

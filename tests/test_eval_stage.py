@@ -1,0 +1,150 @@
+"""Notebook 08's statistics on real per-problem numbers: real Phi models (one trained here on the
+canonical solutions, the other not), the batched per-problem loss against the unbatched reference,
+pooling over seeds, paired differences over the same problems, generated conclusions, the Figure 2.1
+sidecar and sandbox scoring of duplicated completions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from phi_utils.evaluation.fig21 import GREEDY, LOSS, conclusions, per_problem_loss, summarize
+from phi_utils.evaluation.generation import LoadedModel, canonical_solution_loss
+from phi_utils.evaluation.problems import load_humaneval
+
+N_PROBLEMS = 12
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return load_humaneval()[:N_PROBLEMS]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(humaneval):
+    from phi_utils.model.tokenizer import train_tokenizer
+
+    return train_tokenizer([p.prompt + p.canonical_solution for p in humaneval], 300, show_progress=False)
+
+
+def _model(tokenizer, seed: int, train_on=None, steps: int = 0) -> LoadedModel:
+    """A smoke-preset Phi initialised with `seed`; trained `steps` AdamW steps on prompt + solution."""
+    from phi_utils.model import PhiForCausalLM, get_model_config
+
+    torch.manual_seed(seed)
+    model = PhiForCausalLM(get_model_config("smoke", vocab_size=len(tokenizer)))
+    if steps:
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        seqs = [torch.tensor([tokenizer(p.prompt + p.canonical_solution, add_special_tokens=False)["input_ids"][:128]])
+                for p in train_on]
+        model.train()
+        for i in range(steps):
+            ids = seqs[i % len(seqs)]
+            out = model(ids)
+            logits = out if isinstance(out, torch.Tensor) else out.logits
+            loss = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    return LoadedModel(model, tokenizer, "phi", f"seed{seed}")
+
+
+@pytest.fixture(scope="module")
+def rows(humaneval, tokenizer):
+    """problem_scores rows of two arms x two seeds: `raw` untrained, `textbook` trained on the problems."""
+    torch.set_num_threads(1)
+    out = []
+    for arm, steps in (("raw", 0), ("textbook", 24)):
+        for seed in (0, 1):
+            lm = _model(tokenizer, seed, humaneval, steps)
+            for p, (n, v) in zip(humaneval, per_problem_loss(lm, humaneval, batch_tokens=600)):
+                out.append({"model": f"{arm}_s{seed}", "arm": arm, "seed": seed, "benchmark": "humaneval",
+                            "task_id": p.task_id, "loss_tokens": n, LOSS: v, GREEDY: 0.0})
+    return out
+
+
+def test_batched_per_problem_loss_matches_the_unbatched_reference(humaneval, tokenizer):
+    lm = _model(tokenizer, 3)
+    per = per_problem_loss(lm, humaneval, batch_tokens=500)  # several batches of right-padded rows
+    for p, (n, v) in zip(humaneval[:4], per):
+        assert v == pytest.approx(canonical_solution_loss(lm, [p]), rel=1e-5)
+        assert n == len(tokenizer(p.canonical_solution, add_special_tokens=False)["input_ids"])
+    weighted = sum(n * v for n, v in per) / sum(n for n, _ in per)
+    assert weighted == pytest.approx(canonical_solution_loss(lm, humaneval), rel=1e-5)
+
+
+def test_summary_pools_seeds_and_pairs_the_same_problems(rows):
+    s = summarize(rows, n_boot=2000)
+    a, b = s["arms"]["A"], s["arms"]["B"]
+    assert a["seeds"] == b["seeds"] == [0, 1] and s["n_problems"] == {"humaneval": N_PROBLEMS}
+    la, lb = a["metrics"][LOSS]["humaneval"], b["metrics"][LOSS]["humaneval"]
+    for e, arm in ((la, "raw"), (lb, "textbook")):
+        vals = np.array([[r[LOSS] for r in rows if r["arm"] == arm and r["seed"] == k] for k in (0, 1)])
+        assert e["mean"] == pytest.approx(vals.mean()) and e["per_seed"] == pytest.approx(vals.mean(axis=1).tolist())
+        assert e["ci95"][0] <= e["mean"] <= e["ci95"][1] and e["n_problems"] == N_PROBLEMS and e["n_seeds"] == 2
+    (d,) = [d for d in s["paired_differences"] if d["metric"] == LOSS]
+    assert d["name"] == "B - A" and d["n_problems"] == N_PROBLEMS
+    assert d["mean"] == pytest.approx(lb["mean"] - la["mean"])
+    # training on the canonical solutions lowers their loss far beyond seed and problem noise
+    assert d["ci95"][1] < 0 and d["resolved"] and "resolved at 95% (lower)" in d["verdict"]
+    # pass rates of 0 keep a Wilson upper bound: 0 of 12 -> [0, 24.2%]
+    g = a["metrics"][GREEDY]["humaneval"]
+    assert g["mean"] == 0 and g["ci95"][0] == pytest.approx(0, abs=1e-12) and g["ci95"][1] == pytest.approx(0.2425, abs=1e-3)
+    assert any("(A) solves none of 12 humaneval problems" in c and "24.2%" in c for c in conclusions(s))
+
+
+def test_conclusions_follow_the_numbers(rows):
+    """Swap the two arms' numbers: the generated verdict flips from lower to higher."""
+    swapped = [{**r, "arm": {"raw": "textbook", "textbook": "raw"}[r["arm"]]} for r in rows]
+    before = [c for c in conclusions(summarize(rows, n_boot=2000)) if c.startswith("B - A") and "loss" in c]
+    after = [c for c in conclusions(summarize(swapped, n_boot=2000)) if c.startswith("B - A") and "loss" in c]
+    assert len(before) == len(after) == 1
+    assert "(lower)" in before[0] and "(higher)" in after[0]
+    # two seeds of the same untrained recipe, relabelled as two arms: no resolved difference
+    same = [{**r, "arm": "textbook" if r["seed"] == 1 else "raw", "seed": 0} for r in rows if r["arm"] == "raw"]
+    (d,) = [d for d in summarize(same, n_boot=2000)["paired_differences"] if d["metric"] == LOSS]
+    assert abs(d["mean"]) < 0.5 * abs(summarize(rows, n_boot=2000)["paired_differences"][0]["mean"])
+
+
+def test_arms_scored_on_different_problems_are_refused(rows):
+    bad = [r for r in rows if not (r["arm"] == "textbook" and r["seed"] == 1 and r["task_id"] == "HumanEval/0")]
+    with pytest.raises(ValueError, match="same problems"):
+        summarize(bad, n_boot=100)
+
+
+def test_figure_sidecar_holds_seeds_means_intervals_and_differences(rows):
+    from phi_utils.evaluation.stage import figure_2_1, table1_rows
+
+    # sampled pass@10 for seed 0 only (eval.sample_seeds = 1): the arm still lists both seeds
+    rows = [{**r, "pass@10": 0.0} if r["seed"] == 0 else r for r in rows]
+    scores = {"profile": "smoke", "fig21": summarize(rows, n_boot=2000),
+              "models": {f"{a}_s{k}": {"arm": a, "n_params": 1000, "tokens_seen": 5000} for a in ("raw", "textbook")
+                         for k in (0, 1)}}
+    fig, data = figure_2_1(scores)
+    assert data["n_problems"] == {"humaneval": N_PROBLEMS}
+    for letter in ("A", "B"):
+        arm = data["arms"][letter]
+        assert arm["seeds"] == [0, 1] and len(arm["metrics"][LOSS]["humaneval"]["ci95"]) == 2
+        assert arm["steps"][0].endswith("_s0")
+        assert arm["metrics"]["pass@10"]["humaneval"]["n_seeds"] == 1 and arm["metrics"]["pass@10"]["humaneval"]["ci95"][1] > 0
+    assert data["paired_differences"][0]["n_problems"] == N_PROBLEMS and data["conclusions"]
+    measured = [r for r in table1_rows(scores) if r["source"].startswith("measured")]
+    assert [r["model"].split(":")[0] for r in measured] == ["A", "B"]
+    assert all(r["humaneval_ci95_%"] == "[0.0, 24.2]" and r["seeds"] == 2 for r in measured)
+
+
+def test_duplicate_completions_run_once_and_score_alike(tmp_path):
+    from phi_utils.config import get_profile
+    from phi_utils.evaluation.stage import _score_rows
+
+    probs = load_humaneval()[:2]
+    good, bad = probs[0].canonical_solution, "    return None\n"
+    rows = [{"task_id": probs[0].task_id, "completion": c, "sample_index": i} for i, c in enumerate([good, good, bad, good])]
+    rows += [{"task_id": probs[1].task_id, "completion": bad, "sample_index": i} for i in range(4)]
+    pk, scored = _score_rows(probs, rows, get_profile("smoke"), tmp_path / "s.jsonl", [1, 2])
+    assert [r["passed"] for r in scored] == [True, True, False, True, False, False, False, False]
+    # unbiased estimator: problem 0 has 3 of 4 correct (pass@1 0.75, pass@2 1.0), problem 1 none
+    assert pk == {"pass@1": pytest.approx(0.375), "pass@2": pytest.approx(0.5)}
+    assert len((tmp_path / "s.jsonl_results.jsonl").read_text().splitlines()) == 8
