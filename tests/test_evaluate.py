@@ -225,3 +225,21 @@ def test_refusals_keep_finished_work(tmp_path: Path, run_dir: Path) -> None:
     with pytest.raises(EvaluateError, match="no config.json"):
         evaluate(EvaluateConfig(model=str(tmp_path / "empty"), out=out))
     assert samples.read_bytes() == kept
+
+
+def test_teacher_reference_row_for_table1(tmp_path: Path) -> None:
+    from phi_utils.config import get_profile
+    from phi_utils.evaluation.evaluate import teacher_reference
+    from phi_utils.evaluation.stage import table1_rows
+    from phi_utils.rundir import RunDir
+
+    cfg = get_profile("smoke")
+    cfg.teacher.local_model = "smollm2-135m"
+    rd = RunDir.open(cfg, tmp_path / "run")
+    e = teacher_reference(cfg, rd, limit=2, max_new_tokens=48)
+    assert "SmolLM2" in e["label"] and e["humaneval"]["n_problems"] == 2 and e["prompt_format"] == "instruct"
+    lo, hi = e["humaneval"]["pass@1_ci95"]
+    assert lo <= e["humaneval"]["pass@1"] <= hi
+    assert (rd.path / "eval" / "teacher_reference" / "summary.json").exists()
+    row = table1_rows({"profile": "smoke", "models": {}, "teacher": e})[-1]
+    assert row["model"] == f"teacher: {e['label']}" and row["n_problems"] == "2"

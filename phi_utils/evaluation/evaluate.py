@@ -214,7 +214,7 @@ def _local_backend(src: ModelSource, cfg: EvaluateConfig) -> Backend:
     place = Placement.resolve(cfg.device, cfg.dtype)
     try:
         lm: LoadedModel = load_model(src.path, place.device, place.dtype)
-    except OSError as e:  # a hub name that cannot be fetched, or missing / corrupt files
+    except Exception as e:  # noqa: BLE001 - a hub name that cannot be fetched, missing or corrupt files
         raise EvaluateError(f"--model {src.spec}: cannot load ({type(e).__name__}: {str(e).splitlines()[0]})") from e
     identity = dict(src.identity) if src.kind == "checkpoint" else _hub_identity(src.path)
     identity.update(kind=src.kind, model_class=type(lm.model).__name__, n_params=lm.n_params(),
@@ -472,7 +472,7 @@ def _generate_missing(backend: Backend, problems: Sequence[Problem], settings: G
 
 # --------------------------------------------------------------------------- notebook 08's teacher row
 def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval",), limit: int = 0,
-                      out: str | Path | None = None) -> dict[str, Any]:
+                      out: str | Path | None = None, max_new_tokens: int = 768) -> dict[str, Any]:
     """The teacher's reference row of Table 1: `cfg.teacher`'s local model scored like `evaluate`
     (all problems, greedy, EvalPlus's instruct prompt), resumable under `rd.path/eval/teacher_reference`
     (or `out`, e.g. a directory an earlier `python -m phi_utils evaluate` wrote). Returns an entry
@@ -480,7 +480,7 @@ def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval
     interval and `n_problems`); `{"error": ...}` when the teacher cannot be had."""
     t = cfg.teacher
     model = f"openai:{t.local_model}" if t.backend == "local" else f"openai:{t.model}"
-    ecfg = EvaluateConfig(model=model, benchmarks=tuple(benchmarks), limit=limit, base_url=None if t.backend == "local"
+    ecfg = EvaluateConfig(model=model, benchmarks=tuple(benchmarks), limit=limit, max_new_tokens=max_new_tokens, base_url=None if t.backend == "local"
                           else (t.base_url or "https://api.openai.com/v1"), api_key_env=t.api_key_env,
                           out=Path(out) if out else Path(rd.path) / "eval" / "teacher_reference",
                           workers=cfg.eval.workers, progress=True)
