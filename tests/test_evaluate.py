@@ -1,0 +1,245 @@
+"""`python -m phi_utils evaluate` on the four kinds of model: a run's checkpoint (our Phi), a
+transformers model with a chat template, a hub name (offline: one line), the local llama.cpp server
+(given by URL and embedded); resume after a real SIGKILL; refusals that keep finished work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from phi_utils.cli import main as cli_main
+from phi_utils.evaluation.evaluate import EvaluateConfig, EvaluateError, evaluate, read_finished, score_rows
+from phi_utils.evaluation.generation import INSTRUCT_FORMAT, chat_prompt, keep_definitions, load_model
+from phi_utils.evaluation.harness import check_samples_file
+from phi_utils.evaluation.problems import load_humaneval
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return load_humaneval()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, humaneval) -> Path:
+    """A run directory holding `finetune/final` as notebook 07 writes it: a tiny random
+    PhiForCausalLM with a BPE trained on HumanEval text."""
+    from phi_utils.model import PhiForCausalLM, get_model_config, save_checkpoint
+    from phi_utils.model.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([p.prompt + p.canonical_solution for p in humaneval], 400, show_progress=False)
+    torch.manual_seed(0)
+    model = PhiForCausalLM(get_model_config("smoke", vocab_size=len(tok)))
+    run = tmp_path_factory.mktemp("run")
+    save_checkpoint(model, tok, run / "finetune" / "final")
+    return run
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def test_run_checkpoint_base_format_writes_samples_results_and_summary(tmp_path: Path, run_dir: Path) -> None:
+    ckpt = run_dir / "finetune" / "final"
+    out = tmp_path / "ev"
+    rc = cli_main(["evaluate", "--model", str(run_dir / "finetune"), "--benchmarks", "humaneval,mbpp", "--limit", "3",
+                   "--n", "2", "--temperature", "0.8", "--max-new-tokens", "12", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["identity"]["kind"] == "checkpoint" and s["identity"]["path"] == str(ckpt.resolve())
+    assert s["identity"]["sha256"] == hashlib.sha256((ckpt / "model.safetensors").read_bytes()).hexdigest()
+    assert s["identity"]["model_class"] == "PhiForCausalLM" and s["prompt_format"]["name"] == "base"
+    assert s["settings"]["n"] == 2 and s["settings"]["temperature"] == 0.8 and s["settings"]["max_new_tokens"] == 12
+    assert s["commit"] and s["date"] and s["machine"]["cpus"]
+    for b in ("humaneval", "mbpp"):
+        samples = out / f"{b}_samples.jsonl"
+        rows = _rows(samples)
+        assert [r["task_id"] for r in rows][::2] == [r["task_id"] for r in rows][1::2]  # 2 samples per problem
+        assert len(rows) == 6 and all(isinstance(r["completion"], str) for r in rows)
+        res = _rows(Path(str(samples) + "_results.jsonl"))
+        assert [r["task_id"] for r in res] == [r["task_id"] for r in rows] and all("passed" in r for r in res)
+        e = s["benchmarks"][b]
+        assert e["n_problems"] == 3 and e["n_samples"] == 6 and e["generated_now"] == 3
+        p1 = e["pass@1"]
+        assert p1["ci95"][0] <= p1["value"] <= p1["ci95"][1] and p1["n_problems"] == 3
+        # the same verdicts as check-samples on the same file (one harness)
+        again = check_samples_file(samples, b, ks=[1], progress=False)
+        assert [r["passed"] for r in again.rows] == [r["passed"] for r in res]
+
+
+def test_pass_at_k_and_interval_from_real_verdicts(humaneval) -> None:
+    probs = humaneval[:4]
+    good = [{"task_id": p.task_id, "completion": p.canonical_solution} for p in probs]
+    bad = [{"task_id": p.task_id, "completion": "    return None\n"} for p in probs]
+    scores, rows = score_rows(probs, good + bad, n=2, workers=2, timeout_s=5.0, source="t", progress=False)
+    assert [r["passed"] for r in rows] == [True] * 4 + [False] * 4
+    assert scores["pass@1"]["value"] == pytest.approx(0.5)  # each problem: 1 of 2 samples passes
+    from phi_utils.stats import wilson_interval
+
+    assert scores["pass@1"]["ci95"] == pytest.approx(list(wilson_interval(2.0, 4)))
+
+
+def test_chat_model_gets_the_instruct_prompt_and_code_extraction(tmp_path: Path, run_dir: Path, humaneval) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from phi_utils.model.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(run_dir / "finetune" / "final")
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=1024, n_embd=32, n_layer=1, n_head=2,
+                                       eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id))
+    model.save_pretrained(tmp_path / "chat")
+    tok.save_pretrained(tmp_path / "chat")
+    lm = load_model(tmp_path / "chat")
+    prompt = chat_prompt(lm, humaneval[0])
+    assert prompt.startswith("<|im_start|>user\n" + INSTRUCT_FORMAT.instruction_prefix + "\n```\n")
+    assert prompt.endswith("<|im_start|>assistant\n" + INSTRUCT_FORMAT.response_prefix + "\n```python\n")
+    s = evaluate(EvaluateConfig(model=str(tmp_path / "chat"), benchmarks=("humaneval",), limit=2, max_new_tokens=16,
+                                out=tmp_path / "ev", progress=False), log=lambda m: None)
+    assert s["prompt_format"]["name"] == "instruct" and s["identity"]["chat_template"] is True
+    assert s["prompt_format"]["stop"][0] == "\n```\n" and s["identity"]["model_class"] == "GPT2LMHeadModel"
+    rows = _rows(tmp_path / "ev" / "humaneval_samples.jsonl")
+    assert len(rows) == 2 and all("raw" in r for r in rows)
+
+
+def test_code_block_extraction_keeps_definitions_only(humaneval) -> None:
+    from phi_utils.evaluation.generation import sanitize_completion
+
+    p = humaneval[0]
+    reply = ("Here it is:\n```python\nimport math\n\n@staticmethod\ndef helper(x):\n    return x\n\n"
+             f"def {p.entry_point}(numbers, threshold):\n    return False\n\nassert {p.entry_point}([1.0], 0.5) is True\n"
+             f"{p.entry_point}([1.0], 0.5)\n```\nThis works.")
+    got = sanitize_completion(reply, p, chat=True)
+    assert "assert" not in got and "This works" not in got and "@staticmethod\ndef helper" in got
+    assert keep_definitions("def f(:\n") == "def f(:\n"  # unparseable: left for the sandbox to report
+
+
+def test_hub_name_offline_fails_at_once_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    def unreachable(*a, **k):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    t = time.time()
+    rc = cli_main(["evaluate", "--model", "microsoft/phi-1", "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and time.time() - t < 5
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: --model microsoft/phi-1:") and "huggingface.co" in err and "unreachable" in err
+    assert not (tmp_path / "ev" / "summary.json").exists()
+
+
+def test_endpoint_by_url_and_embedded_local_teacher(tmp_path: Path, local_teacher) -> None:
+    alias = local_teacher.server.alias if local_teacher.server else "local"
+    out = tmp_path / "url"
+    rc = cli_main(["evaluate", "--model", f"openai:{alias}", "--base-url", local_teacher.base_url, "--limit", "2",
+                   "--max-new-tokens", "48", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["identity"]["endpoint"] == local_teacher.base_url and s["prompt_format"]["name"] == "instruct"
+    assert s["benchmarks"]["humaneval"]["n_problems"] == 2
+    rows = _rows(out / "humaneval_samples.jsonl")
+    assert len(rows) == 2 and all(r["raw"] and r["error"] is None for r in rows)
+    # without --base-url: our own llama.cpp server for the named model, its GGUF hash recorded
+    s2 = evaluate(EvaluateConfig(model="openai:smollm2-135m", limit=1, max_new_tokens=32, out=tmp_path / "emb",
+                                 progress=False), log=lambda m: None)
+    from phi_utils.teacher.models import MODELS
+
+    assert s2["identity"]["sha256"] == MODELS["smollm2-135m"].sha256
+    assert s2["identity"]["endpoint"] == "embedded llama.cpp server"
+    assert s2["benchmarks"]["humaneval"]["n_samples"] == 1
+
+
+def test_killed_evaluate_resumes_without_regenerating(tmp_path: Path, run_dir: Path) -> None:
+    out, n_problems = tmp_path / "ev", 40
+    cmd = [sys.executable, "-m", "phi_utils", "evaluate", "--model", str(run_dir / "finetune" / "final"),
+           "--limit", str(n_problems), "--batch-size", "1", "--max-new-tokens", "48", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    samples = out / "humaneval_samples.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if samples.exists() and samples.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"finished or failed before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = samples.read_bytes()
+    k = before.count(b"\n")
+    assert 3 <= k < n_problems and before.endswith(b"\n")
+    with open(samples, "ab") as f:  # as if killed in the middle of writing a line
+        f.write(b'{"task_id": "HumanEval/39", "compl')
+    assert not (out / "summary.json").exists()
+
+    msgs: list[str] = []
+    s = evaluate(EvaluateConfig(model=str(run_dir / "finetune" / "final"), limit=n_problems, batch_size=8,
+                                max_new_tokens=48, out=out, progress=False), log=msgs.append)
+    after = samples.read_bytes()
+    assert after.startswith(before)  # finished problems kept byte for byte
+    rows = [json.loads(x) for x in after.decode().splitlines()]
+    ids = [r["task_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == n_problems  # none generated twice
+    runs = [r["run"] for r in rows]
+    assert len(set(runs[:k])) == 1 and len(set(runs[k:])) == 1 and runs[0] != runs[k]
+    e = s["benchmarks"]["humaneval"]
+    assert e["resumed_from"] == k and e["generated_now"] == n_problems - k
+    assert any(f"{k}/{n_problems} problems already in" in m and "resuming" in m for m in msgs)
+    # a finished evaluation re-run generates nothing
+    s = evaluate(EvaluateConfig(model=str(run_dir / "finetune" / "final"), limit=n_problems, max_new_tokens=48, out=out,
+                                progress=False), log=lambda m: None)
+    assert s["benchmarks"]["humaneval"]["generated_now"] == 0 and samples.read_bytes() == after
+
+
+def test_refusals_keep_finished_work(tmp_path: Path, run_dir: Path) -> None:
+    ckpt = str(run_dir / "finetune" / "final")
+    out = tmp_path / "ev"
+    evaluate(EvaluateConfig(model=ckpt, limit=2, max_new_tokens=8, out=out, progress=False), log=lambda m: None)
+    samples = out / "humaneval_samples.jsonl"
+    kept = samples.read_bytes()
+    with pytest.raises(EvaluateError, match="another evaluation.*temperature"):
+        evaluate(EvaluateConfig(model=ckpt, limit=2, max_new_tokens=8, temperature=0.5, out=out, progress=False))
+    samples.write_bytes(b"not json\n" + kept)
+    with pytest.raises(EvaluateError, match=rf"{samples.name}:1: not valid JSON"):
+        read_finished(samples)
+    assert samples.read_bytes() == b"not json\n" + kept
+    samples.write_bytes(kept)
+    with pytest.raises(EvaluateError, match="--benchmarks: unknown humaneval-x"):
+        evaluate(EvaluateConfig(model=ckpt, benchmarks=("humaneval-x",), out=out))
+    with pytest.raises(EvaluateError, match="no such directory, and not a hub name"):
+        evaluate(EvaluateConfig(model=str(tmp_path / "nothing_here"), out=out))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvaluateError, match="no config.json"):
+        evaluate(EvaluateConfig(model=str(tmp_path / "empty"), out=out))
+    assert samples.read_bytes() == kept
+
+
+def test_teacher_reference_row_for_table1(tmp_path: Path) -> None:
+    from phi_utils.config import get_profile
+    from phi_utils.evaluation.evaluate import teacher_reference
+    from phi_utils.evaluation.stage import table1_rows
+    from phi_utils.rundir import RunDir
+
+    cfg = get_profile("smoke")
+    cfg.teacher.local_model = "smollm2-135m"
+    rd = RunDir.open(cfg, tmp_path / "run")
+    e = teacher_reference(cfg, rd, limit=2, max_new_tokens=48)
+    assert "SmolLM2" in e["label"] and e["humaneval"]["n_problems"] == 2 and e["prompt_format"] == "instruct"
+    lo, hi = e["humaneval"]["pass@1_ci95"]
+    assert lo <= e["humaneval"]["pass@1"] <= hi
+    assert (rd.path / "eval" / "teacher_reference" / "summary.json").exists()
+    row = table1_rows({"profile": "smoke", "models": {}, "teacher": e})[-1]
+    assert row["model"] == f"teacher: {e['label']}" and row["n_problems"] == "2"
