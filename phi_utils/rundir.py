@@ -178,29 +178,74 @@ class StepSpec:
     """Steps whose outputs it reads (also those it uses only when present: they count when complete)."""
 
 
-STEP_GRAPH: dict[str, StepSpec] = {
+ARM_TEMPLATES: dict[str, tuple[StepSpec, str]] = {
+    # One per Figure 2.1 arm (`phi_utils.train.arms`): the step of seed k is `<name>_s<k>`, for every
+    # seed in the named config field. A template dependency of a template is the same seed's step
+    # (C of seed k reads B of seed k); any other step depending on a template reads every seed.
+    "pretrain_raw": (StepSpec("06", ("pretrain", "seed"), ("tokenizer", "corpus")), "pretrain.seeds"),
+    "pretrain_filtered": (StepSpec("06", ("pretrain", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
+    "pretrain_textbook": (StepSpec("06", ("pretrain", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
+    "finetune": (StepSpec("07", ("finetune", "seed"), ("tokenizer", "exercises", "pretrain_textbook")), "finetune.seeds"),
+}
+"""The training steps, one template per arm; `use_profile` expands them for a profile's seeds."""
+
+_TRAINING = tuple(ARM_TEMPLATES)
+
+BASE_GRAPH: dict[str, StepSpec] = {
     "corpus": StepSpec("01", ("corpus", "seed")),
     "annotation": StepSpec("01", ("annotation", "teacher", "seed"), ("corpus",)),
     "filtering": StepSpec("02", ("filter", "seed"), ("annotation", "corpus")),
-    "textbooks": StepSpec("03", ("textbooks", "teacher", "seed")),
+    "textbooks": StepSpec("03", ("textbooks", "teacher", "seed"), ("filtering",)),
     "exercises": StepSpec("04", ("exercises", "teacher", "eval.benchmarks", "eval.mbpp_path", "seed")),
     "tokenizer": StepSpec("05", ("tokenizer",), ("corpus", "textbooks", "exercises")),
     "model_card": StepSpec("05", ("pretrain.model", "pretrain.seq_len", "seed"), ("tokenizer",)),
-    "pretrain_raw": StepSpec("06", ("pretrain", "seed"), ("tokenizer", "corpus")),
-    "pretrain_textbook": StepSpec("06", ("pretrain", "seed"), ("tokenizer", "textbooks")),
-    "finetune": StepSpec("07", ("finetune", "seed"), ("tokenizer", "exercises", "pretrain_textbook")),
-    "eval": StepSpec("08", ("eval", "teacher", "seed"), ("tokenizer", "pretrain_raw", "pretrain_textbook", "finetune")),
-    "qualitative": StepSpec("09", ("qualitative", "eval.dtype", "eval.timeout_s", "seed"),
-                            ("pretrain_raw", "pretrain_textbook", "finetune")),
+    **{name: spec for name, (spec, _) in ARM_TEMPLATES.items()},
+    "eval": StepSpec("08", ("eval", "teacher", "seed"), ("tokenizer",) + _TRAINING),
+    "qualitative": StepSpec("09", ("qualitative", "eval.dtype", "eval.timeout_s", "seed"), _TRAINING),
     "unconventional": StepSpec("10", ("qualitative", "teacher", "eval.dtype", "eval.timeout_s", "seed"),
-                               ("pretrain_raw", "pretrain_textbook", "finetune", "eval")),
+                               _TRAINING + ("eval",)),
     "contamination": StepSpec("11", ("contamination", "finetune", "eval", "seed"),
-                              ("exercises", "textbooks", "tokenizer", "pretrain_textbook", "finetune")),
+                              ("exercises", "textbooks", "tokenizer") + _TRAINING),
 }
-"""Every step that writes a `_COMPLETE.json`, in pipeline order. A step not listed here cannot be
-opened (`RunDir.step` raises), so a new step is one line here: e.g. a pretraining arm on the
-filtered corpus alone, `"pretrain_filtered": StepSpec("06", ("pretrain", "seed"), ("tokenizer",
-"filtering"))`, or one seed of an arm under its own name (`add_step`)."""
+"""Every step that writes a `_COMPLETE.json`, in pipeline order, with the training arms as templates."""
+
+
+def expand_arms(base: dict[str, StepSpec], seeds: dict[str, list[int]]) -> dict[str, StepSpec]:
+    """`base` with each arm template replaced by one step per seed (`seeds`: config field -> seeds)."""
+    def arm_seeds(name: str) -> list[int]:
+        return list(seeds[ARM_TEMPLATES[name][1]])
+
+    out: dict[str, StepSpec] = {}
+    for name, spec in base.items():
+        if name in ARM_TEMPLATES:
+            for k in arm_seeds(name):
+                deps = tuple(f"{d}_s{k}" if d in ARM_TEMPLATES else d for d in spec.deps)
+                out[f"{name}_s{k}"] = StepSpec(spec.stage, spec.reads, deps)
+        else:
+            deps = tuple(x for d in spec.deps
+                         for x in ([f"{d}_s{k}" for k in arm_seeds(d)] if d in ARM_TEMPLATES else [d]))
+            out[name] = StepSpec(spec.stage, spec.reads, deps)
+    return out
+
+
+STEP_GRAPH: dict[str, StepSpec] = expand_arms(BASE_GRAPH, {"pretrain.seeds": [0], "finetune.seeds": [0]})
+"""Every step of the current profile, in pipeline order (`use_profile` expands the arms for its
+seeds). A step not listed here cannot be opened (`RunDir.step` raises), so a new step is one line
+in `BASE_GRAPH` (a new arm: one template in `ARM_TEMPLATES`)."""
+
+
+def use_profile(cfg: ProfileConfig) -> None:
+    """Make STEP_GRAPH the steps of `cfg`: one training step per arm and seed of its profile. A graph
+    that is not built from BASE_GRAPH (a test's own) is left as it is."""
+    fixed = [n for n in BASE_GRAPH if n not in ARM_TEMPLATES]
+    if not all(n in STEP_GRAPH for n in fixed):
+        return
+    graph = expand_arms(BASE_GRAPH, {"pretrain.seeds": list(cfg.pretrain.seeds),
+                                     "finetune.seeds": list(cfg.finetune.seeds)})
+    if graph != STEP_GRAPH:
+        STEP_GRAPH.clear()
+        STEP_GRAPH.update(graph)
+
 
 NOT_FINGERPRINTED: frozenset[str] = frozenset({
     # where and how fast a request is served, not what it asks: the model names identify the teacher
@@ -212,6 +257,9 @@ NOT_FINGERPRINTED: frozenset[str] = frozenset({
     "filter.batch_size", "filter.num_proc", "eval.workers", "qualitative.run_workers",
     "pretrain.num_threads", "pretrain.keep_checkpoints", "pretrain.parallel",
     "finetune.num_threads", "finetune.keep_checkpoints", "finetune.parallel",
+    # which seeds are trained: each seed is its own step (its seed is in its name), so adding a seed
+    # trains only the new one
+    "pretrain.seeds", "finetune.seeds",
 })
 """Fields that change how a step runs but not what it computes: changing them redoes nothing."""
 
@@ -323,6 +371,8 @@ class RunDir:
         self.profile = profile
         self._cfg = cfg
         self._told: set[str] = set()
+        if cfg is not None:
+            use_profile(cfg)
 
     @property
     def cfg(self) -> ProfileConfig:
@@ -331,6 +381,7 @@ class RunDir:
             self._cfg = self.stored_config()
             if self._cfg is None:
                 raise RunDirError(f"{self.path / 'run.json'} is missing; open the run directory with its config")
+            use_profile(self._cfg)
         return self._cfg
 
     # ---------------------------------------------------------------- opening

@@ -67,6 +67,10 @@ def kill_when(proc: subprocess.Popen, ready, what: str, delay_s: float = 0.0, ti
 
 
 def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
+    from phi_utils.config import get_profile
+    from phi_utils.rundir import use_profile
+
+    use_profile(get_profile("smoke"))  # the steps of the smoke profile's arms and seeds
     rd = tmp_path / "run"
     in_progress = lambda step: (rd / step / "_IN_PROGRESS.json").exists()  # noqa: E731
 
@@ -78,24 +82,24 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
 
     # 2. inside training: the CodeTextbook model has written its first checkpoint (its rerun resumes there)
     proc = start(rd, tmp_path / "run2.log")
-    kill_when(proc, lambda: in_progress("pretrain_textbook") and any((rd / "pretrain_textbook" / "checkpoints").glob("step_0*[0-9]")),
+    kill_when(proc, lambda: in_progress("pretrain_textbook_s0") and any((rd / "pretrain_textbook_s0" / "checkpoints").glob("step_0*[0-9]")),
               "pretraining on CodeTextbook")
     log2 = (tmp_path / "run2.log").read_text()
     assert "03_synthetic_textbooks: textbooks: interrupted before it finished" in log2
     after = manifests(rd)
     assert {k: after[k] for k in before} == before  # the finished steps were kept, not redone
-    assert "textbooks" in after and "pretrain_textbook" not in after
+    assert "textbooks" in after and "pretrain_textbook_s0" not in after
     before = after
 
     # 3. inside evaluation
     proc = start(rd, tmp_path / "run3.log")
     kill_when(proc, lambda: in_progress("eval"), "evaluation", delay_s=3)
     log3 = (tmp_path / "run3.log").read_text()
-    assert "06_pretraining: pretrain_textbook: interrupted before it finished" in log3
-    assert "06_pretraining: kept pretrain_raw" in log3
+    assert "06_pretraining: pretrain_textbook_s0: interrupted before it finished" in log3
+    assert "06_pretraining: kept pretrain_raw_s0" in log3
     after = manifests(rd)
     assert {k: after[k] for k in before} == before
-    assert "pretrain_textbook" in after and "eval" not in after
+    assert "pretrain_textbook_s0" in after and "eval" not in after
     before = after
 
     # 4. to completion
@@ -121,7 +125,7 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
         src = rd / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, fresh / name)
     cfg, frd = open_stage("smoke", fresh, None)
-    run_stage(cfg, frd, "pretrain_textbook", progress=False)
-    a = load_file(str(rd / "pretrain_textbook" / "final" / "model.safetensors"))
-    b = load_file(str(fresh / "pretrain_textbook" / "final" / "model.safetensors"))
+    run_stage(cfg, frd, "pretrain_textbook_s0", progress=False)
+    a = load_file(str(rd / "pretrain_textbook_s0" / "final" / "model.safetensors"))
+    b = load_file(str(fresh / "pretrain_textbook_s0" / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

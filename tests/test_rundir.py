@@ -29,13 +29,33 @@ def test_every_step_the_code_writes_is_in_the_graph():
         names.update(re.findall(r'^STEP = "([a-z_]+)"', src, re.M))
         names.update(re.findall(r'rd\.(?:step|mark_complete|is_complete|invalidate|require)\("([a-z_]+)"', src))
     from phi_utils.model.tokenizer import RUN_SOURCES
-    from phi_utils.train.stages import FINETUNE_INIT, STAGES
+    from phi_utils.train.arms import training_steps
 
-    names.update(STAGES)
     names.update(step for step, _ in RUN_SOURCES)
-    names.add(FINETUNE_INIT)
-    assert {"corpus", "textbooks", "pretrain_raw", "finetune", "eval", "contamination"} <= names
-    assert names <= set(STEP_GRAPH), f"steps missing from rundir.STEP_GRAPH: {names - set(STEP_GRAPH)}"
+    for profile in PROFILE_NAMES:
+        cfg = get_profile(profile)
+        rundir.use_profile(cfg)
+        steps = names | set(training_steps(cfg))
+        assert {"corpus", "textbooks", "pretrain_raw_s0", "finetune_s0", "eval", "contamination"} <= steps
+        assert steps <= set(STEP_GRAPH), f"steps missing from rundir.STEP_GRAPH: {steps - set(STEP_GRAPH)}"
+
+
+def test_arm_templates_are_the_training_arms():
+    from phi_utils.train.arms import ARMS
+
+    assert set(rundir.ARM_TEMPLATES) == {a.prefix for a in ARMS}
+    cfg = get_profile("tiny")
+    cfg.pretrain.seeds, cfg.finetune.seeds = [0, 3], [3]
+    rundir.use_profile(cfg)
+    try:
+        assert [s for s in STEP_GRAPH if s.startswith("pretrain_textbook_s")] == ["pretrain_textbook_s0", "pretrain_textbook_s3"]
+        assert STEP_GRAPH["finetune_s3"].deps[-1] == "pretrain_textbook_s3"  # C of seed k reads B of seed k
+        assert {"pretrain_raw_s0", "pretrain_raw_s3", "finetune_s3"} <= set(STEP_GRAPH["eval"].deps)
+        assert "finetune_s0" not in STEP_GRAPH
+        # adding a seed redoes nothing that exists: the seed lists are not fingerprinted
+        assert "pretrain.seeds" not in fingerprint_fields(cfg, "pretrain_raw_s0")
+    finally:
+        rundir.use_profile(get_profile("smoke"))
 
 
 def test_graph_is_ordered_and_every_read_resolves_in_every_profile():
@@ -48,8 +68,8 @@ def test_graph_is_ordered_and_every_read_resolves_in_every_profile():
         for name in STEP_GRAPH:
             fields = fingerprint_fields(cfg, name)
             assert fields and "teacher.base_url" not in fields
-    assert "pretrain.max_steps" in fingerprint_fields(get_profile("tiny"), "pretrain_textbook")
-    assert "pretrain.max_steps" not in fingerprint_fields(get_profile("tiny"), "finetune")
+    assert "pretrain.max_steps" in fingerprint_fields(get_profile("tiny"), "pretrain_textbook_s0")
+    assert "pretrain.max_steps" not in fingerprint_fields(get_profile("tiny"), "finetune_s0")
 
 
 def test_unknown_step_fails_loudly(tmp_path):
@@ -81,9 +101,9 @@ def test_changed_field_redoes_the_step_and_its_dependents_and_says_why(tmp_path,
     cfg = get_profile("smoke")
     rd = RunDir.open(cfg, tmp_path / "run")
     log: list[str] = []
-    for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"):
+    for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw_s0", "pretrain_textbook_s0"):
         _do(rd, s, log)
-    assert log == ["corpus", "textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"]
+    assert log == ["corpus", "textbooks", "tokenizer", "pretrain_raw_s0", "pretrain_textbook_s0"]
     stamp = rd.manifest("corpus")["finished"], rd.manifest("corpus")["run_id"]
 
     cfg2 = get_profile("smoke")
@@ -94,11 +114,11 @@ def test_changed_field_redoes_the_step_and_its_dependents_and_says_why(tmp_path,
     assert rd2.redo_reasons("corpus") == []
     capsys.readouterr()
     log.clear()
-    for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"):
+    for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw_s0", "pretrain_textbook_s0"):
         _do(rd2, s, log)
     out = capsys.readouterr().out
     # textbooks, then what reads it (the tokenizer trains on it), then what reads the tokenizer
-    assert log == ["textbooks", "tokenizer", "pretrain_raw", "pretrain_textbook"]
+    assert log == ["textbooks", "tokenizer", "pretrain_raw_s0", "pretrain_textbook_s0"]
     assert "textbooks: textbooks.n_passages" in out and "tokenizer: upstream textbooks was redone" in out
     assert (rd2.manifest("corpus")["finished"], rd2.manifest("corpus")["run_id"]) == stamp
     # A field no step's result depends on redoes nothing.
@@ -106,7 +126,7 @@ def test_changed_field_redoes_the_step_and_its_dependents_and_says_why(tmp_path,
     cfg3.textbooks.n_passages = cfg2.textbooks.n_passages
     cfg3.teacher.concurrency = 7
     rd3 = RunDir.open(cfg3, tmp_path / "run")
-    assert all(rd3.redo_reasons(s) == [] for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw"))
+    assert all(rd3.redo_reasons(s) == [] for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw_s0"))
 
 
 def test_partial_work_is_kept_for_the_same_fingerprint_and_wiped_for_another(tmp_path):
@@ -254,7 +274,7 @@ def test_config_command_prints_every_field_with_value_and_docstring(capsys):
 
     assert main(["config", "--profile", "tiny", "--set", "pretrain.max_steps=200"]) == 0
     out = capsys.readouterr().out
-    assert "pretrain.max_steps = 200  (overridden; profile: 100)" in out
+    assert f"pretrain.max_steps = 200  (overridden; profile: {get_profile('tiny').pretrain.max_steps})" in out
     from phi_utils.config import TrainConfig, field_docs
 
     doc = " ".join(field_docs(TrainConfig)["max_steps"].split())

@@ -1,6 +1,6 @@
 """Score any model on HumanEval / MBPP / HumanEval+ / MBPP+: `python -m phi_utils evaluate --model M`.
 
-M is a checkpoint directory (a run's `finetune/final`, or a run step such as `runs/tiny/finetune`),
+M is a checkpoint directory (a run's `finetune_s0/final`, or a run step such as `runs/tiny/finetune_s0`),
 any local transformers checkpoint, a hub name (`microsoft/phi-1`, needs the network), or an
 OpenAI-compatible endpoint `openai:<model>` (`--base-url URL`; without it the embedded llama.cpp
 teacher serves `<model>`, a known teacher name or a GGUF path).
@@ -160,7 +160,7 @@ def resolve_source(spec: str) -> ModelSource:
         if not p.is_dir():
             raise EvaluateError(f"--model {spec}: not a directory (give a checkpoint directory with config.json)")
         if not (p / "config.json").exists() and (p / "final" / "config.json").exists():
-            p = p / "final"  # a run step (runs/tiny/finetune) -> its final checkpoint
+            p = p / "final"  # a run step (runs/tiny/finetune_s0) -> its final checkpoint
         if not (p / "config.json").exists():
             raise EvaluateError(f"--model {spec}: no config.json in {p} (not a transformers checkpoint)")
         return ModelSource("checkpoint", spec, str(p), {"label": p.name if p.name != "final" else str(p),

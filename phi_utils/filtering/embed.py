@@ -32,7 +32,7 @@ from ..config import FilterConfig
 from ..rundir import RunDir, write_json_atomic
 
 CODEGEN_HUB_NAME = "Salesforce/codegen-350M-mono"
-OWN_MODEL_STEP = "pretrain_textbook"
+OWN_MODEL_STEP = "pretrain_textbook_s0"  # the first seed of arm B (`phi_utils.train.arms`)
 MAX_EMBED_CHARS = 2048
 """Texts are cut to this many characters before tokenizing: both models only read the first
 256-512 tokens, so the rest would be tokenized for nothing."""
@@ -136,7 +136,7 @@ def load_embedder(fcfg: FilterConfig | str, rd: RunDir | None = None, device: st
                                  f"(network access or a local HF cache); offline use filter.embedder='minilm' ({e})") from e
     if name == "own":
         if rd is None:
-            raise EmbeddingError("filter.embedder='own' needs the run directory holding pretrain_textbook/final")
+            raise EmbeddingError("filter.embedder='own' needs the run directory holding pretrain_textbook_s0/final")
         path = rd.path / OWN_MODEL_STEP / "final"
         if not (path / "config.json").exists():
             raise EmbeddingError(f"filter.embedder='own': no checkpoint at {path}; run the pretraining stage "

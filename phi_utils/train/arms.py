@@ -4,7 +4,8 @@ An *arm* is one training recipe; each arm is trained once per seed, and each (ar
 run-directory step named `<prefix>_s<seed>`:
 
 - `pretrain_raw_s<k>`       (A)  the raw corpus `corpus/dataset` ("The Stack+" analog)
-- `pretrain_filtered_s<k>`  (B') the classifier-filtered code alone `filtering/filtered`
+- `pretrain_filtered_s<k>`  (B') the classifier-filtered code alone `textbooks/filtered_code` (the code
+                              in CodeTextbook, topped up to its token count)
 - `pretrain_textbook_s<k>`  (B)  CodeTextbook `textbooks/code_textbook` (filtered code + synthetic textbooks)
 - `finetune_s<k>`           (C)  B of the same seed finetuned on CodeExercises `exercises/code_exercises`
 
@@ -49,8 +50,8 @@ class Arm:
 ARMS: tuple[Arm, ...] = (
     Arm("raw", "A", "pretrain_raw", "A: raw code (The Stack+ analog)", "corpus/dataset",
         "raw corpus (The Stack+ analog, notebook 02's input)", "pretrain"),
-    Arm("filtered", "B'", "pretrain_filtered", "B': filtered code alone", "filtering/filtered",
-        "classifier-filtered code (notebook 02)", "pretrain"),
+    Arm("filtered", "B'", "pretrain_filtered", "B': filtered code alone", "textbooks/filtered_code",
+        "classifier-filtered code alone, CodeTextbook's token count (notebook 03)", "pretrain"),
     Arm("textbook", "B", "pretrain_textbook", "B: CodeTextbook (phi-1-base analog)", "textbooks/code_textbook",
         "CodeTextbook: filtered code + synthetic textbooks (notebook 03)", "pretrain"),
     Arm("finetune", "C", "finetune", "C: CodeTextbook -> CodeExercises (phi-1 analog)", "exercises/code_exercises",
