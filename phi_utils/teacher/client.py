@@ -518,7 +518,11 @@ class Teacher:
         req = self._rating_request(system, user, scale, max_tokens, sample_index)
         # llama-server takes the top-k in C++ (a partial sort): score token and reason in one request
         if not self.is_local or max_tokens <= 1 or self.engine == "llama-server":
-            return self._to_rating(self.chat(**req), scale)
+            res = self.chat(**req)
+            rating = self._to_rating(res, scale)
+            if rating.method == "logprobs" and max_tokens > 1:  # the reason, parsed as on the two-request path
+                rating.reason = rating_from_text(res.text, scale).reason
+            return rating
         # llama-cpp-python sorts the whole vocabulary in Python for every token it returns logprobs
         # for (~0.15 s/token with Qwen's 152k vocab), so the score token is asked for alone, and the
         # reason in a second request without logprobs that reuses the server's cached prompt prefix.
