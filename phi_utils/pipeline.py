@@ -462,9 +462,13 @@ def make_plan(cfg: ProfileConfig) -> Plan:
                            f" (<= {human(cfg.exercises.n_exercises * cfg.exercises.max_tokens)} tokens) ~ ${c_ex:,.2f}"),
     ]
     vocab = 51200 if cfg.tokenizer.name_or_path else cfg.tokenizer.vocab_size
-    # Pretraining runs twice (Figure 2.1: A on the raw corpus, B on CodeTextbook); finetuning once.
+    # Figure 2.1: three pretraining arms (A raw, B' filtered alone, B CodeTextbook) and the finetuned C,
+    # each once per seed (`phi_utils.train.arms`).
+    from .train.arms import FINETUNE_ARMS, PRETRAIN_ARMS
+
     gpu_hours_b = 0.0
-    for label, tc, runs in (("pretrain (06)", cfg.pretrain, 2), ("finetune (07)", cfg.finetune, 1)):
+    for label, tc, runs in (("pretrain (06)", cfg.pretrain, len(PRETRAIN_ARMS) * len(cfg.pretrain.seeds)),
+                            ("finetune (07)", cfg.finetune, len(FINETUNE_ARMS) * len(cfg.finetune.seeds))):
         mc = get_model_config(tc.model, vocab_size=vocab)
         tokens = tc.max_steps * tc.global_batch_size * tc.seq_len
         flops = flops_per_token(mc, tc.seq_len) * tokens

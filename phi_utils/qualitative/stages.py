@@ -57,7 +57,7 @@ def require_models(rd: RunDir) -> list[tuple[str, str, Path]]:
         missing = ", ".join(f"{rd.path / s / 'final'}" for s, _ in MODEL_VARIANTS)
         raise RunDirError(
             f"no model checkpoint in {rd.path} (looked for {missing}); run notebook 06_pretraining "
-            f"(pretrain_raw, pretrain_textbook) and 07_finetuning (finetune) first")
+            f"(pretrain_<arm>_s<seed>) and 07_finetuning (finetune_s<seed>) first")
     return found
 
 
