@@ -119,17 +119,11 @@ def _looks_like_hub_name(s: str) -> bool:
 
 def weights_sha256(directory: Path) -> str | None:
     """sha256 of a checkpoint's weight file, or of the sorted `name sha256` lines of several."""
+    from ..teacher.models import sha256_file as one
+
     files = sorted(f for pat in ("*.safetensors", "*.bin", "*.pt") for f in directory.glob(pat))
     if not files:
         return None
-
-    def one(f: Path) -> str:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        return h.hexdigest()
-
     if len(files) == 1:
         return one(files[0])
     return hashlib.sha256("".join(f"{f.name} {one(f)}\n" for f in files).encode()).hexdigest()
