@@ -388,7 +388,12 @@ class EvalConfig:
     workers: int = 2
     """Parallel sandboxed programs."""
     teacher_limit: int = 20
-    """Problems on which the teacher itself is evaluated (0 = skip)."""
+    """Problems on which the teacher itself is evaluated in this run (0 = skip); unused when
+    `teacher_reference` holds a valid score."""
+    teacher_reference: str = ""
+    """Directory written by `python -m phi_utils evaluate` for the teacher on all problems (its
+    `summary.json`; relative paths from the repository root). When its model hash is the teacher's,
+    Table 1's teacher row is read from it (with its date and commit) instead of generated here."""
     mbpp_path: str | None = None
     """Local MBPP copy (None = hub `mbpp`, then `shared/data/mbpp`)."""
     teacher_max_tokens: int = 384
@@ -633,8 +638,11 @@ def _tiny() -> ProfileConfig:
                              seeds=[0, 1, 2]),
         # every problem of both benchmarks for every model (loss, greedy pass@1); 10 samples per HumanEval
         # problem for the first seed of B and C (pass@10 and C - B; generate() prefills every sample)
+        # the teacher's Table 1 row: all 164 HumanEval(+) problems, scored once by `evaluate` (~15 min)
+        # and committed under evals/; 5 problems generated here when that file is absent or stale
         eval=EvalConfig(limit=0, max_new_tokens=64, teacher_limit=5, teacher_max_tokens=256, loss_problems=0,
-                        n_samples=10, sample_seeds=1, sample_arms=["textbook", "finetune"]),
+                        n_samples=10, sample_seeds=1, sample_arms=["textbook", "finetune"],
+                        teacher_reference="evals/qwen2.5-coder-1.5b"),
         # 1.5B teacher ~8 s per logprob grade (grade token, then the sentence on the cached prompt):
         # 3 problems x 3 models + 8 references + 8 broken variants = 25 grades, ~3.5 of the 3.7 minutes measured
         qualitative=QualitativeConfig(max_new_tokens=160, run_timeout_s=3.0, script_timeout_s=15.0, n_problems=0, problem_max_new_tokens=128,

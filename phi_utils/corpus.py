@@ -37,7 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .config import CorpusConfig, ProfileConfig
 from .rundir import RunDir, save_dataset, write_json_atomic

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import rundir as _rundir
 from .config import REPO_ROOT, ProfileConfig, flatten, get_profile
+from .progress import HEADLESS_ENV
 from .rundir import RunDir, RunLock, field_changes, read_json, strict, write_json_atomic
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -123,6 +124,10 @@ def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path
     from papermill.exceptions import PapermillExecutionError
 
     dst.parent.mkdir(parents=True, exist_ok=True)
+    # kernels inherit these: our bars print a few lines (phi_utils.progress), Hugging Face's stay quiet
+    os.environ[HEADLESS_ENV] = "1"
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_MININTERVAL", "5")
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
                             cwd=str(cwd), progress_bar=True, log_output=False, request_save_on_cell_execute=True)

@@ -243,3 +243,15 @@ def test_teacher_reference_row_for_table1(tmp_path: Path) -> None:
     assert (rd.path / "eval" / "teacher_reference" / "summary.json").exists()
     row = table1_rows({"profile": "smoke", "models": {}, "teacher": e})[-1]
     assert row["model"] == f"teacher: {e['label']}" and row["n_problems"] == "2"
+    # the same summary, read back as a committed reference; refused for another teacher file
+    from phi_utils.evaluation.stage import reference_teacher_entry
+
+    cfg.eval.teacher_reference = str(rd.path / "eval" / "teacher_reference")
+    ref = reference_teacher_entry(cfg)
+    assert ref is not None and ref["humaneval"] == e["humaneval"] and ref["date"][:2] == "20"
+    ref_row = table1_rows({"profile": "smoke", "models": {}, "teacher": ref})[-1]
+    assert ref_row["humaneval_pass@1_%"] == row["humaneval_pass@1_%"] and "evaluate" in ref_row["source"]
+    cfg.teacher.local_model = "qwen2.5-coder-0.5b"
+    assert reference_teacher_entry(cfg) is None
+    cfg.eval.teacher_reference = str(tmp_path / "nowhere")
+    assert reference_teacher_entry(cfg) is None

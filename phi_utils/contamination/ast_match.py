@@ -119,7 +119,7 @@ def canonical_string(code: str) -> str | None:
 def canonical_strings(codes: Sequence[str], workers: int = 1, desc: str = "parsing") -> list[str | None]:
     """Canonical strings of many snippets; `workers > 1` parses in processes (tokens are strings,
     mapped to characters in this process so the vocabulary stays consistent)."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     if workers <= 1 or len(codes) < 2000:
         return [canonical_string(c) for c in tqdm(codes, desc=desc, unit="snippet", disable=len(codes) < 2000)]
@@ -154,7 +154,7 @@ def match_matrix(queries: Sequence[str | None], corpus: Sequence[str | None], wo
     """
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     q = [s or "" for s in queries]
     out = np.zeros((len(q), len(corpus)), dtype=np.float32)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 _WORD = re.compile(r"\w+")
 

@@ -431,7 +431,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] | None = None) -> d
 def _generate_missing(backend: Backend, problems: Sequence[Problem], settings: GenSettings, samples: Path,
                       benchmark: str, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
     """Generate the problems without `settings.n` finished samples, appending after each step."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     have: dict[str, int] = {}
     for r in read_finished(samples):

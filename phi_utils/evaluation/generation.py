@@ -217,7 +217,7 @@ def load_model(path_or_name: str | Path, device: str = "cpu", dtype: str = "floa
 
 def _hf_generate(lm: LoadedModel, prompts: list[str], s: GenSettings, stops: list[Sequence[str]]) -> list[list[str]]:
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     tok, model = lm.tokenizer, lm.model
     tok.padding_side = "left"

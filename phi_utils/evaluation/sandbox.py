@@ -602,7 +602,7 @@ def run_programs(codes: list[str], workers: int = 2, timeout_s: float = 5.0, des
     results: list[ExecResult | None] = [None] * len(codes)
     bar = None
     if progress and len(codes) > 1:
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         bar = tqdm(total=len(codes), desc=desc, unit="prog", leave=False)
     local = threading.local()

@@ -284,7 +284,10 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
             del lm
         write_problem_scores(problem_rows, out / "problem_scores.csv")
         scores["fig21"] = summarize(problem_rows, seed=cfg.seed) if problem_rows else None
-        if ev.teacher_limit > 0:
+        reference = reference_teacher_entry(cfg) if ev.teacher_reference else None
+        if reference is not None:
+            scores["teacher"] = reference
+        elif ev.teacher_limit > 0:
             scores["teacher"] = _evaluate_teacher(cfg, rd, problems, greedy, [1], out, per_problem, teacher)
         _write_per_problem(per_problem, out)
         table = table1_rows(scores)
@@ -295,6 +298,38 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
                            "samples": len(per_problem)})
         rec.extra["teacher"] = (scores["teacher"] or {}).get("label")
     return scores
+
+
+def reference_teacher_entry(cfg: ProfileConfig) -> dict[str, Any] | None:
+    """Table 1's teacher entry from `cfg.eval.teacher_reference` (an `evaluate` output directory), or
+    None (with the reason printed) when it is absent, unfinished or of another model file."""
+    from ..teacher.models import MODELS
+
+    ref = Path(cfg.eval.teacher_reference)
+    if not ref.is_absolute():
+        ref = Path(__file__).resolve().parents[2] / ref
+    path = ref / "summary.json"
+    if not path.exists():
+        print(f"No teacher reference at {path}; the teacher is evaluated here on {cfg.eval.teacher_limit} problems")
+        return None
+    s = read_json(path)
+    spec = MODELS.get(cfg.teacher.local_model) if cfg.teacher.backend == "local" else None
+    sha = s.get("identity", {}).get("sha256")
+    if spec is None or sha != spec.sha256:
+        print(f"{path} scores {s.get('model')} (sha256 {str(sha)[:12]}), not this run's teacher; "
+              f"evaluating the teacher here on {cfg.eval.teacher_limit} problems")
+        return None
+    entry: dict[str, Any] = {"label": s["identity"]["label"], "limit": s.get("limit", 0), "settings": s["settings"],
+                             "prompt_format": s["prompt_format"]["name"], "source": str(path),
+                             "date": s["date"][:10], "commit": s.get("commit")}
+    for b, r in s["benchmarks"].items():
+        p1 = r.get("pass@1")
+        if p1:
+            entry[b] = {"pass@1": p1["value"], "pass@1_ci95": p1["ci95"], "n_problems": p1["n_problems"]}
+    print(f"Teacher row from {path} ({entry['date']}, commit {str(entry['commit'])[:7]}): "
+          + ", ".join(f"{b} {100 * e['pass@1']:.1f}% of {e['n_problems']}" for b, e in entry.items()
+                      if isinstance(e, dict) and "pass@1" in e))
+    return entry
 
 
 def _evaluate_teacher(cfg: ProfileConfig, rd: RunDir, problems: dict[str, list[Problem]], settings: GenSettings,
@@ -397,7 +432,9 @@ def table1_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
             return {"mean": r.mean, "ci95": [r.lo, r.hi]}
 
         he, mb = trate("humaneval"), trate("mbpp")
-        rows.append({"source": f"measured ({scores['profile']} profile)", "date": "this run",
+        src = (f"measured (`evaluate`, commit {str(t['commit'])[:7]})" if t.get("source")
+               else f"measured ({scores['profile']} profile)")
+        rows.append({"source": src, "date": t.get("date", "this run"),
                      "model": f"teacher: {t['label']}", "size": "", "train_tokens": "",
                      "humaneval_pass@1_%": pct(he), "mbpp_pass@1_%": pct(mb),
                      "humaneval_ci95_%": ci(he), "mbpp_ci95_%": ci(mb),

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..config import FilterConfig
 from ..rundir import RunDir, write_json_atomic

@@ -12,7 +12,7 @@ import logging
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .model import KVCache, PhiForCausalLM
 

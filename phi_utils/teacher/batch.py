@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 if TYPE_CHECKING:
     from .client import ChatResult, Teacher, _Prepared

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .cache import ResponseCache, cache_key
 from .parsing import Rating, parse_json_object, rating_from_logprobs, rating_from_text, validate_schema

@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 
 class ModelFetchError(RuntimeError):

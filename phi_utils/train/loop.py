@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..config import TrainConfig
 from ..model import causal_lm_loss
