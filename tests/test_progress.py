@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import sys
 from phi_utils.progress import tqdm
@@ -20,7 +22,7 @@ tqdm.write("a message")
 
 def _run(env_value: str | None) -> subprocess.CompletedProcess:
     """The script's output as written (bytes decoded here: text mode would turn \r into \n)."""
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "."}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     if env_value is not None:
         env["PHI_HEADLESS"] = env_value
     r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, env=env, check=True)
