@@ -638,8 +638,8 @@ def _tiny() -> ProfileConfig:
                              seeds=[0, 1, 2]),
         # every problem of both benchmarks for every model (loss, greedy pass@1); 10 samples per HumanEval
         # problem for the first seed of B and C (pass@10 and C - B; generate() prefills every sample)
-        # the teacher's Table 1 row: all 164 HumanEval(+) problems, scored once by `evaluate` (~15 min)
-        # and committed under evals/; 5 problems generated here when that file is absent or stale
+        # the teacher's Table 1 row from `evaluate` on all 164 problems once its summary is committed
+        # under evals/ (not yet for the 1.5B: ~60 min on 2 cores); until then 5 problems generated here
         eval=EvalConfig(limit=0, max_new_tokens=64, teacher_limit=5, teacher_max_tokens=256, loss_problems=0,
                         n_samples=10, sample_seeds=1, sample_arms=["textbook", "finetune"],
                         teacher_reference="evals/qwen2.5-coder-1.5b"),

@@ -118,19 +118,34 @@ def stage_marker(rd: RunDir, stage: Stage) -> Path:
     return rd.path / "stages" / f"{stage.notebook}.json"
 
 
+@contextlib.contextmanager
+def _headless_kernel_env() -> Iterator[None]:
+    """The environment a kernel inherits: our bars print a few lines (`phi_utils.progress`), Hugging
+    Face's stay quiet, others redraw at most every 5 s; this process's environment is restored after."""
+    keep = {k: os.environ.get(k) for k in (HEADLESS_ENV, "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_MININTERVAL")}
+    os.environ[HEADLESS_ENV] = "1"
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_MININTERVAL", "5")  # other libraries' bars (tqdm >= 4.66 reads TQDM_*)
+    try:
+        yield
+    finally:
+        for k, v in keep.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
     """Run one notebook in a fresh kernel with papermill; re-raise failures with the cell named."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    # kernels inherit these: our bars print a few lines (phi_utils.progress), Hugging Face's stay quiet
-    os.environ[HEADLESS_ENV] = "1"
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_MININTERVAL", "5")
     try:
-        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
-                            cwd=str(cwd), progress_bar=True, log_output=False, request_save_on_cell_execute=True)
+        with _headless_kernel_env():
+            pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
+                                cwd=str(cwd), progress_bar=True, log_output=False, request_save_on_cell_execute=True)
     except PapermillExecutionError as e:
         evalue = str(e.evalue).strip().splitlines()
         short = evalue[-1] if evalue else ""

@@ -483,10 +483,19 @@ def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval
     except EvaluateError as e:
         print(f"Teacher not evaluated: {e}")
         return {"error": str(e)}
-    entry: dict[str, Any] = {"label": s["identity"]["label"], "limit": limit, "settings": s["settings"],
-                             "prompt_format": s["prompt_format"]["name"], "summary": str(ecfg.out / SUMMARY)}
-    for b, r in s["benchmarks"].items():
-        entry[b] = {"pass@1": r["pass@1"]["value"], "pass@1_ci95": r["pass@1"]["ci95"], "n_problems": r["n_problems"]}
+    return teacher_entry(s, ecfg.out / SUMMARY)
+
+
+def teacher_entry(summary: dict[str, Any], path: Path) -> dict[str, Any]:
+    """An `evaluate` summary (read from `path`) as notebook 08's `scores["teacher"]` entry: `label`,
+    settings, prompt format, date and commit, and per benchmark `pass@1`, its 95% interval and `n_problems`."""
+    entry: dict[str, Any] = {"label": summary["identity"]["label"], "limit": summary.get("limit", 0),
+                             "settings": summary["settings"], "prompt_format": summary["prompt_format"]["name"],
+                             "summary": str(path), "date": summary["date"][:10], "commit": summary.get("commit")}
+    for b, r in summary["benchmarks"].items():
+        if r.get("pass@1"):
+            entry[b] = {"pass@1": r["pass@1"]["value"], "pass@1_ci95": r["pass@1"]["ci95"],
+                        "n_problems": r["pass@1"]["n_problems"]}
     return entry
 
 

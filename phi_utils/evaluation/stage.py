@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import ProfileConfig
+from ..config import REPO_ROOT, ProfileConfig
 from ..rundir import RunDir, read_json, write_json_atomic
 from .generation import (GenSettings, Placement, generate_completions, load_model, settings_dict, teacher_completions,
                          write_samples)
@@ -302,13 +302,11 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
 
 def reference_teacher_entry(cfg: ProfileConfig) -> dict[str, Any] | None:
     """Table 1's teacher entry from `cfg.eval.teacher_reference` (an `evaluate` output directory), or
-    None (with the reason printed) when it is absent, unfinished or of another model file."""
+    None (with the reason printed) when it is absent or scores another model file."""
     from ..teacher.models import MODELS
+    from .evaluate import SUMMARY, teacher_entry
 
-    ref = Path(cfg.eval.teacher_reference)
-    if not ref.is_absolute():
-        ref = Path(__file__).resolve().parents[2] / ref
-    path = ref / "summary.json"
+    path = REPO_ROOT / cfg.eval.teacher_reference / SUMMARY  # an absolute setting stays absolute
     if not path.exists():
         print(f"No teacher reference at {path}; the teacher is evaluated here on {cfg.eval.teacher_limit} problems")
         return None
@@ -319,13 +317,7 @@ def reference_teacher_entry(cfg: ProfileConfig) -> dict[str, Any] | None:
         print(f"{path} scores {s.get('model')} (sha256 {str(sha)[:12]}), not this run's teacher; "
               f"evaluating the teacher here on {cfg.eval.teacher_limit} problems")
         return None
-    entry: dict[str, Any] = {"label": s["identity"]["label"], "limit": s.get("limit", 0), "settings": s["settings"],
-                             "prompt_format": s["prompt_format"]["name"], "source": str(path),
-                             "date": s["date"][:10], "commit": s.get("commit")}
-    for b, r in s["benchmarks"].items():
-        p1 = r.get("pass@1")
-        if p1:
-            entry[b] = {"pass@1": p1["value"], "pass@1_ci95": p1["ci95"], "n_problems": p1["n_problems"]}
+    entry = teacher_entry(s, path)
     print(f"Teacher row from {path} ({entry['date']}, commit {str(entry['commit'])[:7]}): "
           + ", ".join(f"{b} {100 * e['pass@1']:.1f}% of {e['n_problems']}" for b, e in entry.items()
                       if isinstance(e, dict) and "pass@1" in e))
@@ -432,9 +424,9 @@ def table1_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
             return {"mean": r.mean, "ci95": [r.lo, r.hi]}
 
         he, mb = trate("humaneval"), trate("mbpp")
-        src = (f"measured (`evaluate`, commit {str(t['commit'])[:7]})" if t.get("source")
+        src = (f"measured (`evaluate`, commit {str(t['commit'])[:7]})" if t.get("summary")
                else f"measured ({scores['profile']} profile)")
-        rows.append({"source": src, "date": t.get("date", "this run"),
+        rows.append({"source": src, "date": t.get("date", "this run") if t.get("summary") else "this run",
                      "model": f"teacher: {t['label']}", "size": "", "train_tokens": "",
                      "humaneval_pass@1_%": pct(he), "mbpp_pass@1_%": pct(mb),
                      "humaneval_ci95_%": ci(he), "mbpp_ci95_%": ci(mb),
