@@ -69,7 +69,7 @@ def main() -> None:
         rows = _open_rows(str(src), args.open)
         ok = [r for r in rows if r["status"] == "pending"]
         progs = [exercise_program(r["prompt"], r["solution"], []) for r in ok]
-        from phi_utils.evaluation.sandbox import run_programs
+        from phi_utils.sandbox import run_programs
 
         t0 = time.time()
         run_programs(progs, workers=1, timeout_s=5.0, progress=False)

@@ -38,7 +38,8 @@ def _sync(device: str) -> None:
 def bench_ours(model: str, vocab: int, seq: int, micro: int, accum: int, steps: int, device: str, precision: str,
                compile_: bool) -> dict:
     from phi_utils.config import TrainConfig
-    from phi_utils.train import PackedData, Trainer, compat
+    from phi_utils.model.config import training_model_config
+    from phi_utils.train import PackedData, Trainer
     from phi_utils.train.dist import DistEnv, resolve_device
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +47,7 @@ def bench_ours(model: str, vocab: int, seq: int, micro: int, accum: int, steps: 
         tc = TrainConfig(model=model, max_steps=steps + 2, global_batch_size=micro * accum, micro_batch_size=micro,
                          seq_len=seq, warmup_steps=1, precision=precision, dropout=0.1, eval_interval=10_000,
                          checkpoint_interval=10_000, compile=compile_)
-        mc = compat.model_config(model, vocab, tc.dropout, seq)
+        mc = training_model_config(model, vocab, tc.dropout, seq)
         env = DistEnv(device=resolve_device(device))
         t = Trainer(tc, mc, PackedData.open(d, "train"), None, Path(tmp) / "out", env, progress=False)
         for _ in range(2):  # warm-up (allocation, compilation)
@@ -57,7 +58,7 @@ def bench_ours(model: str, vocab: int, seq: int, micro: int, accum: int, steps: 
         _sync(device)
         dt = time.perf_counter() - t0
         tps = steps * tc.global_batch_size * seq / dt
-        return {"tokens_per_s": tps, "mfu": compat.mfu(t.flops_per_token, tps, env.device, precision),
+        return {"tokens_per_s": tps, "mfu": t.mfu(tps),
                 "loss": recs[-1]["loss"], "params": t.n_params}
 
 
@@ -65,9 +66,10 @@ def bench_hf_baseline(model: str, vocab: int, seq: int, micro: int, accum: int, 
                       precision: str) -> dict:
     from transformers import PhiForCausalLM
 
-    from phi_utils.train import compat
+    from phi_utils.model.config import training_model_config
+    from phi_utils.model.flops import device_peak_flops, mfu
 
-    mc = compat.model_config(model, vocab, 0.1, seq)
+    mc = training_model_config(model, vocab, 0.1, seq)
     torch.manual_seed(0)
     m = PhiForCausalLM(mc.to_hf_config()).to(device)
     m.train()
@@ -99,8 +101,7 @@ def bench_hf_baseline(model: str, vocab: int, seq: int, micro: int, accum: int, 
     _sync(device)
     dt = time.perf_counter() - t0
     tps = steps * micro * accum * seq / dt
-    fpt = compat.flops_per_token(mc, seq)
-    return {"tokens_per_s": tps, "mfu": compat.mfu(fpt, tps, torch.device(device), precision),
+    return {"tokens_per_s": tps, "mfu": mfu(tps, mc, seq, peak_flops=device_peak_flops(device, precision)),
             "params": sum(p.numel() for p in m.parameters())}
 
 

@@ -33,7 +33,8 @@ def _resolved(args: argparse.Namespace) -> ProfileConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import PipelineError, dry_run_steps, make_plan, run_pipeline
+    from .pipeline import PipelineError, dry_run_steps, run_pipeline
+    from .plan import make_plan
 
     cfg = _resolved(args)
     if args.dry_run:
@@ -50,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .pipeline import make_plan
+    from .plan import make_plan
 
     print(make_plan(_resolved(args)))
     return 0

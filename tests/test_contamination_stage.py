@@ -133,7 +133,8 @@ def test_retrain_on_pruned_set_and_score_subsets(tmp_path):
     """Real path: pruned set -> finetune (training package) -> HumanEval in the sandbox -> Table 3 rows.
     The model is a random smoke-size one (the mechanics are under test, not the pass rate)."""
     from phi_utils.model.tokenizer import train_tokenizer
-    from phi_utils.train import compat
+    from phi_utils.model import PhiForCausalLM, save_checkpoint
+    from phi_utils.model.config import training_model_config
 
     cfg, rd = _crafted_run(tmp_path, **{"contamination.retrain": True, "contamination.retrain_steps": 2,
                                         "contamination.retrain_taus": [0.95], "contamination.eval_limit": 2,
@@ -142,8 +143,8 @@ def test_retrain_on_pruned_set_and_score_subsets(tmp_path):
     tok = train_tokenizer([p["prompt"] + p["canonical_solution"] for p in he.values()], 300, rd.path / "tokenizer",
                           show_progress=False)
     rd.mark_complete("tokenizer")
-    mc = compat.model_config(cfg.finetune.model, vocab_size=compat.vocab_size(tok), max_position_embeddings=cfg.finetune.seq_len)
-    compat.save_hf(compat.build_model(mc), tok, rd.path / "pretrain_textbook_s0" / "final")
+    mc = training_model_config(cfg.finetune.model, vocab_size=len(tok), min_block_size=cfg.finetune.seq_len)
+    save_checkpoint(PhiForCausalLM(mc), tok, rd.path / "pretrain_textbook_s0" / "final")
     rd.mark_complete("pretrain_textbook_s0")
 
     run_contamination(cfg, rd)

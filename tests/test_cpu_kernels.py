@@ -19,7 +19,7 @@ import torch
 
 from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config
 from phi_utils.model.cpu_kernels import fused_decode_attention, fused_dropout, fused_gelu_tanh, transposed_copy
-from phi_utils.model.model import causal_attention_dropout_cpu
+from phi_utils.model.fast import causal_attention_dropout_cpu
 
 M32 = 0xFFFFFFFF
 # Random123's kat_vectors for philox4x32_10: (counter, key) -> 4 words.
@@ -186,7 +186,7 @@ def test_fused_decode_step_equals_the_general_path(monkeypatch) -> None:
     """Decoding through the fused rotary + cache write + attention op gives the logits and the cache
     contents of the general path, with left padding, partial rotary of several widths, and rows dropped."""
     _kernels_or_skip()
-    import phi_utils.model.model as model_mod
+    import phi_utils.model.fast as model_mod
     from phi_utils.model import ModelConfig
 
     for mc in (get_model_config("smoke", vocab_size=300),

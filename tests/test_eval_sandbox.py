@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from phi_utils.evaluation.sandbox import SandboxLimits, isolation, run_program, run_programs
+from phi_utils.sandbox import SandboxLimits, isolation, run_program, run_programs
 
 HOSTILE = Path(__file__).parent / "hostile"
 HOSTILE_FILES = sorted(HOSTILE.glob("*.py"))

@@ -15,7 +15,8 @@ from phi_utils.model import (CheckpointError, ModelConfig, PhiForCausalLM, causa
                              get_model_config, load_checkpoint, save_checkpoint, to_hf_model)
 from phi_utils.model.flops import flops_per_token, matmul_params, mfu, training_flops
 from phi_utils.model.generate import HUMANEVAL_STOP, generate, generate_ids, truncate_at_stop
-from phi_utils.model.model import Rotary, apply_rotary, attention
+from phi_utils.model.fast import FastRotary, TransposableLinear, attention, transposed_weights
+from phi_utils.model.model import apply_rotary
 from phi_utils.model.tokenizer import EOS, _take_chars, load_tokenizer, run_tokenizer, stdlib_texts, train_tokenizer
 from phi_utils.rundir import RunDir
 
@@ -88,6 +89,52 @@ def test_logits_parity_with_transformers(shape: str) -> None:
         ours, theirs = model(x), hf(x).logits
     assert ours.shape == (3, 23, mc.vocab_size)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", ["odd", "full_rotary", "smoke"])
+def test_model_file_alone_equals_the_fast_paths(shape: str) -> None:
+    """`model.py` alone (`fast_paths=False`, the readable path) and with `fast.py` swapped in: the
+    same logits (with left padding, and transformers'), gradients, and KV-cache decoding."""
+    from phi_utils.model import fast
+
+    mc = SHAPES[shape]
+    model, hf = _pair(mc, seed=13)
+    plain = PhiForCausalLM(mc, fast_paths=False).eval()
+    plain.load_state_dict(model.state_dict())
+    assert {type(m).__module__ for m in plain.modules()}.isdisjoint({fast.__name__})
+    assert type(model.transformer.h[0].attn) is fast.FastCausalSelfAttention
+    L, lengths = 10, [10, 4, 7]
+    ids, mask = _left_padded(mc, lengths, L, extra=3)
+    real = mask.bool()
+    with torch.no_grad():
+        a, b = plain(ids, attention_mask=mask), model(ids, attention_mask=mask)
+        theirs = hf(ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0)).logits
+    torch.testing.assert_close(a[real], b[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(a[real], theirs[real], atol=1e-5, rtol=0)
+
+    grads = []
+    for m in (plain, model):
+        m.train()
+        m.zero_grad()
+        causal_lm_loss(m(ids), ids).backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
+        m.eval()
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-4, msg=n)
+
+    with torch.no_grad():  # the plain path decodes through the same KV cache and recorded padding
+        cache = plain.new_cache(3, L + 3)
+        plain(ids[:, :L], attention_mask=mask[:, :L], past_key_values=cache)
+        cache.mask_padding(mask[:, :L])
+        pos = mask[:, :L].sum(1, keepdim=True)
+        for t in range(3):
+            step = plain(ids[:, L + t:L + t + 1], position_ids=pos + t, past_key_values=cache)
+            torch.testing.assert_close(step[:, 0], b[:, L + t], atol=1e-5, rtol=0)
+    fast.remove(model)
+    assert type(model.transformer.h[0].attn) is not fast.FastCausalSelfAttention
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, attention_mask=mask)[real], b[real], atol=1e-5, rtol=0)
 
 
 def test_parity_with_left_padding_mask_and_loss() -> None:
@@ -265,18 +312,16 @@ def test_transposed_weights_give_the_same_logits_and_are_dropped() -> None:
     x = torch.randint(0, 97, (5, 7))
     with torch.no_grad():
         ref = model(x)
-        with model.transposed_weights():
+        with transposed_weights(model):
             outer = model.lm_head.weight_t
             assert outer is not None
-            with model.transposed_weights():   # nested (generate's batches): the same copies, kept
+            with transposed_weights(model):    # nested (generate's batches): the same copies, kept
                 assert model.lm_head.weight_t is outer
             assert model.lm_head.weight_t is outer
             inside = model(x)
     torch.testing.assert_close(inside, ref, atol=1e-5, rtol=0)
     assert all(getattr(m, "weight_t", None) is None for m in model.modules())
-    from phi_utils.model.model import Linear
-
-    no_bias = Linear(6, 4, bias=False)   # the same layer without a bias
+    no_bias = TransposableLinear(6, 4, bias=False)   # the same layer without a bias
     h = torch.randn(3, 6)
     with torch.no_grad():
         no_bias.weight_t = no_bias.weight.t().contiguous()
@@ -284,7 +329,7 @@ def test_transposed_weights_give_the_same_logits_and_are_dropped() -> None:
 
 
 def test_fused_rotary_equals_rotate_half_reference() -> None:
-    rot = Rotary(head_dim=32, rotary_dim=12, theta=10000.0)
+    rot = FastRotary(head_dim=32, rotary_dim=12, theta=10000.0)
     pos = torch.tensor([[0, 1, 5, 300], [7, 8, 9, 10]])
     cos, sin, R = rot(pos, torch.float32)
     qkv = torch.randn(2, 4, 3, 5, 32)                                # (B, T, 3, H, D)

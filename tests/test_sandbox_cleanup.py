@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from phi_utils.evaluation.sandbox import bwrap_path, run_programs
+from phi_utils.sandbox import bwrap_path, run_programs
 
 pytestmark = pytest.mark.skipif(bwrap_path() is None, reason="the fork server runs only with bubblewrap")
 

@@ -119,7 +119,7 @@ def _teacher_via(proxy: FaultProxy, rd: RunDir, **cfg_changes: Any) -> Teacher:
     cfg = dataclasses.replace(get_profile("smoke").teacher, local_model="smollm2-135m", **cfg_changes)
     t = Teacher(cfg, proxy.base_url + "/v1", "local", model_id="gguf:test", label="smollm2 via proxy",
                 cache_path=Path(rd.path) / "teacher" / "cache" / "responses.sqlite", rd=rd)
-    t.backoff_base_s = 0.05
+    t.transport.backoff_base_s = 0.05
     return t
 
 
@@ -226,7 +226,7 @@ def test_budget_stops_cleanly_and_keeps_what_was_paid(local_teacher: Teacher, rd
         est = t.estimate(reqs)
         assert est["to_send"] == 4 and est["cost_usd_max"] == pytest.approx(8.0)
         res = t.chat_many(reqs)
-        assert res[0].error is None and t.budget_exhausted
+        assert res[0].error is None and t.ledger.budget_exhausted
         assert [r.error for r in res[1:]] == [BUDGET_ERROR] * 3 and proxy.forwarded == 1
         assert len(t.cache) == 1 and t.chat(**reqs[0]).cached
         t.close()
@@ -303,10 +303,10 @@ def test_rating_model_is_priced_as_itself(local_teacher: Teacher, rd: RunDir) ->
     api = dataclasses.replace(get_profile("paper").teacher)
     t = Teacher(api, local_teacher.base_url, "k", "m", "m", Path(rd.path) / "c.sqlite", rd=rd, check=False)
     try:
-        assert t._cost(1000, 1000, model="gpt-3.5-turbo") == pytest.approx(0.0005 + 0.0015)
-        assert t._cost(1000, 1000, model="gpt-3.5-turbo-0125") == pytest.approx(0.002)  # dated = its config
-        assert t._cost(1000, 1000, model="gpt-4-0613") == pytest.approx(0.09)
-        assert t._cost(1000, 1000, batch=True, model="gpt-4-0613") == pytest.approx(0.045)
+        assert t.ledger.cost(1000, 1000, model="gpt-3.5-turbo") == pytest.approx(0.0005 + 0.0015)
+        assert t.ledger.cost(1000, 1000, model="gpt-3.5-turbo-0125") == pytest.approx(0.002)  # dated = its config
+        assert t.ledger.cost(1000, 1000, model="gpt-4-0613") == pytest.approx(0.09)
+        assert t.ledger.cost(1000, 1000, batch=True, model="gpt-4-0613") == pytest.approx(0.045)
         assert t.rating_label == f"gpt-4-0613 @ {local_teacher.base_url}" and t.label == "m"
     finally:
         t.close()

@@ -22,7 +22,7 @@ from phi_utils.config import get_profile
 from phi_utils.rundir import RunDir
 from phi_utils.teacher import BUDGET_ERROR, Teacher
 from phi_utils.teacher import batch as B
-from phi_utils.teacher.client import estimate_tokens
+from phi_utils.teacher.transport import estimate_tokens
 
 
 class FakeBatchAPI:
@@ -151,8 +151,8 @@ def test_batches_in_chunks_at_half_price_and_cached(fake_api: FakeBatchAPI, tmp_
         assert [r.error for r in res] == [None] * 5 and all(r.text for r in res)
         assert fake_api.created == 3  # chunks of 2, 2, 1
         usage = sum(r.prompt_tokens for r in res), sum(r.completion_tokens for r in res)
-        assert t.stats["cost_usd"] == pytest.approx(t._cost(*usage, batch=True, model="gpt-3.5-turbo"))
-        assert t.stats["cost_usd"] == pytest.approx(t._cost(*usage, model="gpt-3.5-turbo") / 2)
+        assert t.stats["cost_usd"] == pytest.approx(t.ledger.cost(*usage, batch=True, model="gpt-3.5-turbo"))
+        assert t.stats["cost_usd"] == pytest.approx(t.ledger.cost(*usage, model="gpt-3.5-turbo") / 2)
         states = [json.loads(p.read_text()) for p in (rd.path / "teacher" / "batches").glob("*.json")]
         assert sorted(len(s["keys"]) for s in states) == [1, 2, 2]
         again = t.chat_many(_requests(5), desc="gen")  # all cached: nothing submitted
@@ -202,7 +202,7 @@ def test_budget_counts_batches_in_flight(fake_api: FakeBatchAPI, tmp_path: Path)
                        price_per_1k_completion=0.06)
     reqs = [{**r, "max_tokens": 8} for r in _requests(4, "Spell")]
     chunk = [t._prepare(**r) for r in reqs[:2]]
-    w = t._cost(sum(estimate_tokens(p.body["messages"]) for p in chunk), 16, batch=True, model="gpt-4-0613")
+    w = t.ledger.cost(sum(estimate_tokens(p.body["messages"]) for p in chunk), 16, batch=True, model="gpt-4-0613")
     t.cfg = dataclasses.replace(t.cfg, budget_usd=1.6 * w)
     try:
         res = t.chat_many(reqs, desc="gen")

@@ -134,7 +134,7 @@ def test_build_script_is_a_no_op_when_built() -> None:
 def test_server_killed_mid_stage_is_restarted_and_the_stage_finishes(tmp_path: Path) -> None:
     rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
     t = Teacher.from_config(_smoke_teacher_cfg(concurrency=2, max_retries=8), rd)
-    t.backoff_base_s = 0.2
+    t.transport.backoff_base_s = 0.2
     server = t.server
     assert server is not None
     n = 10

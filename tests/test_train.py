@@ -19,7 +19,8 @@ import torch
 from phi_utils.config import TrainConfig, get_profile
 from phi_utils.train import PackedData, Trainer, lr_at, make_scheduler, read_metrics
 from phi_utils.train import checkpoint as ckpt
-from phi_utils.train import compat
+from phi_utils.model.config import training_model_config
+from phi_utils.model.tokenizer import eos_id
 from phi_utils.train.data import BatchSampler, write_packed_arrays
 from phi_utils.train.dist import DistEnv
 
@@ -58,7 +59,7 @@ def make_trainer(data: Path, out: Path, seed: int = 0, **kw) -> Trainer:
                 warmup_steps=2, eval_interval=3, eval_batches=1, checkpoint_interval=1000, dropout=0.0)
     base.update(kw)
     tc = TrainConfig(**base)
-    mc = compat.model_config("smoke", vocab_size=VOCAB, dropout=tc.dropout, max_position_embeddings=SEQ)
+    mc = training_model_config("smoke", vocab_size=VOCAB, dropout=tc.dropout, min_block_size=SEQ)
     return Trainer(tc, mc, PackedData.open(data, "train"), PackedData.open(data, "val"), out, DistEnv(), seed=seed,
                    progress=False)
 
@@ -103,7 +104,7 @@ def test_packing_masks_and_split(tmp_path):
 
     texts = [f"def f{i}(x):\n    return x + {i}\n" * (1 + i % 3) for i in range(40)]
     tok = train_tokenizer(texts, 300, show_progress=False)
-    eos = compat.eos_id(tok)
+    eos = eos_id(tok)
     docs = [(f"def g{i}(a):\n    \"\"\"Add {i}.\"\"\"\n", f"    return a + {i}\n") for i in range(30)]
     meta = pack_documents(iter(docs), len(docs), tok, tmp_path, seq_len=16, val_fraction=0.2, seed=0,
                           loss_on_solution_only=True)

@@ -44,7 +44,8 @@ def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Pat
                 force: bool = False, init_step: str = FINETUNE_INIT) -> Path:
     """Finetune `<init_step>/final` on `dataset_path` into `out_dir/final`; returns that checkpoint."""
     from ..train import PackedData, Trainer, prepare_packed
-    from ..train import compat
+    from ..model.config import training_model_config
+    from ..model.tokenizer import load_tokenizer
     from ..train.dist import init_distributed
     from ..train.loop import clean_run_dir, write_result
     from ..train.stages import tokenizer_dir
@@ -61,12 +62,11 @@ def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Pat
                                  eval_interval=max(1, min(tc.eval_interval, steps)),
                                  checkpoint_interval=max(1, min(tc.checkpoint_interval, steps)))
     clean_run_dir(Path(out_dir))
-    tok = compat.load_tokenizer(tokenizer_dir(rd))
+    tok = load_tokenizer(tokenizer_dir(rd))
     prepare_packed(Path(dataset_path), tok, Path(out_dir) / "data", tc.seq_len, tc.val_fraction, cfg.seed,
                    exercises=True, loss_on_solution_only=tc.loss_on_solution_only, what="pruned CodeExercises")
     train, val = PackedData.open(Path(out_dir) / "data", "train"), PackedData.open(Path(out_dir) / "data", "val")
-    mc = compat.model_config(tc.model, vocab_size=compat.vocab_size(tok), dropout=tc.dropout,
-                             max_position_embeddings=tc.seq_len)
+    mc = training_model_config(tc.model, vocab_size=len(tok), dropout=tc.dropout, min_block_size=tc.seq_len)
     env = init_distributed("cpu" if cfg.device == "cpu" else cfg.device)
     trainer = Trainer(tc, mc, train, val, Path(out_dir), env, seed=cfg.seed, tokenizer=tok, init_from=init)
     result = trainer.fit(resume=False)

@@ -1,9 +1,8 @@
-"""Evaluation (notebook 08): HumanEval/MBPP problems, a sandbox that holds, pass@k, Table 1, Figure 2.1.
+"""Evaluation (notebook 08): HumanEval/MBPP problems, pass@k, Table 1, Figure 2.1.
 
-Light on import: `phi_utils.evaluation.sandbox` is used by other stages without torch.
+Programs run in `phi_utils.sandbox` (the bottom-layer package every stage that executes code uses).
 """
 
 from .passk import estimate_pass_at_k, pass_at_k
-from .sandbox import ExecResult, SandboxLimits, isolation, run_program, run_programs
 
-__all__ = ["ExecResult", "SandboxLimits", "isolation", "run_program", "run_programs", "estimate_pass_at_k", "pass_at_k"]
+__all__ = ["estimate_pass_at_k", "pass_at_k"]

@@ -39,7 +39,6 @@ from .generation import (BASE_FORMAT, INSTRUCT_FORMAT, GenSettings, LoadedModel,
 from .harness import check_completions
 from .passk import estimate_pass_at_k
 from .problems import BENCHMARKS, Problem, ProblemsUnavailable, load_problems
-from .sandbox import isolation
 
 SUMMARY = "summary.json"
 HUB = "huggingface.co"

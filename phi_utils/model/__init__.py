@@ -25,13 +25,15 @@ Checkpoints (Hugging Face format, loadable by transformers.AutoModelForCausalLM)
     to_hf_model(model) / from_hf_model(hf_model)          # in-memory conversion with transformers
 
 Submodules: `generate` (batched generation with stop sequences), `tokenizer` (load/train,
-`run_tokenizer`), `flops` (`flops_per_token`, `mfu`), `report` (notebook 05: `run_model_card`).
+`run_tokenizer`), `flops` (`flops_per_token`, `mfu`), `report` (notebook 05: `run_model_card`),
+`fast` (FlashAttention and the CPU kernels, swapped into every new model; `fast_paths=False` for none).
 """
 
 from .config import PRESET_NAMES, ModelConfig, get_model_config
 from .convert import (CheckpointError, from_hf_model, from_hf_state_dict, load_checkpoint, save_checkpoint,
                       to_hf_model, to_hf_state_dict)
 from .model import KVCache, PhiForCausalLM, causal_lm_loss
+from . import fast  # noqa: F401  (registers the fast paths every new model gets)
 
 __all__ = [
     "PRESET_NAMES", "ModelConfig", "get_model_config", "PhiForCausalLM", "KVCache", "causal_lm_loss",

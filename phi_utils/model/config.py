@@ -151,3 +151,12 @@ def get_model_config(name: str, vocab_size: int | None = None, pad_vocab_multipl
         raise ConfigError(f"unknown ModelConfig field(s): {sorted(unknown)}")
     kw.update(overrides)
     return ModelConfig(**kw)
+
+
+def training_model_config(name: str, vocab_size: int, dropout: float = 0.0, min_block_size: int = 0) -> ModelConfig:
+    """Preset `name` as training builds it: the paper's attention and residual dropout (§2.3; embedding
+    dropout is not reported and stays 0) and a context of at least `min_block_size` tokens."""
+    mc = get_model_config(name, vocab_size=vocab_size, attn_pdrop=dropout, resid_pdrop=dropout)
+    if min_block_size > mc.block_size:
+        mc = dataclasses.replace(mc, block_size=min_block_size)
+    return mc

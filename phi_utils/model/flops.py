@@ -8,6 +8,7 @@ head is a matmul and counts.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -44,6 +45,9 @@ PEAK_FLOPS: dict[str, dict[str, float]] = {
 }
 """Peak dense FLOP/s by GPU name and precision."""
 
+PAPER_A100_MFU = 0.46
+"""The MFU the paper's own numbers imply: 770 A100-hours for phi-1-base's 51B tokens (§2.3) at 312 TFLOP/s."""
+
 
 def gpu_peak_flops(device: torch.device | str | None = None, precision: str = "bf16") -> float | None:
     """Peak FLOP/s of the CUDA device for `precision`, from its name; None if unknown or no CUDA."""
@@ -74,14 +78,31 @@ def measure_peak_flops(device: str | torch.device = "cpu", dtype: torch.dtype = 
     return 2 * n ** 3 * iters / (time.perf_counter() - t0)
 
 
+@functools.lru_cache(maxsize=4)
+def _measured_cpu_peak() -> float:
+    # fork_rng: measuring draws random matrices, which must not shift a training RNG stream (exact resume)
+    with torch.random.fork_rng(devices=[]):
+        return measure_peak_flops("cpu", torch.float32, n=512, seconds=0.3)
+
+
+def device_peak_flops(device: torch.device | str, precision: str = "bf16") -> float | None:
+    """Per-device peak FLOP/s: a GPU's data-sheet value for `precision` (fp32 training runs on TF32
+    tensor cores), or on CPU a measured fp32 matmul rate (the only honest denominator without a
+    data sheet)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return gpu_peak_flops(device, "tf32" if precision == "fp32" else precision)
+    return _measured_cpu_peak()
+
+
 def mfu(tokens_per_s: float, mc: ModelConfig, seq_len: int, peak_flops: float | None = None,
         precision: str = "bf16", n_devices: int = 1) -> float | None:
     """Model FLOPs utilisation: achieved training FLOP/s over the peak of `n_devices` devices.
 
-    `peak_flops` per device: given, else the CUDA device's table value for `precision`;
-    None (unknown peak, e.g. CPU without a measured peak) gives None.
+    `peak_flops` per device: given (e.g. `device_peak_flops(device, precision)`), else the CUDA device's
+    table value for `precision`; an unknown peak or no throughput gives None.
     """
     peak = peak_flops if peak_flops is not None else gpu_peak_flops(precision=precision)
-    if not peak:
+    if not peak or not tokens_per_s:
         return None
     return tokens_per_s * flops_per_token(mc, seq_len, training=True) / (peak * n_devices)

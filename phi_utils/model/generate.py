@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 from ..progress import tqdm
 
+from .fast import transposed_weights
 from .model import KVCache, PhiForCausalLM
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def generate_ids(model: PhiForCausalLM, prompts: list[list[int]], max_new_tokens
         ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, L - len(p):] = 1
     ids, mask = ids.to(dev), mask.to(dev)
-    with model.transposed_weights():
+    with transposed_weights(model):
         cache = model.new_cache(B, L + max_new_tokens)
         logits = _prefill(model, ids, mask, [len(p) for p in prompts], cache)    # (B, V)
         cache.mask_padding(mask)                                              # decoding reads it, no mask per step
@@ -142,7 +143,7 @@ def generate(model: PhiForCausalLM, tokenizer: Any, prompts: list[str], max_new_
     gen = torch.Generator(device=model.device).manual_seed(seed) if temperature > 0 else None
     batches = [jobs[s:s + batch_size] for s in range(0, len(jobs), batch_size)]
     try:
-        with model.transposed_weights():  # once for all batches (CPU)
+        with transposed_weights(model):  # once for all batches (CPU)
             for batch in tqdm(batches, desc="generate", disable=not show_progress or len(batches) < 2):
                 new = generate_ids(model, [enc[i] or [eos or 0] for _, i, _ in batch], max_new_tokens, temperature, top_p,
                                    eos, pad, stop_check, gen)

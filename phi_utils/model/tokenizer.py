@@ -40,6 +40,17 @@ def load_tokenizer(name_or_path: str | Path) -> Any:
     return tok
 
 
+def eos_id(tokenizer: Any) -> int:
+    """Id of `<|endoftext|>` (the document separator of §2.3)."""
+    tid = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    if tid is None or (tokenizer.unk_token_id is not None and tid == tokenizer.unk_token_id
+                       and tokenizer.unk_token != "<|endoftext|>"):
+        tid = tokenizer.eos_token_id
+    if tid is None:
+        raise ValueError("tokenizer has no <|endoftext|> token (needed as the document separator)")
+    return int(tid)
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None,
                     min_frequency: int = 2, show_progress: bool = True) -> Any:
     """Train a GPT-2-style byte-level BPE with `vocab_size` entries (including `<|endoftext|>`)

@@ -182,7 +182,7 @@ def run_headless(codes: Sequence[str], kinds: Sequence[str], timeout_s: float = 
     One Xvfb serves all Tkinter programs of the call (started only if there is one).
     Empty programs get `no code` without running.
     """
-    from phi_utils.evaluation.sandbox import run_programs
+    from phi_utils.sandbox import run_programs
 
     if len(codes) != len(kinds):
         raise ValueError("codes and kinds must have the same length")

@@ -207,7 +207,7 @@ class UnconventionalResult:
 def check_problem_set(problems: Sequence[UnconventionalProblem], timeout_s: float = 5.0,
                       workers: int = 2) -> list[dict[str, Any]]:
     """Run every reference and broken variant against the hidden tests in the sandbox."""
-    from ..evaluation.sandbox import run_programs
+    from ..sandbox import run_programs
 
     items: list[tuple[UnconventionalProblem, str, str]] = []
     for p in problems:
@@ -236,7 +236,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
     checkpoint exists, one clear error names the notebooks to run. `teacher` may be passed in
     (tests); otherwise one is made from `cfg.teacher` and closed at the end.
     """
-    from ..evaluation.sandbox import run_programs
+    from ..sandbox import run_programs
 
     q = cfg.qualitative
     out_dir = rd.path / "unconventional"

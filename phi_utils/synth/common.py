@@ -16,7 +16,7 @@ def open_teacher(cfg: Any, rd: Any) -> Any:
 def run_sandboxed(codes: Sequence[str], timeout_s: float, desc: str, workers: int | None = None) -> list[Any]:
     """Run programs in the project's sandbox (bubblewrap + limits), order kept; `workers` None = half
     the CPU cores, at least 2 (paper scale validates ~2.4M programs)."""
-    from ..evaluation.sandbox import run_programs
+    from ..sandbox import run_programs
 
     if not codes:
         return []

@@ -5,16 +5,19 @@
     rt = t.rate(system, user)                  # -> Rating (logprob-weighted score, or parsed, or failed)
     t.label                                    # which teacher produced a result: record it
 
-See `client.py` (Teacher), `server.py` (local llama.cpp server), `models.py` (GGUF fetch + hash),
-`card.py` (teacher card with a capability check).
+See `client.py` (Teacher), `transport.py` (the paced, retried wire), `ledger.py` (cost, budget,
+errors), `rating.py` (logprob ratings), `server.py` / `engine.py` (the local llama.cpp server),
+`models.py` (GGUF fetch + hash), `batch.py` (OpenAI's Batch API), `card.py` (the teacher card).
 """
 
 from .cache import ResponseCache, cache_key
-from .client import (BUDGET_ERROR, ChatResult, RateLimiter, Teacher, TeacherConfigError, TeacherError,
-                     TeacherUnreachableError)
+from .client import Teacher
+from .ledger import BUDGET_ERROR, TeacherConfigError, TeacherError, TeacherUnreachableError
 from .models import MODELS, ModelFetchError, ModelHashError, cli_fetch, fetch_model, resolve_model
 from .parsing import Rating, extract_code_block, parse_json_object
-from .server import LocalServer, TeacherServerError, pipeline_server
+from .engine import pipeline_server
+from .server import LocalServer, TeacherServerError
+from .transport import ChatResult, RateLimiter
 
 __all__ = [
     "BUDGET_ERROR", "ChatResult", "LocalServer", "MODELS", "ModelFetchError", "ModelHashError", "RateLimiter",

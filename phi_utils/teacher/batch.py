@@ -23,12 +23,11 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from ..progress import tqdm
-
-if TYPE_CHECKING:
-    from .client import ChatResult, Teacher, _Prepared
+from .ledger import BUDGET_ERROR
+from .transport import ChatResult, Prepared, estimate_tokens
 
 POLL_S = 30.0
 """Seconds between status polls."""
@@ -41,14 +40,14 @@ BATCHES_IN_FLIGHT = 4
 organisation's enqueued-token limit caps how many fit)."""
 
 
-def _state_dir(teacher: "Teacher") -> Path:
+def _state_dir(teacher: Any) -> Path:
     base = Path(teacher.rd.path) if teacher.rd is not None else Path(teacher.cache.path).parent
     d = base / "teacher" / "batches"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def _resume_submitted(teacher: "Teacher", preps: Sequence["_Prepared"]) -> tuple[list[tuple[str, list["_Prepared"]]], list["_Prepared"]]:
+def _resume_submitted(teacher: Any, preps: Sequence[Prepared]) -> tuple[list[tuple[str, list[Prepared]]], list[Prepared]]:
     """Batches submitted earlier (state files under `teacher/batches/`) that still hold some of `preps`:
     (batch id, its pending requests) each, and the requests no live batch holds, in order. Matching by
     request key, not by chunk, so a crash that changed which requests are cached never pays twice."""
@@ -59,20 +58,20 @@ def _resume_submitted(teacher: "Teacher", preps: Sequence["_Prepared"]) -> tuple
         mine = [k for k in info.get("keys", []) if k in by_key]
         if not mine:
             continue
-        b = teacher.client.batches.retrieve(info["batch_id"])
+        b = teacher.transport.client.batches.retrieve(info["batch_id"])
         if b.status in ("failed", "expired", "cancelled"):
             continue
         resumed.append((str(b.id), [by_key.pop(k) for k in mine]))
     return resumed, [p for p in preps if p.key in by_key]
 
 
-def _submit(teacher: "Teacher", chunk: Sequence["_Prepared"]) -> str:
+def _submit(teacher: Any, chunk: Sequence[Prepared]) -> str:
     digest = hashlib.sha256("\n".join(p.key for p in chunk).encode()).hexdigest()[:24]
     lines = [json.dumps({"custom_id": p.key, "method": "POST", "url": "/v1/chat/completions", "body": p.body})
              for p in chunk]
-    upload = teacher.client.files.create(file=(f"phi-batch-{digest}.jsonl", io.BytesIO("\n".join(lines).encode())),
+    upload = teacher.transport.client.files.create(file=(f"phi-batch-{digest}.jsonl", io.BytesIO("\n".join(lines).encode())),
                                          purpose="batch")
-    b = teacher.client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+    b = teacher.transport.client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
                                       completion_window="24h", metadata={"phi_utils": digest})
     (_state_dir(teacher) / f"{digest}.json").write_text(json.dumps({
         "batch_id": b.id, "input_file_id": upload.id, "n": len(chunk), "keys": [p.key for p in chunk],
@@ -80,11 +79,11 @@ def _submit(teacher: "Teacher", chunk: Sequence["_Prepared"]) -> str:
     return str(b.id)
 
 
-def _collect(teacher: "Teacher", batch_id: str, chunk: Sequence["_Prepared"], bar: Any) -> None:
+def _collect(teacher: Any, batch_id: str, chunk: Sequence[Prepared], bar: Any) -> None:
     """Poll until done, then cache every successful response (costs at half price)."""
     start = time.monotonic()
     while True:
-        b = teacher.client.batches.retrieve(batch_id)
+        b = teacher.transport.client.batches.retrieve(batch_id)
         if b.status in ("completed", "failed", "expired", "cancelled"):
             break
         if time.monotonic() - start > MAX_WAIT_S:
@@ -98,7 +97,7 @@ def _collect(teacher: "Teacher", batch_id: str, chunk: Sequence["_Prepared"], ba
     for file_id in (b.output_file_id, b.error_file_id):
         if not file_id:
             continue
-        for line in teacher.client.files.content(file_id).text.splitlines():
+        for line in teacher.transport.client.files.content(file_id).text.splitlines():
             if not line.strip():
                 continue
             row = json.loads(line)
@@ -107,23 +106,22 @@ def _collect(teacher: "Teacher", batch_id: str, chunk: Sequence["_Prepared"], ba
             if p is None or not resp or (row.get("response") or {}).get("status_code") != 200:
                 continue
             teacher.cache.put(p.key, resp, teacher.model_id, p.body)
-            teacher._record(resp, batch=True)
+            teacher.ledger.record(resp, batch=True)
             bar.update(1)
 
 
-def run_batch(teacher: "Teacher", preps: Sequence["_Prepared"], desc: str) -> list["ChatResult"]:
-    """Results for `preps` in order; requests the batch did not answer carry an error."""
-    from .client import BUDGET_ERROR, ChatResult, estimate_tokens
-
-    def worst_cost(chunk: Sequence[_Prepared]) -> float:
-        return teacher._cost(sum(estimate_tokens(p.body["messages"]) for p in chunk),
+def run_batch(teacher: Any, preps: Sequence[Prepared], desc: str) -> list[ChatResult]:
+    """Results for `preps` in order (`teacher`: the `Teacher` whose transport, cache and ledger are used);
+    requests the batch did not answer carry an error."""
+    def worst_cost(chunk: Sequence[Prepared]) -> float:
+        return teacher.ledger.cost(sum(estimate_tokens(p.body["messages"]) for p in chunk),
                              sum(p.body["max_tokens"] for p in chunk), batch=True, model=chunk[0].body["model"])
 
     budget = teacher.cfg.budget_usd
     resumed, todo = _resume_submitted(teacher, preps)
     submitted = {p.key for _, chunk in resumed for p in chunk}
     # (batch id, requests, worst-case cost): batches already paid for are resumed whatever the budget
-    in_flight: deque[tuple[str, Sequence[_Prepared], float]] = deque((b, c, worst_cost(c)) for b, c in resumed)
+    in_flight: deque[tuple[str, Sequence[Prepared], float]] = deque((b, c, worst_cost(c)) for b, c in resumed)
     with tqdm(total=len(preps), desc=f"{desc} (batch API)", unit="req") as bar:
         for i in range(0, len(todo), MAX_REQUESTS_PER_BATCH):
             chunk = todo[i:i + MAX_REQUESTS_PER_BATCH]
@@ -149,13 +147,11 @@ def run_batch(teacher: "Teacher", preps: Sequence["_Prepared"], desc: str) -> li
     for p in preps:
         hit = teacher.cache.get(p.key)
         if hit is not None:
-            out.append(teacher._result(hit, cached=False))
+            out.append(ChatResult.from_response(hit, cached=False))
         elif p.key in submitted:
             why = "not answered by the OpenAI batch (see its error file)"
-            with teacher._lock:  # counts towards teacher.max_error_rate like a failed synchronous request
-                teacher.stats["errors"] += 1
-                teacher.last_error = why
-            out.append(ChatResult("", 0, 0, False, {}, why))
+            teacher.ledger.failure(why)  # counts towards teacher.max_error_rate like a failed synchronous request
+            out.append(ChatResult.failed(why))
         else:
-            out.append(ChatResult("", 0, 0, False, {}, BUDGET_ERROR))
+            out.append(ChatResult.failed(BUDGET_ERROR))
     return out

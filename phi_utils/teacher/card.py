@@ -85,7 +85,7 @@ def humaneval_check(teacher: Any, n: int, max_tokens: int, timeout_s: float = 10
         code = extract_code_block(r.text, p["entry_point"])
         programs.append(None if code is None else
                         f"{p['prompt']}\n    pass\n\n{code}\n\n{p['test']}\ncheck({p['entry_point']})\n")
-    from ..evaluation.sandbox import run_program
+    from ..sandbox import run_program
 
     def run(code: str) -> bool:
         return bool(run_program(code, timeout_s=timeout_s).passed)

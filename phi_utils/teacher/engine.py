@@ -17,12 +17,14 @@ import json
 import logging
 import os
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .server import LocalServer, TeacherServerError
+from .server import (ENV_BASE_URL, ENV_ENGINE, ENV_LABEL, ENV_LOCAL_MODEL, ENV_SHA256, LocalServer,
+                     TeacherServerError, server_log_path)
 
 log = logging.getLogger("phi_utils.teacher")
 
@@ -147,3 +149,33 @@ def make_server(cfg: Any, model_path: str | Path, log_path: str | Path, alias: s
         assert binary is not None
         return LlamaServer(binary, model_path, log_path, settings, alias=alias)
     return LocalServer(model_path, log_path, n_ctx=cfg.n_ctx, alias=alias)
+
+
+@contextmanager
+def pipeline_server(teacher_cfg: Any, rd: Any) -> Iterator[LocalServer | None]:
+    """One local server for a whole pipeline run; kernels attach via `$PHI_TEACHER_BASE_URL`.
+
+    No-op (yields None) for the `openai` backend, or when a server is already exported for the same
+    `local_model`. Restores the environment and stops the server on exit, error or Ctrl-C.
+    """
+    if teacher_cfg.backend != "local" or (
+            os.environ.get(ENV_BASE_URL) and os.environ.get(ENV_LOCAL_MODEL) == teacher_cfg.local_model):
+        yield None
+        return
+    from .models import resolve_model
+
+    path, digest, label = resolve_model(teacher_cfg.local_model)
+    server = make_server(teacher_cfg, path, server_log_path(rd), alias=Path(path).stem)
+    saved = {k: os.environ.get(k) for k in (ENV_BASE_URL, ENV_LABEL, ENV_SHA256, ENV_LOCAL_MODEL, ENV_ENGINE)}
+    server.start()
+    try:
+        os.environ.update({ENV_BASE_URL: server.base_url, ENV_LABEL: label, ENV_SHA256: digest,
+                           ENV_LOCAL_MODEL: teacher_cfg.local_model, ENV_ENGINE: server.engine})
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()

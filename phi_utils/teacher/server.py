@@ -7,7 +7,7 @@ process dies, via PR_SET_PDEATHSIG). A server that fails to start raises with it
 The server's thread count stays at llama.cpp's default: on 2 cores `--n_threads 2` collapsed
 throughput to 5-44 tok/s (shared/reference/local-llm-server-measured.md).
 
-`pipeline_server(cfg.teacher, rd)` is what the runner wraps the whole pipeline in: one server for
+`engine.pipeline_server(cfg.teacher, rd)` is what the runner wraps the whole pipeline in: one server for
 all notebooks; kernels (child processes) attach to it through `$PHI_TEACHER_BASE_URL`. Which
 program serves (`llama-server` or this one) is chosen in `engine.py` and exported as
 `$PHI_TEACHER_ENGINE`.
@@ -31,9 +31,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _log = logging.getLogger("phi_utils.teacher")
 
@@ -273,34 +272,3 @@ class LocalServer:
 
 def server_log_path(rd: Any) -> Path:
     return Path(rd.path) / "teacher" / "server.log"
-
-
-@contextmanager
-def pipeline_server(teacher_cfg: Any, rd: Any) -> Iterator[LocalServer | None]:
-    """One local server for a whole pipeline run; kernels attach via `$PHI_TEACHER_BASE_URL`.
-
-    No-op (yields None) for the `openai` backend, or when a server is already exported for the same
-    `local_model`. Restores the environment and stops the server on exit, error or Ctrl-C.
-    """
-    if teacher_cfg.backend != "local" or (
-            os.environ.get(ENV_BASE_URL) and os.environ.get(ENV_LOCAL_MODEL) == teacher_cfg.local_model):
-        yield None
-        return
-    from .engine import make_server
-    from .models import resolve_model
-
-    path, digest, label = resolve_model(teacher_cfg.local_model)
-    server = make_server(teacher_cfg, path, server_log_path(rd), alias=Path(path).stem)
-    saved = {k: os.environ.get(k) for k in (ENV_BASE_URL, ENV_LABEL, ENV_SHA256, ENV_LOCAL_MODEL, ENV_ENGINE)}
-    server.start()
-    try:
-        os.environ.update({ENV_BASE_URL: server.base_url, ENV_LABEL: label, ENV_SHA256: digest,
-                           ENV_LOCAL_MODEL: teacher_cfg.local_model, ENV_ENGINE: server.engine})
-        yield server
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()

@@ -26,7 +26,7 @@ import torch
 from ..progress import tqdm
 
 from ..rundir import write_json_atomic
-from .compat import eos_id, vocab_size
+from ..model.tokenizer import eos_id
 
 IGNORE_INDEX = -100
 DATA_FORMAT_VERSION = 1
@@ -164,7 +164,7 @@ def pack_documents(docs: Iterable[tuple[str, str | None]], n_docs: int, tokenize
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "meta.json").unlink(missing_ok=True)  # written last: its presence means complete
     eos = eos_id(tokenizer)
-    dtype = token_dtype(vocab_size(tokenizer))
+    dtype = token_dtype(len(tokenizer))
     rng = np.random.default_rng(seed)
     is_val = rng.random(n_docs) < val_fraction
     if n_docs >= 2:  # at least one document on each side, whatever the fraction
@@ -204,7 +204,7 @@ def pack_documents(docs: Iterable[tuple[str, str | None]], n_docs: int, tokenize
         p.close()
     meta = {
         "format_version": DATA_FORMAT_VERSION, "seq_len": seq_len, "dtype": dtype.name, "eos_id": eos,
-        "vocab_size": vocab_size(tokenizer), "source": source, "seed": seed, "val_fraction": val_fraction,
+        "vocab_size": len(tokenizer), "source": source, "seed": seed, "val_fraction": val_fraction,
         "loss_on_solution_only": bool(loss_on_solution_only), "separator": "<|endoftext|>",
         "fingerprint": fingerprint,
         "splits": {s: {"n_documents": p.n_docs, "n_tokens": p.n_tokens, "n_sequences": p.n_rows,

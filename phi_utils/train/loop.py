@@ -25,16 +25,18 @@ import torch
 from ..progress import tqdm
 
 from ..config import TrainConfig
-from ..model import causal_lm_loss
+from ..model import PhiForCausalLM, causal_lm_loss, load_checkpoint, save_checkpoint
+from ..model import flops
 from ..rundir import write_json_atomic
 from . import checkpoint as ckpt
-from . import compat
 from .data import IGNORE_INDEX, BatchSampler, PackedData
 from .dist import DistEnv, all_reduce_sum, barrier, gather_objects, no_grad_sync, unwrap, wrap_model
 from .scaler import DynamicLossScaler
 from .schedule import make_scheduler
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MODEL_BACKEND = "phi_utils.model.PhiForCausalLM"
+"""Which model implementation training uses (recorded in manifests)."""
 
 
 @dataclass
@@ -79,7 +81,7 @@ def micro_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, labels: torc
     """Summed next-token cross-entropy over the labelled positions of one micro-batch (fp32)."""
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     with ctx:
-        logits = compat.logits_of(model, input_ids)
+        logits = model(input_ids)  # (B, T, V): our model returns plain logits
     return causal_lm_loss(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
@@ -119,9 +121,9 @@ class Trainer:
         if tc.num_threads > 0 and env.device.type == "cpu":
             torch.set_num_threads(tc.num_threads)
         torch.manual_seed(seed)  # same initial weights on every rank
-        model = compat.build_model(model_cfg)
+        model = PhiForCausalLM(model_cfg)
         if init_from is not None:
-            src, _ = compat.load_hf(init_from)
+            src, _ = load_checkpoint(init_from)
             missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
             if unexpected or [k for k in missing if "rotary" not in k and "inv_freq" not in k]:
                 raise ValueError(f"{init_from}: weights do not fit model {tc.model!r} "
@@ -130,8 +132,8 @@ class Trainer:
         if tc.gradient_checkpointing:
             model.gradient_checkpointing = True
         self.raw_model = model.to(env.device)
-        self.n_params = compat.num_parameters(self.raw_model)
-        self.flops_per_token = compat.flops_per_token(model_cfg, tc.seq_len, n_params=self.n_params)
+        self.n_params = sum(p.numel() for p in self.raw_model.parameters())
+        self.flops_per_token = flops.flops_per_token(model_cfg, tc.seq_len, training=True)
         self.wrapped = wrap_model(self.raw_model, env, self.parallel,
                                   mixed_dtype=self.autocast if self.parallel == "fsdp" else None)
         # compile the wrapped model; `self.wrapped` stays reachable for DDP's no_sync
@@ -148,6 +150,11 @@ class Trainer:
         self.resumed_from: int | None = None
 
     # ------------------------------------------------------------------ state
+    def mfu(self, tokens_per_s: float | None) -> float | None:
+        """MFU of this run over all its ranks (a CPU's peak is measured, a GPU's read from its data sheet)."""
+        peak = flops.device_peak_flops(self.env.device, self.tc.precision)
+        return flops.mfu(tokens_per_s or 0.0, self.mc, self.tc.seq_len, peak_flops=peak, n_devices=self.env.world_size)
+
     def _model_state(self) -> dict[str, torch.Tensor]:
         if self.parallel == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -166,11 +173,11 @@ class Trainer:
     def _write_hf(self, model_state: dict[str, torch.Tensor], out: Path) -> None:
         if self.parallel == "fsdp":  # an unsharded CPU copy for the HF export (meta init: no random 1.3B init)
             with torch.device("meta"):
-                m = compat.build_model(self.mc)
+                m = PhiForCausalLM(self.mc)
             m.load_state_dict(model_state, assign=True)
-            compat.save_hf(m, self.tokenizer, out)
+            save_checkpoint(m, self.tokenizer, out)
         else:
-            compat.save_hf(unwrap(self.raw_model), self.tokenizer, out)
+            save_checkpoint(unwrap(self.raw_model), self.tokenizer, out)
 
     def save(self) -> Path | None:
         model_state = self._model_state()  # collective under FSDP: every rank calls it
@@ -294,7 +301,7 @@ class Trainer:
         tps = tokens / dt
         rec = {"step": self.step, "loss": float(loss_sum) / max(1, n_glob), "lr": lr, "grad_norm": grad_norm,
                "tokens": self.step * tokens, "tokens_per_s": tps, "step_time_s": dt,
-               "mfu": compat.mfu(self.flops_per_token, tps, env.device, tc.precision, env.world_size),
+               "mfu": self.mfu(tps),
                "epoch": self.sampler.epochs_done(self.step), "skipped": skipped}
         if self.scaler.enabled:
             rec["loss_scale"] = self.scaler.scale
@@ -358,9 +365,9 @@ class Trainer:
             steps=self.step, tokens_seen=self.step * tc.global_batch_size * tc.seq_len, target_tokens_seen=targets,
             epochs=self.sampler.epochs_done(self.step), train_sequences=len(self.train),
             final_loss=last.get("loss"), final_val_loss=val_loss, tokens_per_s=tps,
-            mfu=compat.mfu(self.flops_per_token, tps, env.device, tc.precision, env.world_size) if tps else None,
+            mfu=self.mfu(tps) if tps else None,
             wall_s=time.time() - t_start, resumed_from_step=self.resumed_from, skipped_steps=self.scaler.skipped_steps,
-            n_params=self.n_params, world_size=env.world_size, model_backend=compat.backend_name(),
+            n_params=self.n_params, world_size=env.world_size, model_backend=MODEL_BACKEND,
             out_dir=str(self.out_dir))
 
     def _target_tokens_seen(self) -> int:

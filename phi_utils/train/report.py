@@ -11,7 +11,7 @@ from ..config import ProfileConfig, TrainConfig
 from ..rundir import RunDir
 from .arms import ARMS, parse_step
 from .loop import read_metrics
-from .stages import STAGES, estimate_wall_time, paper_commands
+from .stages import STAGES, estimate_wall_time, paper_commands, throughput_at_mfu
 
 # §2.3 of the paper (see /work/shared/reference/phi1-paper-notes.md §2.2); None = not reported.
 PAPER_SETTINGS: dict[str, dict[str, Any]] = {
@@ -170,7 +170,9 @@ def wall_time_table(cfg: ProfileConfig, rd: RunDir, stages: list[str], paper: Pr
     """Wall time: measured here for this profile; for the paper profile estimated from (a) the
     throughput the paper's own numbers imply and (b) the same MFU as this run at A100 peak (an
     optimistic transfer, labelled as such)."""
-    from . import compat
+    from ..model.flops import PEAK_FLOPS
+
+    a100 = PEAK_FLOPS["A100"]["fp16"]
 
     rows = []
     for s in stages:
@@ -189,8 +191,7 @@ def wall_time_table(cfg: ProfileConfig, rd: RunDir, stages: list[str], paper: Pr
     if mfus:
         mfu = sum(mfus) / len(mfus)
         tc = paper.pretrain
-        tps = mfu * 312e12 / compat.flops_per_token(
-            compat.model_config(tc.model, 51200, max_position_embeddings=tc.seq_len), tc.seq_len)
+        tps = throughput_at_mfu(tc.model, tc.seq_len, mfu, a100)
         est = estimate_wall_time(tc, tps, paper.n_gpus)
         rows.append({"run": f"paper pretrain at this run's MFU ({mfu:.0%})", "tokens": est["tokens"],
                      "tokens/s/device": tps, "devices": paper.n_gpus, "hours": est["hours"],

@@ -21,7 +21,9 @@ from typing import Any
 
 from ..config import ProfileConfig, TrainConfig, get_profile, set_dotted
 from ..rundir import RunDir
-from . import compat
+from ..model.config import training_model_config
+from ..model.flops import flops_per_token
+from ..model.tokenizer import load_tokenizer
 from .arms import ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, check_seeds, init_step, parse_step, training_steps
 from .data import PackedData, prepare_packed
 from .dist import DistEnv, barrier, broadcast_object, init_distributed
@@ -69,7 +71,7 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
             rd.invalidate(stage)
             if force:
                 clean_run_dir(out)
-            tok = compat.load_tokenizer(tokenizer_dir(rd))
+            tok = load_tokenizer(tokenizer_dir(rd))
             if init_from is not None and not (init_from / "config.json").exists():
                 raise FileNotFoundError(f"{init_from} is missing; run the pretraining stage (notebook 06) first "
                                         f"({stage} starts from {init})")
@@ -83,10 +85,9 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
         return rd.manifest(stage)["counts"] if env.is_main else {}
     barrier(env)
 
-    tok = compat.load_tokenizer(tokenizer_dir(rd))
+    tok = load_tokenizer(tokenizer_dir(rd))
     train, val = PackedData.open(out / "data", "train"), PackedData.open(out / "data", "val")
-    mc = compat.model_config(tc.model, vocab_size=compat.vocab_size(tok), dropout=tc.dropout,
-                             max_position_embeddings=tc.seq_len)
+    mc = training_model_config(tc.model, vocab_size=len(tok), dropout=tc.dropout, min_block_size=tc.seq_len)
     started = time.time()
     trainer = Trainer(tc, mc, train, val, out, env, seed=seed, tokenizer=tok, init_from=init_from,
                       parallel=parallel, progress=progress, keep_checkpoints=tc.keep_checkpoints)
@@ -197,8 +198,8 @@ def estimate_wall_time(tc: TrainConfig, tokens_per_s_per_device: float, n_device
 
 def throughput_at_mfu(model_name: str, seq_len: int, mfu: float, peak_flops: float, vocab_size: int = 51200) -> float:
     """Tokens/s per device a model reaches at a given MFU (to turn a measured MFU into a wall time)."""
-    mc = compat.model_config(model_name, vocab_size=vocab_size, max_position_embeddings=seq_len)
-    return mfu * peak_flops / compat.flops_per_token(mc, seq_len)
+    mc = training_model_config(model_name, vocab_size=vocab_size, min_block_size=seq_len)
+    return mfu * peak_flops / flops_per_token(mc, seq_len, training=True)
 
 
 # ---------------------------------------------------------------------------- configs from JSON
