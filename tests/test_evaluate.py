@@ -153,6 +153,7 @@ def test_endpoint_by_url_and_embedded_local_teacher(tmp_path: Path, local_teache
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["identity"]["endpoint"] == local_teacher.base_url and s["prompt_format"]["name"] == "instruct"
+    assert s["prompt_format"]["prefilled"] is False  # an endpoint by URL may not continue an assistant turn
     assert s["benchmarks"]["humaneval"]["n_problems"] == 2
     rows = _rows(out / "humaneval_samples.jsonl")
     assert len(rows) == 2 and all(r["raw"] and r["error"] is None for r in rows)
@@ -164,6 +165,17 @@ def test_endpoint_by_url_and_embedded_local_teacher(tmp_path: Path, local_teache
     assert s2["identity"]["sha256"] == MODELS["smollm2-135m"].sha256
     assert s2["identity"]["endpoint"] == "embedded llama.cpp server"
     assert s2["benchmarks"]["humaneval"]["n_samples"] == 1
+    # our own llama-server continues the reply begun with EvalPlus's response prefix and a fence
+    prefilled = s2["identity"]["engine"] == "llama-server"
+    assert s2["prompt_format"]["prefilled"] is prefilled
+    assert json.loads((tmp_path / "emb" / "evaluate.json").read_text())["prefilled"] is prefilled
+    if prefilled:
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "emb" / "teacher" / "cache" / "responses.sqlite") as db:
+            (request,), = db.execute("select request from responses").fetchall()
+        last = json.loads(request)["messages"][-1]
+        assert last == {"role": "assistant", "content": INSTRUCT_FORMAT.response_prefix + "\n```python\n"}
 
 
 def test_killed_evaluate_resumes_without_regenerating(tmp_path: Path, run_dir: Path) -> None:

@@ -251,7 +251,7 @@ def _endpoint_backend(src: ModelSource, cfg: EvaluateConfig, out: Path) -> Backe
             finally:
                 os.environ.update(env)
             identity = {"kind": "endpoint", "label": teacher.label, "endpoint": "embedded llama.cpp server",
-                        "sha256": teacher.model_id.removeprefix("gguf:"), "gguf": src.path}
+                        "engine": teacher.engine, "sha256": teacher.model_id.removeprefix("gguf:"), "gguf": src.path}
         else:
             key = os.environ.get(cfg.api_key_env)
             if not key and "api.openai.com" in cfg.base_url:
@@ -265,11 +265,15 @@ def _endpoint_backend(src: ModelSource, cfg: EvaluateConfig, out: Path) -> Backe
     except (TeacherError, ModelFetchError) as e:
         raise EvaluateError(f"--model {src.spec}: {e}") from e
 
+    # EvalPlus begins the reply for the chat models it runs; of the endpoints, only our own llama-server
+    # is known to continue an assistant turn (OpenAI's API would answer it with a new turn).
+    fmt = replace(INSTRUCT_FORMAT, prefilled=cfg.base_url is None and teacher.engine == "llama-server")
+
     def gen(probs: Sequence[Problem], s: GenSettings) -> list[dict[str, Any]]:
-        rows = teacher_completions(teacher, probs, s, INSTRUCT_FORMAT, desc="requests")
+        rows = teacher_completions(teacher, probs, s, fmt, desc="requests")
         return [{k: v for k, v in r.items() if k != "teacher"} for r in rows]
 
-    return Backend(gen, INSTRUCT_FORMAT, identity, max(1, int(teacher.cfg.concurrency)), teacher.close)
+    return Backend(gen, fmt, identity, max(1, int(teacher.cfg.concurrency)), teacher.close)
 
 
 def open_backend(src: ModelSource, cfg: EvaluateConfig, out: Path) -> Backend:
@@ -394,6 +398,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] | None = None) -> d
     backend = open_backend(src, cfg, out)
     try:
         manifest = {"model": cfg.model, "sha256": backend.identity.get("sha256"), "prompt_format": backend.fmt.name,
+                    "prefilled": backend.fmt.prefilled,
                     "settings": {k: v for k, v in asdict(settings).items() if k != "batch_size"},
                     "limit": cfg.limit, "benchmarks": list(cfg.benchmarks)}
         _check_manifest(out, manifest)

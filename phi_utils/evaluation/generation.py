@@ -38,7 +38,10 @@ class PromptFormat:
     instruction_prefix: str = ""
     """`instruct`: the text before the problem's prompt (which follows in a bare ``` fence)."""
     response_prefix: str = ""
-    """`instruct`, models run here with a chat template: the reply is begun with this and a ```python fence."""
+    """`instruct`: the reply is begun with this and a ```python fence where `prefilled`."""
+    prefilled: bool = False
+    """`instruct`: the reply was begun for the model (a chat template run here, or an endpoint that
+    continues an assistant turn, as llama-server does); else the model writes its own reply."""
     stop: tuple[str, ...] = ()
     """`instruct`: generation stops at these (the closing fence, a main guard, a top-level print);
     `base` uses each benchmark's `stop_sequences`."""
@@ -54,6 +57,7 @@ INSTRUCT_FORMAT = PromptFormat(
                        "markdown code block:",
     response_prefix="Below is a Python script with a self-contained function that solves the problem and passes "
                     "corresponding tests:",
+    prefilled=True,
     stop=("\n```\n", "\nif __name__", "\ndef main(", "\nprint("),
     extraction="first fenced Python block that parses and defines the entry point; top-level statements other "
                "than imports, definitions and assignments dropped (EvalPlus's instruct prompt and sanitising)")
@@ -316,11 +320,15 @@ def teacher_completions(teacher: Any, problems: Sequence[Problem], settings: Gen
                         fmt: PromptFormat | None = None, desc: str = "teacher completions") -> list[dict[str, Any]]:
     """Completions from a chat endpoint through `phi_utils.teacher.Teacher`; code blocks extracted.
 
-    `fmt` None: notebook 08's request (`teacher_messages`); an `instruct` format: its user turn alone
-    (no system message, as EvalPlus sends it) with its stop sequences."""
+    `fmt` None: notebook 08's request (`teacher_messages`); an `instruct` format: its user turn (no
+    system message, as EvalPlus sends it) with its stop sequences and, where `fmt.prefilled`, the
+    assistant turn begun with the response prefix and a ```python fence for the endpoint to continue."""
+    prefix = f"{fmt.response_prefix}\n```python\n" if fmt is not None and fmt.prefilled else None
     reqs, keys = [], []
     for p in problems:
         msgs = teacher_messages(p) if fmt is None else [{"role": "user", "content": instruct_prompt(p, fmt)}]
+        if prefix is not None:
+            msgs = msgs + [{"role": "assistant", "content": prefix}]
         for k in range(settings.n):
             req: dict[str, Any] = {"messages": msgs, "temperature": settings.temperature,
                                    "max_tokens": settings.max_new_tokens, "sample_index": k}
@@ -332,7 +340,8 @@ def teacher_completions(teacher: Any, problems: Sequence[Problem], settings: Gen
     rows = []
     for (p, k), r in zip(keys, results):
         text = r.text or ""
-        rows.append({"task_id": p.task_id, "completion": sanitize_completion(text, p, chat=True), "sample_index": k,
+        reply = f"```python\n{text}\n```" if prefix is not None else text  # a continuation is code already
+        rows.append({"task_id": p.task_id, "completion": sanitize_completion(reply, p, chat=True), "sample_index": k,
                      "raw": text, "error": r.error, "teacher": teacher.label})
     return rows
 
