@@ -29,7 +29,7 @@ params,
 code("""from phi_utils.config import get_profile
 from phi_utils.rundir import open_stage
 from phi_utils import overview
-from phi_utils.pipeline import make_plan
+from phi_utils.plan import make_plan
 
 cfg, rd = open_stage(profile, run_dir, seed)"""),
 md("## The paper's headline numbers (paper-reported)"),

@@ -24,6 +24,7 @@ from .passk import pass_at_k
 from .problems import BENCHMARKS, Problem, load_problems, read_jsonl
 from ..sandbox import HUMANEVAL_GUARD, ExecResult, SandboxLimits, isolation, run_programs
 
+
 def build_program(problem: Problem, completion: str, guard: bool = True) -> str:
     return (HUMANEVAL_GUARD if guard else "") + problem.program(completion)
 

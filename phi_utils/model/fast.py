@@ -189,7 +189,6 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return torch.bmm(probs, v.reshape(B * H, S, D)).view(B, H, 1, D).to(q.dtype)
 
 
-
 # --------------------------------------------------------------------------- modules
 class PhiloxDropout(nn.Dropout):
     """`nn.Dropout` that draws its CPU masks with the Philox kernel (`cpu_kernels.fused_dropout`),
@@ -238,8 +237,9 @@ class TransposableLinear(nn.Linear):
 def transposed_weights(model: nn.Module) -> Iterator[None]:
     """Within this block, linear layers without autograd multiply by contiguous copies of their
     transposed weights (see `TransposableLinear`; a model without fast paths is left alone): faster
-    few-row products on CPU, for as much memory again as the linear weights. The copies are made on entry and dropped on exit, so weights changed
-    inside the block are not seen. Off CPU (where the layout does not pay) it does nothing.
+    few-row products on CPU, for as much memory again as the linear weights. The copies are made on
+    entry and dropped on exit, so weights changed inside the block are not seen. Off CPU (where the
+    layout does not pay) it does nothing.
     Nested blocks share the outer block's copies (`generate` holds them over all its batches)."""
     linears = [m for m in model.modules() if isinstance(m, TransposableLinear)]
     if next(model.parameters()).device.type != "cpu" or (linears and linears[0].weight_t is not None):

@@ -100,9 +100,9 @@ def mfu(tokens_per_s: float, mc: ModelConfig, seq_len: int, peak_flops: float | 
     """Model FLOPs utilisation: achieved training FLOP/s over the peak of `n_devices` devices.
 
     `peak_flops` per device: given (e.g. `device_peak_flops(device, precision)`), else the CUDA device's
-    table value for `precision`; an unknown peak or no throughput gives None.
+    table value for `precision`; an unknown peak gives None.
     """
     peak = peak_flops if peak_flops is not None else gpu_peak_flops(precision=precision)
-    if not peak or not tokens_per_s:
+    if not peak:
         return None
     return tokens_per_s * flops_per_token(mc, seq_len, training=True) / (peak * n_devices)

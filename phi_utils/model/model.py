@@ -20,7 +20,8 @@ This file is the architecture and nothing else: plain PyTorch modules, attention
 CPU kernels for decoding, GELU and dropout, rotary as one matmul) live in `fast.py`, which swaps
 them in on every new model through the one hook at the end of `PhiForCausalLM.__init__` (same
 parameters and state dict; `PhiForCausalLM(config, fast_paths=False)` runs this file alone, and
-the tests hold both paths to the same logits and gradients).
+the tests hold both paths to the same logits and gradients). The plain path has no fp16 guard off
+CUDA: there SDPA's math kernel forms q·kᵀ in fp16, which can overflow (fast.py upcasts).
 
 The state dict uses nanoGPT/litgpt names (`transformer.h.0.attn.qkv.weight`);
 `phi_utils.model.convert` maps them to/from transformers' names (q/k/v_proj <-> fused qkv).
@@ -38,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 
-FAST_PATHS: list[Callable[[nn.Module], None]] = []
+FAST_PATHS: list[Callable[[nn.Module], object]] = []
 """Installers run on every new model unless `fast_paths=False` (`fast.py` registers its own on import)."""
 
 

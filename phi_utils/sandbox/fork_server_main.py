@@ -82,10 +82,13 @@ def head_tail(path, cap):
         return b"", b"", 0
 
 
-def exec_child(src, wd, fo, fe, devnull, cpu, g0):
-    """In the forked child: redirect, limit, run `src`; never returns."""
+def exec_child(src, r, wd, fo, fe, devnull, req, g0):
+    """In the forked child: redirect, limit, run `src`; never returns (nothing may fall back into
+    the server's loop, so all of it is inside the `finally: os._exit`)."""
     rc = 1
     try:
+        os.close(r)  # the sentinel's read end is the server's
+        cpu = req["cpu"]
         os.setsid()
         os.dup2(devnull, 0)
         os.dup2(fo, 1)
@@ -137,8 +140,7 @@ def run_one(req, n, devnull, g0):
     t0 = time.monotonic()
     pid = _fork()
     if pid == 0:
-        os.close(r)
-        exec_child(src, wd, fo, fe, devnull, req["cpu"], g0)
+        exec_child(src, r, wd, fo, fe, devnull, req, g0)
     os.close(w)
     os.close(fo)
     os.close(fe)

@@ -216,7 +216,7 @@ def run_programs(codes: list[str], workers: int = 2, timeout_s: float = 5.0, des
         if bar is not None:
             bar.update(1)
 
-    pool = ForkServerPool(limits, env, ro_binds, prelude, bwrap) if use_server and bwrap else None
+    pool = ForkServerPool(limits, env, ro_binds, prelude, bwrap) if use_server and bwrap is not None else None
 
     def chunk(idx: list[int]) -> None:
         assert pool is not None

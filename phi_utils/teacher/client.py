@@ -57,11 +57,11 @@ class Teacher:
         self.engine = (server.engine if server is not None else os.environ.get(ENV_ENGINE)
                        or "llama-cpp-python") if self.is_local else "openai-compatible endpoint"
         """What serves the requests: `llama-server`, `llama-cpp-python` or an API endpoint."""
-        self.cache = ResponseCache(cache_path)
         self.ledger = Ledger(cfg, free=self.is_local)
         """Tokens, cost, budget and failures of this session (`ledger.stats`)."""
         self.transport = Transport(cfg, base_url, api_key, self.ledger, self.is_local)
         """The paced, retried wire to the endpoint (`transport.client` is the `openai` client)."""
+        self.cache = ResponseCache(cache_path)  # last: nothing above can fail and leave it open
         self._closed = False
         atexit.register(self.close)  # a notebook that never calls close() still records its usage
         if check:

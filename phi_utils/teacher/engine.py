@@ -48,10 +48,31 @@ def _runs(binary: str) -> bool:
         return False
 
 
+def cpu_id() -> str:
+    """A hash of this CPU's feature flags, as `scripts/build_teacher_engine.sh` records a native build's."""
+    import hashlib
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            line = next((x for x in f if x.startswith("flags")), "")
+    except OSError:
+        return "portable"
+    flags = sorted(line.partition(":")[2].split())
+    return hashlib.sha256("".join(f + "\n" for f in flags).encode()).hexdigest()[:16] if flags else "portable"
+
+
 def llama_server_binary() -> Path | None:
-    """The built `llama-server`, or None when set-up did not build it (or it does not run here)."""
+    """The built `llama-server`, or None when set-up did not build it, it does not run here, or it was
+    built natively for another CPU (it could stop on an illegal instruction)."""
     path = engine_dir() / f"llama-server-{ENGINE_VERSION}" / "llama-server"
-    return path if path.is_file() and os.access(path, os.X_OK) and _runs(str(path)) else None
+    if not (path.is_file() and os.access(path, os.X_OK) and _runs(str(path))):
+        return None
+    built_for = build_info().get("cpu", "portable")
+    if built_for not in ("portable", cpu_id()):
+        log.warning("%s was built for another CPU (flags %s, this one %s); run scripts/build_teacher_engine.sh",
+                    path, built_for, cpu_id())
+        return None
+    return path
 
 
 def build_info() -> dict[str, Any]:

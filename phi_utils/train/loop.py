@@ -153,7 +153,9 @@ class Trainer:
     def mfu(self, tokens_per_s: float | None) -> float | None:
         """MFU of this run over all its ranks (a CPU's peak is measured, a GPU's read from its data sheet)."""
         peak = flops.device_peak_flops(self.env.device, self.tc.precision)
-        return flops.mfu(tokens_per_s or 0.0, self.mc, self.tc.seq_len, peak_flops=peak, n_devices=self.env.world_size)
+        if not peak or not tokens_per_s:  # an unknown GPU, or no steady-state step yet
+            return None
+        return flops.mfu(tokens_per_s, self.mc, self.tc.seq_len, peak_flops=peak, n_devices=self.env.world_size)
 
     def _model_state(self) -> dict[str, torch.Tensor]:
         if self.parallel == "fsdp":
