@@ -32,7 +32,7 @@ import sys
 import sysconfig
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -449,9 +449,80 @@ def build_corpus(cfg: CorpusConfig, seed: int = 0, candidates: Iterable[Candidat
     return CorpusResult(records, dict(counts), {k: asdict(v) for k, v in licences.items()})
 
 
-def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
+@dataclass
+class CorpusStageResult:
+    """The `corpus` step's counts (its manifest's `counts`), typed; files are counted as they are examined."""
+
+    kept: int = 0
+    """Files kept (deduplicated, cleaned)."""
+    kept_chars: int = 0
+    """Characters in the kept files."""
+    kept_tokens_est: int = 0
+    """Estimated tokens in the kept files (`estimate_tokens`)."""
+    examined: int = 0
+    """Candidates visited in the seeded order (until `max_files` were kept)."""
+    found: int = 0
+    """Local `.py` files found (the `local` source only)."""
+    skipped_no_distribution: int = 0
+    """site-packages files no installed distribution owns."""
+    skipped_licence: int = 0
+    """site-packages files of distributions without a permissive licence."""
+    skipped_huge: int = 0
+    """Files over `max_file_bytes`."""
+    skipped_unreadable: int = 0
+    """Files that could not be read."""
+    skipped_binary: int = 0
+    """Files with NUL bytes."""
+    skipped_non_utf8: int = 0
+    """Files that are not UTF-8."""
+    skipped_empty: int = 0
+    """Files under `min_chars` of content."""
+    skipped_minified: int = 0
+    """Minified files (a line over 1,000 characters, or lines over 200 on average)."""
+    skipped_generated: int = 0
+    """Generated files (`*_pb2.py`, or a generated-code marker in the first 15 lines)."""
+    exact_duplicates: int = 0
+    """Files removed as exact duplicates (content hash)."""
+    near_duplicates: int = 0
+    """Files removed as near duplicates (MinHash-LSH)."""
+    skipped_by_licence: dict[str, int] = field(default_factory=dict)
+    """licence -> files skipped for it (manifest keys `skipped_licence:<licence>`)."""
+    unreadable_by_error: dict[str, int] = field(default_factory=dict)
+    """exception name -> unreadable files (manifest keys `unreadable:<error>`)."""
+    kept_by_source: dict[str, int] = field(default_factory=dict)
+    """source -> kept files (manifest keys `kept_source:<source>`)."""
+
+    _PREFIXES = (("skipped_licence:", "skipped_by_licence"), ("unreadable:", "unreadable_by_error"),
+                 ("kept_source:", "kept_by_source"))
+
+    @classmethod
+    def from_dict(cls, counts: dict[str, int]) -> "CorpusStageResult":
+        """From the manifest's flat `counts` (absent keys are 0); an unknown key is an error."""
+        names = {f.name for f in fields(cls)}
+        scalars: dict[str, int] = {}
+        maps: dict[str, dict[str, int]] = {name: {} for _, name in cls._PREFIXES}
+        for key, value in counts.items():
+            prefix = next(((p, name) for p, name in cls._PREFIXES if key.startswith(p)), None)
+            if prefix is not None:
+                maps[prefix[1]][key[len(prefix[0]):]] = value
+            elif key in names and key not in maps:
+                scalars[key] = value
+            else:
+                raise CorpusError(f"corpus counts: unknown key {key!r} (written by a different version of corpus.py?)")
+        return cls(**scalars, **maps)
+
+    def to_counts(self) -> dict[str, int]:
+        """The manifest's flat `counts` form (the inverse of `from_dict`; zero counts left out)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in {name for _, name in self._PREFIXES} and getattr(self, f.name)}
+        for prefix, name in self._PREFIXES:
+            out.update({f"{prefix}{k}": v for k, v in getattr(self, name).items()})
+        return out
+
+
+def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> CorpusStageResult:
     """Stage `corpus`: write `corpus/dataset` (path, source, distribution, licence, text, n_chars,
-    n_tokens, sha256) and `corpus/licences.json`; returns the manifest's counts.
+    n_tokens, sha256) and `corpus/licences.json`; returns the manifest's counts, typed.
 
     Records stream to disk through `datasets.Dataset.from_generator`, so memory stays flat at the
     paper's scale (tens of millions of files)."""
@@ -461,7 +532,7 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str,
 
     with rd.step(STEP, force, config=cfg.corpus) as rec:
         if rec is None:
-            return rd.manifest(STEP)["counts"]
+            return CorpusStageResult.from_dict(rd.manifest(STEP)["counts"])
         t0 = time.time()
         counts: Counter = Counter()
         candidates, licences = _ordered_candidates(cfg.corpus, cfg.seed, counts)
@@ -493,7 +564,7 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str,
         rec.counts = dict(counts)
         rec.extra = {"build_s": round(time.time() - t0, 2), "token_estimate": estimate_tokens.__doc__.split(".")[0],
                      "licence_histogram": dict(kept_by_licence.most_common())}
-    return rd.manifest(STEP)["counts"]
+    return CorpusStageResult.from_dict(rd.manifest(STEP)["counts"])
 
 
 def load_corpus(rd: RunDir):  # -> datasets.Dataset

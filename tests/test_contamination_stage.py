@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import datasets
@@ -90,22 +91,23 @@ def test_stage_finds_planted_contamination(tmp_path):
     neigh = {r["task_id"]: r for r in map(json.loads, (out / "neighbours.jsonl").read_text().splitlines())}
     assert neigh["HumanEval/0"]["ast"][0]["exercise"] == "ex/planted_ast"
     assert neigh["HumanEval/0"]["ast"][0]["exact_match_rate"] == 1.0  # shortlist re-ranked by APTED
-    assert summary["problems_reranked_exact"] >= 1
+    assert summary.problems_reranked_exact >= 1
     # beyond the paper: the renamed HumanEval/4 inside a textbook code block is found by its AST
     tb = {r["task_id"]: r for r in map(json.loads, (out / "textbook_ast.jsonl").read_text().splitlines())}
     assert tb["HumanEval/4"]["ast"][0]["match_rate"] == 1.0 and tb["HumanEval/4"]["ast"][0]["doc"] == "textbook/0"
-    assert summary["textbook_functions"] == 2
+    assert summary.textbook_functions == 2
     t3 = pd.read_csv(out / "table3.csv")
     assert set(t3.source) == {"paper-reported", "this run"}
     # complete: a second call skips and returns the same summary
-    assert run_contamination(cfg, rd) == json.loads((out / "summary.json").read_text())
+    again = run_contamination(cfg, rd)
+    assert again == summary and dataclasses.asdict(again) == json.loads((out / "summary.json").read_text())
 
 
 def test_textbook_ast_check_on_a_sample_of_documents(tmp_path):
     cfg, rd = _crafted_run(tmp_path, **{"contamination.textbook_ast_docs": 1})
     summary = run_contamination(cfg, rd)
-    assert summary["textbook_documents"] == 2 and summary["textbook_ast_documents"] == 1
-    assert summary["textbook_functions"] == 1  # each crafted document holds one function
+    assert summary.textbook_documents == 2 and summary.textbook_ast_documents == 1
+    assert summary.textbook_functions == 1  # each crafted document holds one function
     rows = [json.loads(l) for l in (rd.path / "contamination" / "textbook_ast.jsonl").read_text().splitlines()]
     docs = {nb["doc"] for r in rows for nb in r["ast"]}
     assert len(docs) == 1 and docs < {"textbook/0", "textbook/1"}  # one sampled document, by its original index

@@ -139,9 +139,11 @@ def test_local_source_licence_filter_and_stage(tmp_path):
     cfg = get_profile("smoke", **{"corpus.max_files": 60, "corpus.extra_dirs": [str(d)]})
     rd = RunDir.open(cfg, tmp_path / "run")
     counts = run_corpus(cfg, rd)
-    assert counts["kept"] == 60
-    assert counts["found"] > 5000  # stdlib + the venv's site-packages
-    assert counts["skipped_licence"] > 0  # e.g. tqdm (MPL-2.0 AND MIT), certifi (MPL-2.0)
+    assert counts.kept == 60
+    assert counts.found > 5000  # stdlib + the venv's site-packages
+    assert counts.skipped_licence > 0  # e.g. tqdm (MPL-2.0 AND MIT), certifi (MPL-2.0)
+    assert sum(counts.skipped_by_licence.values()) == counts.skipped_licence
+    assert counts.to_counts() == rd.manifest("corpus")["counts"]  # the manifest's flat form, unchanged
     ds = load_corpus(rd)
     assert len(ds) == 60
     lic = json.loads((rd.path / "corpus" / "licences.json").read_text())

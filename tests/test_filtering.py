@@ -125,12 +125,12 @@ def test_run_filtering_stage(tmp_path, minilm):
             f.write(json.dumps({"id": i, "pass": "main", "score": 8.0 if i < 30 else 2.0, "method": "crafted"}) + "\n")
     rd.mark_complete("annotation", teacher="crafted labels")
     m = run_filtering(cfg, rd)
-    assert m["n_kept"] == 30 and m["substance_rule"] == {"n_eligible": 60, "dropped": {"reexport_stub": 1}}
+    assert m.n_kept == 30 and m.substance_rule == {"n_eligible": 60, "dropped": {"reexport_stub": 1}}
     filt = load_filtered(rd)
     assert "pkg/__init__.py" not in filt["path"]
     assert "score" in filt.column_names and len(filt) == 30
     assert sum(p.startswith("f") and int(p[1:-3]) < 30 for p in filt["path"]) >= 27
-    assert m["tokens_kept_est"] == sum(filt["n_tokens"])
+    assert m.tokens_kept_est == sum(filt["n_tokens"])
     assert (rd.path / "filtering" / "classifier.joblib").exists()
     assert run_filtering(cfg, rd) == m  # complete: skipped
 

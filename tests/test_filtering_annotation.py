@@ -105,7 +105,7 @@ def test_run_annotation_stage_resumes(tmp_path, local_teacher):
     rd.mark_complete("corpus")
     s = run_annotation(cfg, rd, teacher=local_teacher)
     labels = load_labels_jsonl(rd)
-    assert len(labels) == 4 and s["teacher"] == local_teacher.label
+    assert len(labels) == 4 and s.teacher == local_teacher.label
     assert rd.manifest("annotation")["teacher"] == local_teacher.label
     # A killed run leaves no marker: the rerun redoes the step from the cache, same labels.
     rd.invalidate("annotation")

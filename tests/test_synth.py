@@ -242,13 +242,13 @@ def test_stages_end_to_end_smoke(local_teacher, tmp_path, monkeypatch):
     cfg.exercises.n_exercises, cfg.exercises.max_tokens, cfg.exercises.topup_max = 2, 96, 10
     rd = RunDir.open(cfg, tmp_path / "run")
     m = run_textbooks(cfg, rd)
-    assert m["funnel_generated"]["generated"] == 2 and m["ablation"]["n_each"] == 2
+    assert m.funnel_generated["generated"] == 2 and m.ablation["n_each"] == 2
     ct = load_from_disk(str(rd.path / "textbooks" / "code_textbook"))
-    assert set(ct["source"]) <= {"textbook", "filtered_code"} and m["code_textbook"]["filtered_code_missing"]
+    assert set(ct["source"]) <= {"textbook", "filtered_code"} and m.code_textbook["filtered_code_missing"]
     tb = load_from_disk(str(rd.path / "textbooks" / "textbooks"))
     assert {"text", "topic", "audience", "style", "words", "seed", "teacher"} <= set(tb.column_names)
     e = run_exercises(cfg, rd)
     ds = load_from_disk(str(rd.path / "exercises" / "code_exercises"))
     assert {"task_id", "prompt", "solution", "tests", "entry_point", "text", "teacher"} <= set(ds.column_names)
-    assert e["funnel_generated"]["generated"] == 2 and e["contamination"]["checked"] >= 0
+    assert e.funnel_generated["generated"] == 2 and e.contamination["checked"] >= 0
     assert run_textbooks(cfg, rd) == m  # complete step is skipped

@@ -398,7 +398,62 @@ def retrain_and_evaluate(cfg: ProfileConfig, rd: RunDir, out: Path, force: bool 
     return run_df
 
 
-def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
+@dataclass
+class ContaminationResult:
+    """The `contamination` step's `summary.json`, typed (what `run_contamination` returns)."""
+
+    n_exercises: int
+    """CodeExercises rows checked."""
+    n_humaneval: int
+    """HumanEval problems."""
+    n_mbpp: int
+    """MBPP problems (0 unless `include_mbpp`)."""
+    ngram: int
+    """Word n-gram length of the overlap check."""
+    ngram_exercise_pairs: int
+    """(benchmark problem, exercise) pairs sharing an n-gram."""
+    ngram_exercise_humaneval_problems: int
+    """HumanEval problems sharing an n-gram with an exercise."""
+    ngram_exercise_mbpp_problems: int
+    """MBPP problems sharing an n-gram with an exercise."""
+    ngram_textbook_pairs: int
+    """(benchmark problem, CodeTextbook document) pairs sharing an n-gram."""
+    ngram_textbook_humaneval_problems: int
+    """HumanEval problems sharing an n-gram with a CodeTextbook document."""
+    embedder: str | None
+    """Identity of the embedding model (None when `combine` is `ast`)."""
+    combine: str
+    """How AST and embedding similarity are combined for pruning."""
+    embedding_threshold: float
+    """Embedding distance below which an exercise counts as similar."""
+    unparsable_exercises: int
+    """Exercises whose code does not parse (no AST score)."""
+    prune_counts: list[dict[str, Any]]
+    """One row per τ: removed/kept exercises and similar/non-similar problems (`PruneAccumulator.counts`)."""
+    problems_reranked_exact: int
+    """HumanEval problems whose AST shortlist was re-ranked by the exact tree edit distance."""
+    textbook_documents: int
+    """CodeTextbook documents (0 without the textbook check)."""
+    textbook_functions: int
+    """Functions parsed from the sampled CodeTextbook documents."""
+    textbook_ast_documents: int
+    """CodeTextbook documents sampled for the AST check."""
+    textbook_ast_counts: list[dict[str, Any]]
+    """Prune counts of CodeTextbook functions against HumanEval, one row per τ (empty without functions)."""
+    exercises_teacher: list[str] | None
+    """Teachers that wrote the exercises (None when the dataset has no `teacher` column)."""
+    analysis_s: float
+    """Seconds spent on the analysis."""
+    wall_s: float
+    """Seconds of the whole step (analysis, retraining, Table 3)."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ContaminationResult":
+        """From `summary.json`'s dict (its keys are the fields)."""
+        return cls(**d)
+
+
+def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> ContaminationResult:
     """The stage: analysis, pruning counts, retraining (if `cfg.contamination.retrain`) and Table 3."""
     out_dir = rd.path / STEP
     if force or not rd.is_complete(STEP):
@@ -412,7 +467,7 @@ def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> di
             require_upstream(rd, step)
     with rd.step(STEP, force=force, config=cfg.contamination) as rec:
         if rec is None:
-            return json.loads((out_dir / "summary.json").read_text())
+            return ContaminationResult.from_dict(json.loads((out_dir / "summary.json").read_text()))
         t0 = time.time()
         summary = analyse(cfg, rd, rec.path)
         summary["analysis_s"] = round(time.time() - t0, 2)
@@ -428,4 +483,4 @@ def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> di
         write_json_atomic(rec.path / "summary.json", summary)
         rec.counts.update({"exercises": summary["n_exercises"], "ngram_pairs": summary["ngram_exercise_pairs"],
                            **{f"removed_tau_{r['tau']}": r["removed"] for r in summary["prune_counts"]}})
-    return summary
+    return ContaminationResult.from_dict(summary)

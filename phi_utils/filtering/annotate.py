@@ -263,17 +263,58 @@ def summarize(labels: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher: Any = None) -> dict[str, Any]:
+@dataclass
+class AnnotationStageResult:
+    """The `annotation` step's `summary.json`, typed (what `run_annotation` returns)."""
+
+    n_rated: int
+    """Main-pass files sent to the teacher."""
+    n_scored: int
+    """Of those, files that got a score."""
+    n_failed: int
+    """Of those, files whose rating failed (no score)."""
+    methods: dict[str, int]
+    """Rating method (as the teacher's `rate` reports it; `failed` for none) -> main-pass files."""
+    n_truncated: int
+    """Main-pass files longer than the prompt budget, shown as their most informative window."""
+    score_mean: float | None
+    """Mean main-pass score (None without scores)."""
+    score_std: float | None
+    """Standard deviation of the main-pass scores."""
+    score_median: float | None
+    """Median main-pass score."""
+    n_distinct_scores: int
+    """Distinct main-pass scores (rounded to 3 decimals)."""
+    two_pass: dict[str, Any]
+    """Agreement of the main and the repeat (reversed-rubric) pass (`agreement_stats`)."""
+    card: dict[str, Any]
+    """Scores of the teacher card's labelled good/bad snippets: n_good, n_bad, auc_good_vs_bad, mean_good, mean_bad."""
+    substance_rule: dict[str, Any]
+    """Files dropped before rating: n_corpus, n_eligible, dropped (reason -> files)."""
+    teacher: str
+    """Label of the teacher that rated."""
+    prompt_version: str
+    """`PROMPT_VERSION` of the prompt used."""
+    seconds: float
+    """Wall time of the step."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AnnotationStageResult":
+        """From `summary.json`'s dict (its keys are the fields)."""
+        return cls(**d)
+
+
+def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher: Any = None) -> AnnotationStageResult:
     """Stage `annotation`: rate a stratified corpus sample -> `annotation/labels.jsonl` + `summary.json`.
 
     Uses `teacher` if given, else `Teacher.from_config(cfg.teacher, rd)` (closed afterwards). Ratings
-    go through the teacher cache, so a killed run resumes where it stopped. Returns the summary.
+    go through the teacher cache, so a killed run resumes where it stopped. Returns the summary, typed.
     """
     from ..corpus import load_corpus
 
     with rd.step(STEP, force, config=cfg.annotation) as rec:
         if rec is None:
-            return json.loads((rd.path / STEP / "summary.json").read_text())
+            return AnnotationStageResult.from_dict(json.loads((rd.path / STEP / "summary.json").read_text()))
         t0 = time.time()
         corpus = load_corpus(rd)
         own = teacher is None
@@ -294,7 +335,7 @@ def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher:
         write_json_atomic(rec.path / "summary.json", summary)
         rec.counts = {k: summary[k] for k in ("n_rated", "n_scored", "n_failed", "n_truncated")}
         rec.extra = {"teacher": res.teacher, "prompt_version": PROMPT_VERSION}
-    return summary
+    return AnnotationStageResult.from_dict(summary)
 
 
 def load_labels_jsonl(rd: RunDir) -> list[dict[str, Any]]:
@@ -318,12 +359,12 @@ def is_rating_teacher(label: str) -> bool:
     return "smollm2" not in label.lower()
 
 
-def conclusions(summary: dict[str, Any], teacher_ok: bool = True) -> list[str]:
+def conclusions(summary: AnnotationStageResult, teacher_ok: bool = True) -> list[str]:
     """Sentences on this run's labels, generated from the summary's numbers."""
     from ..stats import wilson_interval
 
     out = []
-    sub = summary.get("substance_rule") or {}
+    sub = summary.substance_rule or {}
     if sub:
         dropped = sub.get("dropped") or {}
         n_drop = sum(dropped.values())
@@ -331,16 +372,16 @@ def conclusions(summary: dict[str, Any], teacher_ok: bool = True) -> list[str]:
         out.append(f"{n_drop} of {sub.get('n_corpus')} corpus files ({n_drop / max(1, sub.get('n_corpus', 1)):.1%}, "
                    f"95% CI {lo:.1%}-{hi:.1%}) have no substance and were never rated: "
                    + (", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none") + ".")
-    n, trunc = summary.get("n_rated", 0), summary.get("n_truncated", 0)
+    n, trunc = summary.n_rated, summary.n_truncated
     out.append(f"{n} files rated; {trunc} were longer than the prompt budget and shown as their most informative "
                f"window, {n - trunc} whole.")
-    two = summary.get("two_pass") or {}
+    two = summary.two_pass or {}
     if two.get("spearman") is not None:
         out.append(f"Two independent passes agree with Spearman {two['spearman']:.2f} over n = {two['n']} files "
                    f"(kappa {two['cohen_kappa'] if two.get('cohen_kappa') is None else round(two['cohen_kappa'], 2)}).")
     elif two.get("n"):
         out.append(f"The two passes over n = {two['n']} files give constant scores: no agreement can be measured.")
-    card = summary.get("card") or {}
+    card = summary.card or {}
     if card.get("auc_good_vs_bad") is not None:
         k = card["n_good"] + card["n_bad"]
         out.append(f"On the teacher card's {k} labelled snippets a good one outscores a bad one with probability "

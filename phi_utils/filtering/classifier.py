@@ -194,11 +194,54 @@ def load_labels(rd: RunDir) -> list[dict[str, Any]]:
     return rows
 
 
-def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[str, Any]:
+@dataclass
+class FilteringResult:
+    """The `filtering` step's `metrics.json`, typed (what `run_filtering` returns)."""
+
+    embedder: str
+    """Embedding model the forest was trained on."""
+    teacher: str | None
+    """Teacher whose annotation labels were used (from the annotation manifest)."""
+    prompt_version: str | None
+    """Annotation prompt version of those labels."""
+    n_corpus: int
+    """Files in the corpus."""
+    n_kept: int
+    """Files kept in `filtering/filtered`."""
+    kept_fraction: float
+    """`n_kept / n_corpus`."""
+    tokens_corpus_est: int
+    """Estimated tokens in the corpus."""
+    tokens_kept_est: int
+    """Estimated tokens in the kept files."""
+    score_threshold: float
+    """Classifier probability at which files are kept (inf when no file has substance)."""
+    classifier: str | None
+    """The classifier (`RandomForest(<n>)`), or None when the labels could train none."""
+    embedding_s: float
+    """Seconds spent embedding (including the cache)."""
+    scoring_s: float
+    """Seconds spent scoring the corpus."""
+    world_size: int
+    """Ranks that shared the embedding."""
+    report: ClassifierReport
+    """Held-out evaluation of the classifier and its shuffled-label control."""
+    note: str
+    """Why no classifier was trained (empty when one was)."""
+    substance_rule: dict[str, Any]
+    """Files never kept for lack of substance: n_eligible, dropped (reason -> files)."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FilteringResult":
+        """From `metrics.json`'s dict (its keys are the fields; `report` is `asdict(ClassifierReport)`)."""
+        return cls(**{**d, "report": ClassifierReport(**d["report"])})
+
+
+def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> FilteringResult:
     """Stage `filtering`: embed the corpus, train + evaluate the forest, score and filter the corpus.
 
     Writes `filtering/filtered` (kept corpus rows + `score`), `filtering/scores.jsonl` (every
-    corpus row's score), `filtering/metrics.json`, `filtering/classifier.joblib`. Returns metrics.
+    corpus row's score), `filtering/metrics.json`, `filtering/classifier.joblib`. Returns the metrics, typed.
     """
     import joblib
 
@@ -209,7 +252,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
     rank, world = rank_and_world()
     with rd.step(STEP, force, config=fcfg, writer=rank == 0) as rec:
         if rec is None:
-            return json.loads((rd.path / STEP / "metrics.json").read_text())
+            return FilteringResult.from_dict(json.loads((rd.path / STEP / "metrics.json").read_text()))
         t0 = time.time()
         corpus = load_corpus(rd)
         labels = load_labels(rd)
@@ -268,7 +311,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> dict[s
         rec.counts = {"n_corpus": metrics["n_corpus"], "n_kept": metrics["n_kept"],
                       "tokens_kept_est": metrics["tokens_kept_est"], "n_labels": report.n_labels}
         rec.extra = {"teacher": ann.get("teacher"), "embedder": fcfg.embedder}
-    return metrics
+    return FilteringResult.from_dict(metrics)
 
 
 def load_filtered(rd: RunDir) -> "datasets.Dataset":  # noqa: F821
@@ -295,18 +338,19 @@ def corpus_scores(rd: RunDir) -> np.ndarray:
     return np.array([r["score"] for r in sorted(rows, key=lambda r: r["id"])])
 
 
-def conclusions(metrics: dict[str, Any]) -> list[str]:
+def conclusions(metrics: FilteringResult) -> list[str]:
     """Sentences on the classifier and the filter, generated from the metrics' numbers."""
-    rep = metrics["report"]
+    rep = metrics.report
     out = []
-    if metrics.get("note"):
-        out.append(f"No classifier: {metrics['note']}.")
+    if metrics.note:
+        out.append(f"No classifier: {metrics.note}.")
 
     def span(point: float | None, ci: list[float] | None) -> str:
         return "n/a" if point is None else f"{point:.2f}" + ("" if not ci else f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})")
 
-    for name, key, n in (("5-fold CV", "cv_auc", rep["n_labels"]), ("held-out", "auc", rep["n_test"])):
-        pt, ci, c_pt, c_ci = rep[key], rep.get(f"{key}_ci"), rep[f"{key}_control"], rep.get(f"{key}_control_ci")
+    for name, key, n in (("5-fold CV", "cv_auc", rep.n_labels), ("held-out", "auc", rep.n_test)):
+        pt, ci = getattr(rep, key), getattr(rep, f"{key}_ci")
+        c_pt, c_ci = getattr(rep, f"{key}_control"), getattr(rep, f"{key}_control_ci")
         if pt is None:
             continue
         if ci and c_ci and ci[0] > c_ci[1]:
@@ -316,8 +360,8 @@ def conclusions(metrics: dict[str, Any]) -> list[str]:
         else:
             verdict = "not resolved from chance or the control at 95%"
         out.append(f"{name} ROC AUC {span(pt, ci)} vs shuffled-label control {span(c_pt, c_ci)} over n = {n} files: {verdict}.")
-    sub = metrics.get("substance_rule") or {}
-    out.append(f"The filter kept {metrics['n_kept']} of {metrics['n_corpus']} files ({metrics['kept_fraction']:.1%}; "
-               f"{metrics['tokens_kept_est']:,} of {metrics['tokens_corpus_est']:,} tokens)"
+    sub = metrics.substance_rule or {}
+    out.append(f"The filter kept {metrics.n_kept} of {metrics.n_corpus} files ({metrics.kept_fraction:.1%}; "
+               f"{metrics.tokens_kept_est:,} of {metrics.tokens_corpus_est:,} tokens)"
                + (f", never one of the {sum(sub.get('dropped', {}).values())} files without substance." if sub else "."))
     return out

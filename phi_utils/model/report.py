@@ -156,14 +156,39 @@ def attention_flops_share(mc: ModelConfig, seq_lens: tuple[int, ...] = (256, 512
     return rows
 
 
-def run_model_card(cfg: ProfileConfig, rd: RunDir, vocab_size: int, force: bool = False) -> dict[str, Any]:
+@dataclasses.dataclass
+class ModelCardResult:
+    """The `model_card` step's `model_card.json`, typed (what `run_model_card` returns)."""
+
+    model_config: ModelConfig
+    """This profile's model (with the tokenizer's vocabulary size)."""
+    parameter_table: list[dict[str, Any]]
+    """One row per model (phi-1, phi-1-small, this run's): exact parameter counts (`parameter_table`)."""
+    parity: dict[str, Any]
+    """Our model vs transformers' PhiForCausalLM on the same weights (`parity_check`)."""
+    flops_budget_paper: dict[str, Any]
+    """The paper run's compute and implied MFU (`flops_budget`)."""
+    flops_per_token_this_run: float
+    """Training FLOPs per token of this run's model at `pretrain.seq_len`."""
+    attention_flops_share: list[dict[str, float]]
+    """Attention's share of the training FLOPs by sequence length (`attention_flops_share`)."""
+    seconds: float
+    """Wall time of the computations."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelCardResult":
+        """From `model_card.json`'s dict (its keys are the fields; `model_config` is `asdict(ModelConfig)`)."""
+        return cls(**{**d, "model_config": ModelConfig(**d["model_config"])})
+
+
+def run_model_card(cfg: ProfileConfig, rd: RunDir, vocab_size: int, force: bool = False) -> ModelCardResult:
     """Step `model_card`: parameter table, parity check and FLOPs for this profile's model, as JSON."""
     from ..rundir import read_json, write_json_atomic
 
     out = rd.path / "model_card" / "model_card.json"
     with rd.step("model_card", force, config={"model": cfg.pretrain.model, "vocab_size": vocab_size}) as rec:
         if rec is None:
-            return read_json(out)
+            return ModelCardResult.from_dict(read_json(out))
         mc = get_model_config(cfg.pretrain.model, vocab_size=vocab_size)
         t0 = time.time()
         card = {
@@ -177,4 +202,4 @@ def run_model_card(cfg: ProfileConfig, rd: RunDir, vocab_size: int, force: bool 
         card["seconds"] = round(time.time() - t0, 2)
         write_json_atomic(out, card)
         rec.counts.update(params=card["parameter_table"][-1]["params"])
-    return card
+    return ModelCardResult.from_dict(card)

@@ -23,6 +23,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -183,9 +184,70 @@ def _funnel(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- stage
-def run_exercises(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
+@dataclass
+class ExercisesResult:
+    """The `exercises` step's `metrics.json`, typed (what `run_exercises` returns)."""
+
+    funnel_generated: dict[str, int]
+    """Generated exercises surviving each check in order (generated, reply, parsed, ..., not_near_duplicate)."""
+    funnel_topup: dict[str, int]
+    """The same for the open top-up exercises."""
+    status_generated: dict[str, int]
+    """Verdict (`STATUSES`) -> generated exercises."""
+    status_topup: dict[str, int]
+    """Verdict -> top-up exercises."""
+    parse_failures: dict[str, int]
+    """Why generated replies failed to parse -> replies."""
+    parse_rate: float | None
+    """Share of generated replies that parsed (None without any)."""
+    pass_rate_of_parsed: float | None
+    """Share of parsed exercises whose solution passes its own tests."""
+    pass_rate_of_generated: float | None
+    """The same over all generated exercises."""
+    name_followed_rate: float | None
+    """Share of parsed exercises that use the drawn function name."""
+    contamination: dict[str, Any]
+    """Decontamination: checked, flagged, ngram_flagged, embedding_flagged, excluded, max_similarity."""
+    imports: dict[str, int]
+    """Imported module -> kept exercises, most common first."""
+    stdlib_import_share: float | None
+    """Share of the imports from the standard library."""
+    exercises_with_imports: int
+    """Kept exercises that import anything."""
+    difficulty: dict[str, list[int]]
+    """Per kept solution: lines, ast_nodes, decisions."""
+    tests_per_exercise: list[int]
+    """Assert tests of each kept exercise."""
+    generation: dict[str, Any]
+    """Generation throughput: exercises, wall_s, cached, exercises_per_min."""
+    kept_by_origin: dict[str, int]
+    """Origin (generated / open top-up) -> kept exercises."""
+    tokens_by_origin: dict[str, int]
+    """Approximate tokens of the kept exercises per origin."""
+    diversity: dict[str, Any] | None
+    """`diversity_report` of all kept exercises (None under 2)."""
+    diversity_generated: dict[str, Any] | None
+    """The same for the kept generated exercises only."""
+    finetune_budget: dict[str, Any]
+    """The finetuning token budget and the epochs it makes over CodeExercises (`finetune_epochs`)."""
+    teacher: str | None
+    """Label of the teacher that wrote the exercises (None when none was used)."""
+    notes: list[str]
+    """Notes on the run (sources, top-ups, shortfalls)."""
+    wall_s: float
+    """Seconds from the step's start until the exercises were measured (before the datasets were written)."""
+    benchmarks_checked: dict[str, int]
+    """Benchmark -> problems the exercises were checked against (humaneval, mbpp)."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExercisesResult":
+        """From `metrics.json`'s dict (its keys are the fields)."""
+        return cls(**d)
+
+
+def run_exercises(cfg: Any, rd: Any, force: bool = False) -> ExercisesResult:
     """Notebook 04: generate (or load) exercises, parse, run against their tests, decontaminate,
-    dedup, measure, and write `exercises/code_exercises`. Returns the metrics dict."""
+    dedup, measure, and write `exercises/code_exercises`. Returns the metrics, typed."""
     ec = cfg.exercises
     with rd.step(STEP, force, config=ec) as rec:
         if rec is None:
@@ -264,7 +326,7 @@ def run_exercises(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
         rec.counts = {"generated": len(rows), "topup": len(topup), "kept": len(kept),
                       **{f"dropped_{s}": sum(r["status"] == s for r in allrows) for s in STATUSES if s != "kept"}}
         rec.extra = {"teacher": teacher_label, "notes": notes}
-        return metrics
+        return ExercisesResult.from_dict(metrics)
 
 
 def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list[dict[str, Any]],
@@ -339,10 +401,11 @@ def save_code_exercises(kept: list[dict[str, Any]], path: Path) -> None:
     save_dataset(Dataset.from_dict(data), path)
 
 
-def load_metrics(rd: Any) -> dict[str, Any]:
+def load_metrics(rd: Any) -> ExercisesResult:
+    """The complete step's `metrics.json`, typed."""
     from ..rundir import read_json
 
-    return read_json(Path(rd.require(STEP)) / "metrics.json")
+    return ExercisesResult.from_dict(read_json(Path(rd.require(STEP)) / "metrics.json"))
 
 
 def load_candidates(rd: Any) -> list[dict[str, Any]]:
@@ -350,23 +413,23 @@ def load_candidates(rd: Any) -> list[dict[str, Any]]:
     return read_jsonl(Path(rd.require(STEP)) / "exercises.jsonl")
 
 
-def conclusions(metrics: dict[str, Any]) -> list[str]:
+def conclusions(metrics: ExercisesResult) -> list[str]:
     """Sentences on the teacher's error rate and CodeExercises' size, from the metrics."""
     from ..stats import wilson_interval
 
     out = []
-    fg = metrics["funnel_generated"]
+    fg = metrics.funnel_generated
     n = fg.get("generated", 0)
     if n:
-        k = int(round((metrics.get("pass_rate_of_generated") or 0.0) * n))
+        k = int(round((metrics.pass_rate_of_generated or 0.0) * n))
         lo, hi = wilson_interval(k, n)
         out.append(f"{k} of {n} generated exercises parse and pass their own tests ({k / n:.0%}, 95% CI {lo:.0%}-{hi:.0%}).")
-    ct = metrics["contamination"]
+    ct = metrics.contamination
     out.append(f"Decontamination flagged {ct['flagged']} of {ct['checked']} passing exercises.")
-    fb = metrics.get("finetune_budget")
+    fb = metrics.finetune_budget
     if fb and fb.get("epochs") is not None:
         out.append(f"CodeExercises holds {fb['exercise_tokens']:,} tokens ("
-                   + ", ".join(f"{o} {t:,}" for o, t in metrics["tokens_by_origin"].items())
+                   + ", ".join(f"{o} {t:,}" for o, t in metrics.tokens_by_origin.items())
                    + f"); the finetuning budget of {fb['budget_tokens']:,} tokens ({fb['steps']} steps) is "
                    f"{fb['epochs']:.1f} epochs over it (paper, derived from its reported sizes: ~17).")
     return out

@@ -206,9 +206,62 @@ def _check_rows(rows: list[dict[str, Any]], timeout_s: float, desc: str, prose_o
 
 
 # --------------------------------------------------------------------------- stage
-def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
+@dataclass
+class TextbooksResult:
+    """The `textbooks` step's `metrics.json`, typed (what `run_textbooks` returns)."""
+
+    funnel_generated: dict[str, int]
+    """Generated passages surviving each check in order (generated, reply, valid_code, ..., not_near_duplicate)."""
+    funnel_topup: dict[str, int]
+    """The same for the open top-up passages."""
+    funnel_ablation: dict[str, int]
+    """The same for the fixed-prompt ablation replies."""
+    status_generated: dict[str, int]
+    """Verdict (`STATUSES`) -> generated passages."""
+    status_topup: dict[str, int]
+    """Verdict -> top-up passages."""
+    keep_rate_generated: float | None
+    """Share of generated passages kept (None without any)."""
+    keep_rate_topup: float | None
+    """Share of top-up passages kept."""
+    claims: dict[str, int]
+    """Outputs the generated passages state: stated, checked (against the printed output), wrong."""
+    truncated_blocks: int
+    """Replies cut inside a code block by `max_tokens` (the block is removed)."""
+    generation: dict[str, Any]
+    """Generation throughput: passages, wall_s, completion_tokens_sent, cached, passages_per_min."""
+    drawn_topics: dict[str, Any]
+    """Prompt draws of the generated passages: distinct_topics, distinct_categories, category_counts."""
+    ablation: dict[str, Any] | None
+    """Diversity of randomised vs fixed-prompt replies (n_each, randomised, fixed_prompt, interval); None under 2 each."""
+    final: dict[str, Any] | None
+    """`diversity_report` of the kept passages (None when none is kept)."""
+    final_assigned_categories: dict[str, int]
+    """Taxonomy category (nearest by embedding) -> kept passages."""
+    passage_tokens_by_origin: dict[str, int]
+    """Approximate tokens of the kept passages per origin."""
+    teacher: str | None
+    """Label of the teacher that wrote the passages (None when none was used)."""
+    notes: list[str]
+    """Notes on the run (sources, top-ups, shortfalls)."""
+    vocab: dict[str, int]
+    """Sizes of the prompt vocabularies (`topics.vocab_sizes`)."""
+    wall_s: float
+    """Seconds from the step's start until the passages were measured (before the datasets were written)."""
+    code_textbook: dict[str, Any]
+    """CodeTextbook's accounting (`build_code_textbook`)."""
+    tokens_by_origin: dict[str, int]
+    """Approximate tokens of the whole CodeTextbook per origin."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TextbooksResult":
+        """From `metrics.json`'s dict (its keys are the fields)."""
+        return cls(**d)
+
+
+def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> TextbooksResult:
     """Notebook 03: generate (or load) passages, validate by execution, dedup, measure diversity,
-    and write `textbooks/textbooks` and `textbooks/code_textbook`. Returns the metrics dict."""
+    and write `textbooks/textbooks` and `textbooks/code_textbook`. Returns the metrics, typed."""
     tc = cfg.textbooks
     with rd.step(STEP, force, config=tc) as rec:
         if rec is None:
@@ -279,7 +332,7 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> dict[str, Any]:
                       "code_textbook_tokens": metrics["code_textbook"]["tokens"],
                       "filtered_code_alone_tokens": metrics["code_textbook"]["filtered_code_alone"]["tokens"]}
         rec.extra = {"teacher": teacher_label, "notes": notes}
-        return metrics
+        return TextbooksResult.from_dict(metrics)
 
 
 def _measure(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: list[dict[str, Any]],
@@ -441,10 +494,11 @@ def load_filtered_code(rd: Any) -> Any:
     return load_from_disk(str(Path(rd.require(STEP)) / "filtered_code"))
 
 
-def load_metrics(rd: Any) -> dict[str, Any]:
+def load_metrics(rd: Any) -> TextbooksResult:
+    """The complete step's `metrics.json`, typed."""
     from ..rundir import read_json
 
-    return read_json(Path(rd.require(STEP)) / "metrics.json")
+    return TextbooksResult.from_dict(read_json(Path(rd.require(STEP)) / "metrics.json"))
 
 
 def load_passages(rd: Any) -> list[dict[str, Any]]:
@@ -452,22 +506,21 @@ def load_passages(rd: Any) -> list[dict[str, Any]]:
     return read_jsonl(Path(rd.require(STEP)) / "passages.jsonl")
 
 
-def conclusions(metrics: dict[str, Any]) -> list[str]:
+def conclusions(metrics: TextbooksResult) -> list[str]:
     """Sentences on the passages, the ablation and CodeTextbook's proportions, from the metrics."""
     from ..stats import wilson_interval
 
     out = []
-    for name, key in (("generated", "funnel_generated"), ("open top-up", "funnel_topup")):
-        f = metrics[key]
+    for name, f in (("generated", metrics.funnel_generated), ("open top-up", metrics.funnel_topup)):
         if f["generated"]:
             k, n = f["not_near_duplicate"], f["generated"]
             lo, hi = wilson_interval(k, n)
             out.append(f"{name}: {k} of {n} passages kept after the execution, output and dedup checks "
                        f"({k / n:.0%}, 95% CI {lo:.0%}-{hi:.0%}).")
-    ab = metrics.get("ablation") or {}
+    ab = metrics.ablation or {}
     if ab.get("interval"):
         out.append("Prompt ablation: " + ab["interval"]["conclusion"])
-    ct = metrics["code_textbook"]
+    ct = metrics.code_textbook
     share, target = ct.get("synthetic_share"), ct.get("target_synthetic_share")
     if share is not None:
         by = ", ".join(f"{o} {t:,}" for o, t in ct["tokens_by_origin"].items())
