@@ -122,10 +122,14 @@ def stage_marker(rd: RunDir, stage: Stage) -> Path:
 def _headless_kernel_env() -> Iterator[None]:
     """The environment a kernel inherits: our bars print a few lines (`phi_utils.progress`), Hugging
     Face's stay quiet, others redraw at most every 5 s; this process's environment is restored after."""
-    keep = {k: os.environ.get(k) for k in (HEADLESS_ENV, "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_MININTERVAL")}
+    keep = {k: os.environ.get(k) for k in (HEADLESS_ENV, "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_MININTERVAL",
+                                           "PYTHONWARNINGS")}
     os.environ[HEADLESS_ENV] = "1"
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_MININTERVAL", "5")  # other libraries' bars (tqdm >= 4.66 reads TQDM_*)
+    # tqdm.auto, imported by other libraries in a kernel without ipywidgets, warns that it draws text bars
+    quiet = "ignore:IProgress not found"
+    os.environ["PYTHONWARNINGS"] = ",".join(x for x in (keep["PYTHONWARNINGS"], quiet) if x)
     try:
         yield
     finally:

@@ -44,3 +44,24 @@ def test_headless_bar_prints_five_lines_per_bar() -> None:
 def test_interactive_bar_redraws_in_place() -> None:
     r = _run(None)
     assert "\r" in r.stderr  # the ordinary tqdm bar, one line redrawn
+
+
+def test_a_headless_kernel_shows_no_progress_warning(tmp_path: Path) -> None:
+    """A notebook run by the pipeline (a real kernel) that imports tqdm.auto, as datasets and
+    transformers do, keeps no `IProgress not found` warning and prints its bar in whole lines."""
+    import nbformat
+
+    from phi_utils.pipeline import execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("params = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import tqdm.auto\nfrom phi_utils.progress import tqdm\n"
+                                          "for _ in tqdm(range(100), desc='work', mininterval=0):\n    pass")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src, dst = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    execute_notebook(src, dst, {"params": 2}, REPO)
+    outputs = [o for c in nbformat.read(dst, as_version=4).cells for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "IProgress" not in text and "TqdmWarning" not in text
+    assert text.count("work:") == 5  # 0, 25, 50, 75, 100%
