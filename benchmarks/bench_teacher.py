@@ -45,9 +45,9 @@ from phi_utils.rundir import RunDir  # noqa: E402
 from phi_utils.stats import bootstrap_auc  # noqa: E402
 from phi_utils.synth.exercises import generate_exercises  # noqa: E402
 from phi_utils.synth.textbooks import generate_passages  # noqa: E402
-from phi_utils.teacher import Teacher  # noqa: E402
+from phi_utils.teacher import Teacher, TeacherServerError  # noqa: E402
 from phi_utils.teacher.card import load_snippets  # noqa: E402
-from phi_utils.teacher.engine import llama_server_binary  # noqa: E402
+from phi_utils.teacher.engine import build_info, llama_server_binary  # noqa: E402
 from phi_utils.teacher.models import resolve_model  # noqa: E402
 
 FILLER = "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a + b\n\n"
@@ -107,7 +107,11 @@ def bounds(model: Path, cores: int) -> dict[str, float]:
     fp32 = cores * ghz * 1e9 * 32
     int8 = cores * ghz * 1e9 * 128
     bw = memory_bandwidth_gbs() * 1e9
+    flags = next((x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags")), "").split()
+    # a native build's int8 rate: AVX-512 VNNI 2 ports x 64 multiply-adds; AMX's tile unit 1024 per cycle and core
+    native = cores * ghz * 1e9 * (2048 if "amx_int8" in flags else 256 if "avx512_vnni" in flags else 128)
     return {**s, "ghz": ghz, "cores": cores, "fp32_flops": fp32, "int8_ops": int8, "bandwidth_Bps": bw,
+            "int8_ops_native": native, "prompt_bound_native_tok_s": native / s["flops_per_token"],
             "prompt_bound_int8_tok_s": int8 / s["flops_per_token"],
             "prompt_bound_fp32_tok_s": fp32 / s["flops_per_token"],
             "decode_bound_bw_tok_s": bw / s["weight_bytes_per_step"]}
@@ -185,6 +189,9 @@ def main() -> int:
     p.add_argument("--gen-tokens", type=int, default=128, help="completion cap per generation request")
     p.add_argument("--snippets", type=int, default=12, help="labelled snippets rated (x2 passes)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--other-build", type=Path, metavar="ENGINE_DIR",
+                   help="also run the llama-server built in this engine directory (e.g. a native build beside "
+                        "the portable one) and print it against the default build")
     args = p.parse_args()
     if llama_server_binary() is None:
         print("llama-server is not built: run `bash scripts/build_teacher_engine.sh` first", file=sys.stderr)
@@ -197,6 +204,25 @@ def main() -> int:
         runs = {int(th): run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
                                     args.gen_tokens, int(th), args.snippets, Path(tmp) / f"t{th}")
                 for th in args.threads.split(",")}
+        other, other_error = None, None
+        if args.other_build:
+            saved = os.environ.get("PHI_ENGINE_DIR")
+            os.environ["PHI_ENGINE_DIR"] = str(args.other_build)
+            try:
+                if llama_server_binary() is None:
+                    print(f"--other-build {args.other_build}: no usable llama-server there", file=sys.stderr)
+                    return 1
+                other_info = build_info()
+                try:
+                    other = run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
+                                       args.gen_tokens, 0, args.snippets, Path(tmp) / "other")
+                except TeacherServerError as e:  # e.g. a native build that dies at start: report, keep the rest
+                    other_error = str(e).splitlines()[0]
+            finally:
+                if saved is None:
+                    os.environ.pop("PHI_ENGINE_DIR", None)
+                else:
+                    os.environ["PHI_ENGINE_DIR"] = saved
     for th, r in runs.items():
         print(f"llama-server threads={th or 'default'}: NB 03/04 {r['gen_agg_tok_s']:.1f} tok/s, "
               f"NB 01 {r['ratings_per_min']:.1f} ratings/min, prompt {r['prompt_tok_s']:.0f} tok/s, "
@@ -209,7 +235,8 @@ def main() -> int:
     print(f"bounds: {b['cores']} cores x {b['ghz']:.2f} GHz (AVX2 build): fp32 {b['fp32_flops'] / 1e9:.0f} GFLOP/s, "
           f"int8 {b['int8_ops'] / 1e9:.0f} Gop/s; memory bandwidth {b['bandwidth_Bps'] / 1e9:.1f} GB/s (one thread, per CPU-second); "
           f"{b['flops_per_token'] / 1e9:.2f} GFLOP/token, {b['weight_bytes_per_step'] / 1e9:.3f} GB weights/step")
-    print(f"  prompt bound: {b['prompt_bound_int8_tok_s']:.0f} tok/s (int8), {b['prompt_bound_fp32_tok_s']:.0f} "
+    print(f"  prompt bound: {b['prompt_bound_int8_tok_s']:.0f} tok/s (int8 AVX2; "
+          f"{b['prompt_bound_native_tok_s']:.0f} with this CPU's own int8 units), {b['prompt_bound_fp32_tok_s']:.0f} "
           f"(fp32); single-stream decode bound: {b['decode_bound_bw_tok_s']:.1f} tok/s (bandwidth); "
           f"aggregate decode bound with {args.parallel} slots: "
           f"{min(args.parallel * b['decode_bound_bw_tok_s'], b['prompt_bound_int8_tok_s']):.1f} tok/s\n")
@@ -238,8 +265,27 @@ def main() -> int:
     print(f"\ngreedy generation texts identical: {same}/{len(base['gen_texts'])}; "
           f"rating scores: max |difference| {max(diffs, default=float('nan')):.4f} over {len(diffs)} ratings; "
           f"errors: {base['gen_errors']} / {new['gen_errors']}")
+    if other_error:
+        print(f"\nthe build in {args.other_build} did not serve: {other_error}")
+    if other is not None:
+        default = runs[0] if 0 in runs else new
+        print(f"\nthe build in {args.other_build} ({other_info.get('flags', '?')}) against the default build "
+              f"({build_info().get('flags', '?')}), both llama-server with {args.parallel} slots, default threads:")
+        print("| measure | default build | other build | ratio other/default |")
+        print("|---|---|---|---|")
+        for name, key in (("prompt tok/s (fresh prompt)", "prompt_tok_s"), ("single-stream tok/s", "single_gen_tok_s"),
+                          ("NB 03/04 aggregate tok/s", "gen_agg_tok_s"), ("NB 01 ratings per minute", "ratings_per_min")):
+            print(f"| {name} | {default[key]:.1f} | {other[key]:.1f} | {other[key] / default[key]:.2f}x |")
+        print(f"| NB 01 ratings per minute against the baseline | {default['ratings_per_min'] / base['ratings_per_min']:.2f}x "
+              f"| {other['ratings_per_min'] / base['ratings_per_min']:.2f}x | |")
+        print(f"| teacher-card AUC | {default['auc']:.3f} | {other['auc']:.3f} [{other['auc_ci'][0]:.2f}, "
+              f"{other['auc_ci'][1]:.2f}] | |")
+        print(f"| two-pass Spearman | {sp(default['spearman'])} | {sp(other['spearman'])} | |")
+        same_o = sum(a == c for a, c in zip(default["gen_texts"], other["gen_texts"]))
+        print(f"greedy texts identical to the default build: {same_o}/{len(other['gen_texts'])}")
     if args.json:
-        args.json.write_text(json.dumps({"bounds": b, "baseline": base, "new": runs}, indent=1, default=str))
+        args.json.write_text(json.dumps({"bounds": b, "baseline": base, "new": runs, "other": other}, indent=1,
+                                        default=str))
     return 0
 
 

@@ -7,6 +7,7 @@ killed mid-stage (a real SIGKILL), all with SmolLM2-135M; the 1.5B only in `slow
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -108,6 +109,24 @@ def test_auto_falls_back_to_llama_cpp_python_with_one_warning(tmp_path: Path, mo
         assert t.chat(_msg("Say hi."), max_tokens=4, temperature=0).error is None
     finally:
         t.close()
+
+
+def test_a_native_build_for_another_cpu_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = engine_mod.llama_server_binary()
+    if real is None:
+        pytest.skip("llama-server not built here")
+    dest = tmp_path / "engine" / f"llama-server-{engine_mod.ENGINE_VERSION}"
+    dest.mkdir(parents=True)
+    (dest / "llama-server").symlink_to(real)
+    monkeypatch.setenv("PHI_ENGINE_DIR", str(tmp_path / "engine"))
+    for built_for, usable in (("0123456789abcdef", False), (engine_mod.cpu_id(), True), ("portable", True)):
+        (dest / "BUILD_INFO.json").write_text(json.dumps({"cpu": built_for}))
+        assert (engine_mod.llama_server_binary() is not None) is usable, built_for
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_teacher_engine.sh"
+    # the build script computes the same CPU id (a native build found on another CPU is rebuilt)
+    line = next(x for x in script.read_text().splitlines() if x.startswith("CPU=$("))
+    shell = subprocess.run(["bash", "-c", line + '; echo "$CPU"'], capture_output=True, text=True, check=True)
+    assert shell.stdout.strip() == engine_mod.cpu_id()
 
 
 def test_failed_build_warns_once_and_exits_zero(tmp_path: Path) -> None:
