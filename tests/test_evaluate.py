@@ -169,13 +169,18 @@ def test_endpoint_by_url_and_embedded_local_teacher(tmp_path: Path, local_teache
     prefilled = s2["identity"]["engine"] == "llama-server"
     assert s2["prompt_format"]["prefilled"] is prefilled
     assert json.loads((tmp_path / "emb" / "evaluate.json").read_text())["prefilled"] is prefilled
-    if prefilled:
+    if prefilled:  # and its slots decode the default 4 requests in flight together
+        assert "--parallel 4" in (tmp_path / "emb" / "teacher" / "server.log").read_text()
         import sqlite3
 
         with sqlite3.connect(tmp_path / "emb" / "teacher" / "cache" / "responses.sqlite") as db:
             (request,), = db.execute("select request from responses").fetchall()
         last = json.loads(request)["messages"][-1]
         assert last == {"role": "assistant", "content": INSTRUCT_FORMAT.response_prefix + "\n```python\n"}
+        # the server returns the begun reply with its continuation; the completion is the code alone
+        row, = _rows(tmp_path / "emb" / "humaneval_samples.jsonl")
+        assert row["raw"].startswith(INSTRUCT_FORMAT.response_prefix)
+        assert INSTRUCT_FORMAT.response_prefix not in row["completion"]
 
 
 def test_killed_evaluate_resumes_without_regenerating(tmp_path: Path, run_dir: Path) -> None:

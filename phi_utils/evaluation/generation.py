@@ -340,7 +340,10 @@ def teacher_completions(teacher: Any, problems: Sequence[Problem], settings: Gen
     rows = []
     for (p, k), r in zip(keys, results):
         text = r.text or ""
-        reply = f"```python\n{text}\n```" if prefix is not None else text  # a continuation is code already
+        if prefix is not None:  # llama-server returns the begun reply with its continuation: code after the fence
+            reply = f"```python\n{text.removeprefix(prefix)}\n```"
+        else:
+            reply = text
         rows.append({"task_id": p.task_id, "completion": sanitize_completion(reply, p, chat=True), "sample_index": k,
                      "raw": text, "error": r.error, "teacher": teacher.label})
     return rows
