@@ -9,16 +9,31 @@ Each pipeline stage owns one dataclass below. `ProfileConfig` bundles them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (where `notebooks/`, `figures/` and `runs/` live)."""
 
 SHARED_DATA = Path(os.environ.get("PHI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@contextlib.contextmanager
+def environ_restored(keys: Iterable[str]) -> Iterator[None]:
+    """Inside: change `keys` in `os.environ` freely; on exit each is back as it was (or unset again)."""
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 """Optional offline copies of MBPP, EvalPlus and open synthetic datasets (never copied into the repo)."""
 
 

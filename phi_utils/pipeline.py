@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from . import rundir as _rundir
-from .config import REPO_ROOT, ProfileConfig, flatten, get_profile
+from .config import REPO_ROOT, ProfileConfig, environ_restored, flatten, get_profile
 from .progress import HEADLESS_ENV
 from .rundir import RunDir, RunLock, field_changes, read_json, strict, write_json_atomic
 
@@ -122,22 +122,15 @@ def stage_marker(rd: RunDir, stage: Stage) -> Path:
 def _headless_kernel_env() -> Iterator[None]:
     """The environment a kernel inherits: our bars print a few lines (`phi_utils.progress`), Hugging
     Face's stay quiet, others redraw at most every 5 s; this process's environment is restored after."""
-    keep = {k: os.environ.get(k) for k in (HEADLESS_ENV, "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_MININTERVAL",
-                                           "PYTHONWARNINGS")}
-    os.environ[HEADLESS_ENV] = "1"
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_MININTERVAL", "5")  # other libraries' bars (tqdm >= 4.66 reads TQDM_*)
-    # tqdm.auto, imported by other libraries in a kernel without ipywidgets, warns that it draws text bars
-    quiet = "ignore:IProgress not found"
-    os.environ["PYTHONWARNINGS"] = ",".join(x for x in (keep["PYTHONWARNINGS"], quiet) if x)
-    try:
+    with environ_restored((HEADLESS_ENV, "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_MININTERVAL", "PYTHONWARNINGS")):
+        warnings_before = os.environ.get("PYTHONWARNINGS")
+        os.environ[HEADLESS_ENV] = "1"
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_MININTERVAL", "5")  # other libraries' bars (tqdm >= 4.66 reads TQDM_*)
+        # tqdm.auto, imported by other libraries in a kernel without ipywidgets, warns that it draws text bars
+        quiet = "ignore:IProgress not found"
+        os.environ["PYTHONWARNINGS"] = ",".join(x for x in (warnings_before, quiet) if x)
         yield
-    finally:
-        for k, v in keep.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:

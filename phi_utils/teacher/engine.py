@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..config import environ_restored
 from .server import (ENV_BASE_URL, ENV_ENGINE, ENV_LABEL, ENV_LOCAL_MODEL, ENV_SHA256, LocalServer,
                      TeacherServerError, server_log_path)
 
@@ -187,16 +188,11 @@ def pipeline_server(teacher_cfg: Any, rd: Any) -> Iterator[LocalServer | None]:
 
     path, digest, label = resolve_model(teacher_cfg.local_model)
     server = make_server(teacher_cfg, path, server_log_path(rd), alias=Path(path).stem)
-    saved = {k: os.environ.get(k) for k in (ENV_BASE_URL, ENV_LABEL, ENV_SHA256, ENV_LOCAL_MODEL, ENV_ENGINE)}
     server.start()
     try:
-        os.environ.update({ENV_BASE_URL: server.base_url, ENV_LABEL: label, ENV_SHA256: digest,
-                           ENV_LOCAL_MODEL: teacher_cfg.local_model, ENV_ENGINE: server.engine})
-        yield server
+        with environ_restored((ENV_BASE_URL, ENV_LABEL, ENV_SHA256, ENV_LOCAL_MODEL, ENV_ENGINE)):
+            os.environ.update({ENV_BASE_URL: server.base_url, ENV_LABEL: label, ENV_SHA256: digest,
+                               ENV_LOCAL_MODEL: teacher_cfg.local_model, ENV_ENGINE: server.engine})
+            yield server
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         server.stop()
