@@ -165,6 +165,25 @@ def read_json(path: Path) -> Any:
         raise RunDirError(f"{path}: not valid JSON ({e})") from e
 
 
+def read_result(cls: Any, path: Path) -> Any:
+    """A finished step's typed result (`cls.from_dict`) from its JSON file. Keys that do not match
+    `cls`'s fields (a run directory written by another version of phi_utils) are one error naming
+    the file and the keys, not a bare TypeError."""
+    path = Path(path)
+    d = read_json(path)
+    if not isinstance(d, dict):
+        raise RunDirError(f"{path}: expected a JSON object for {cls.__name__}, found {type(d).__name__}")
+    fields = dataclasses.fields(cls)
+    required = {f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing, unknown = sorted(required - d.keys()), sorted(d.keys() - {f.name for f in fields})
+    if missing or unknown:
+        raise RunDirError(f"{path}: does not match {cls.__name__} (missing {missing or 'none'}, unknown "
+                          f"{unknown or 'none'}); written by another version of phi_utils? Redo the step "
+                          "(force=True) or remove the file")
+    return cls.from_dict(d)
+
+
 # ---------------------------------------------------------------------------- the step graph
 @dataclass(frozen=True)
 class StepSpec:

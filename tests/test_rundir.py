@@ -287,3 +287,26 @@ def test_config_command_prints_every_field_with_value_and_docstring(capsys):
         assert f"\n{key} = " in "\n" + text, key
     assert main(["config", "--profile", "tiny", "--set", "pretrain.nope=1"]) == 2
     assert "unknown config field 'pretrain.nope'" in capsys.readouterr().err
+
+
+def test_a_stage_result_written_by_another_version_is_one_error_naming_the_file(tmp_path):
+    """A cached step's JSON with a missing or unknown key (older code wrote it) names the file and keys."""
+    from dataclasses import asdict
+
+    from phi_utils.filtering.classifier import ClassifierReport, FilteringResult
+    from phi_utils.rundir import read_result
+
+    report = ClassifierReport(**{f: 0 for f in ClassifierReport.__dataclass_fields__})
+    good = {f: 0 for f in FilteringResult.__dataclass_fields__} | {"report": asdict(report)}
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(good))
+    assert isinstance(read_result(FilteringResult, path).report, ClassifierReport)
+
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "n_kept"} | {"kept_share": 0.5}))
+    with pytest.raises(RunDirError) as e:
+        read_result(FilteringResult, path)
+    assert str(path) in str(e.value) and "n_kept" in str(e.value) and "kept_share" in str(e.value)
+
+    path.write_text("[1, 2]")
+    with pytest.raises(RunDirError, match="expected a JSON object"):
+        read_result(FilteringResult, path)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SHARED_DATA, ProfileConfig
-from ..rundir import RunDir, RunDirError, save_dataset, write_json_atomic, write_jsonl_atomic
+from ..rundir import RunDir, RunDirError, read_result, save_dataset, write_json_atomic, write_jsonl_atomic
 from . import ast_match, embedding, ngram
 from .prune import PruneAccumulator
 from .tables import combined_table3, run_table3, table3_conclusions
@@ -467,7 +467,7 @@ def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Co
             require_upstream(rd, step)
     with rd.step(STEP, force=force, config=cfg.contamination) as rec:
         if rec is None:
-            return ContaminationResult.from_dict(json.loads((out_dir / "summary.json").read_text()))
+            return read_result(ContaminationResult, out_dir / "summary.json")
         t0 = time.time()
         summary = analyse(cfg, rd, rec.path)
         summary["analysis_s"] = round(time.time() - t0, 2)

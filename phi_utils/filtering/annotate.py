@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config import AnnotationConfig, ProfileConfig
-from ..rundir import RunDir, read_jsonl, write_json_atomic
+from ..rundir import RunDir, read_jsonl, read_result, write_json_atomic
 from .substance import informative_window, no_substance
 
 STEP = "annotation"
@@ -314,7 +314,7 @@ def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher:
 
     with rd.step(STEP, force, config=cfg.annotation) as rec:
         if rec is None:
-            return AnnotationStageResult.from_dict(json.loads((rd.path / STEP / "summary.json").read_text()))
+            return read_result(AnnotationStageResult, rd.path / STEP / "summary.json")
         t0 = time.time()
         corpus = load_corpus(rd)
         own = teacher is None

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config import FilterConfig, ProfileConfig
-from ..rundir import RunDir, save_dataset, write_json_atomic
+from ..rundir import RunDir, read_result, save_dataset, write_json_atomic
 
 STEP = "filtering"
 
@@ -252,7 +252,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Filter
     rank, world = rank_and_world()
     with rd.step(STEP, force, config=fcfg, writer=rank == 0) as rec:
         if rec is None:
-            return FilteringResult.from_dict(json.loads((rd.path / STEP / "metrics.json").read_text()))
+            return read_result(FilteringResult, rd.path / STEP / "metrics.json")
         t0 = time.time()
         corpus = load_corpus(rd)
         labels = load_labels(rd)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .classifier import ClassifierReport
 
 
 def _plt():
@@ -83,27 +86,27 @@ def score_histogram(probs: Sequence[float], threshold: float, keep_fraction: flo
     return fig, {"scores": list(map(float, probs)), "threshold": threshold, "keep_fraction": keep_fraction}
 
 
-def roc_and_calibration(report: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def roc_and_calibration(report: "ClassifierReport") -> tuple[Any, dict[str, Any]]:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
-    if report.get("roc"):
-        ax.plot(report["roc"]["fpr"], report["roc"]["tpr"], label=f"random forest (AUC {report['auc']:.2f})")
-    if report.get("roc_control"):
-        ax.plot(report["roc_control"]["fpr"], report["roc_control"]["tpr"], ls=":",
-                label=f"shuffled-label control (AUC {report['auc_control']:.2f})")
+    if report.roc:
+        ax.plot(report.roc["fpr"], report.roc["tpr"], label=f"random forest (AUC {report.auc:.2f})")
+    if report.roc_control:
+        ax.plot(report.roc_control["fpr"], report.roc_control["tpr"], ls=":",
+                label=f"shuffled-label control (AUC {report.auc_control:.2f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate",
-           title=f"Held-out ROC (n_test={report.get('n_test')})")
-    if report.get("roc"):
+           title=f"Held-out ROC (n_test={report.n_test})")
+    if report.roc:
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no classifier: the labels do not separate files", ha="center", fontsize=9)
-    cal = report.get("calibration") or {}
+    cal = report.calibration
     if cal:
         axes[1].plot(cal["mean_predicted"], cal["fraction_positive"], "o-")
     axes[1].plot([0, 1], [0, 1], "k--", lw=0.8)
     axes[1].set(xlabel="mean predicted P(educational)", ylabel="fraction labelled educational",
                 title="Calibration (held-out, quantile bins)")
     fig.tight_layout()
-    return fig, {k: report.get(k) for k in ("roc", "roc_control", "calibration", "auc", "auc_control")}
+    return fig, {k: getattr(report, k) for k in ("roc", "roc_control", "calibration", "auc", "auc_control")}

@@ -183,12 +183,12 @@ class ModelCardResult:
 
 def run_model_card(cfg: ProfileConfig, rd: RunDir, vocab_size: int, force: bool = False) -> ModelCardResult:
     """Step `model_card`: parameter table, parity check and FLOPs for this profile's model, as JSON."""
-    from ..rundir import read_json, write_json_atomic
+    from ..rundir import read_result, write_json_atomic
 
     out = rd.path / "model_card" / "model_card.json"
     with rd.step("model_card", force, config={"model": cfg.pretrain.model, "vocab_size": vocab_size}) as rec:
         if rec is None:
-            return ModelCardResult.from_dict(read_json(out))
+            return read_result(ModelCardResult, out)
         mc = get_model_config(cfg.pretrain.model, vocab_size=vocab_size)
         t0 = time.time()
         card = {

@@ -403,9 +403,9 @@ def save_code_exercises(kept: list[dict[str, Any]], path: Path) -> None:
 
 def load_metrics(rd: Any) -> ExercisesResult:
     """The complete step's `metrics.json`, typed."""
-    from ..rundir import read_json
+    from ..rundir import read_result
 
-    return ExercisesResult.from_dict(read_json(Path(rd.require(STEP)) / "metrics.json"))
+    return read_result(ExercisesResult, Path(rd.require(STEP)) / "metrics.json")
 
 
 def load_candidates(rd: Any) -> list[dict[str, Any]]:

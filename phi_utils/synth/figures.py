@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 
+if TYPE_CHECKING:
+    from .exercises import ExercisesResult
+    from .textbooks import TextbooksResult
+
 _DIV_KEYS = ("distinct_1", "distinct_2", "distinct_3", "embedding_spread", "nn_similarity", "near_dup_rate", "topic_entropy")
 
 
-def textbook_funnel_and_coverage(m: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def textbook_funnel_and_coverage(m: "TextbooksResult") -> tuple[Any, dict[str, Any]]:
     """Left: passages surviving each filter (generated / top-up); right: categories of the drawn topics."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
-    data: dict[str, Any] = {"funnel_generated": m["funnel_generated"], "funnel_topup": m["funnel_topup"],
-                            "drawn_categories": m["drawn_topics"]["category_counts"],
-                            "assigned_categories_final": m.get("final_assigned_categories", {})}
-    stages = list(m["funnel_generated"].keys())
-    for k, (name, f) in enumerate((("generated", m["funnel_generated"]), ("open top-up", m["funnel_topup"]))):
+    data: dict[str, Any] = {"funnel_generated": m.funnel_generated, "funnel_topup": m.funnel_topup,
+                            "drawn_categories": m.drawn_topics["category_counts"],
+                            "assigned_categories_final": m.final_assigned_categories}
+    stages = list(m.funnel_generated)
+    for k, (name, f) in enumerate((("generated", m.funnel_generated), ("open top-up", m.funnel_topup))):
         a.bar([i + 0.4 * k for i in range(len(stages))], [f.get(s, 0) for s in stages], width=0.4, label=name)
     a.set_xticks([i + 0.2 for i in range(len(stages))], stages, rotation=30, ha="right")
     a.set_ylabel("passages remaining")
@@ -35,9 +39,9 @@ def textbook_funnel_and_coverage(m: dict[str, Any]) -> tuple[Any, dict[str, Any]
     return fig, data
 
 
-def diversity_ablation(m: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def diversity_ablation(m: "TextbooksResult") -> tuple[Any, dict[str, Any]]:
     """Diversity measures with vs without the randomised prompt (equal-size sets of raw replies)."""
-    ab = m.get("ablation")
+    ab = m.ablation
     fig, ax = plt.subplots(figsize=(8, 4))
     if not ab:
         ax.text(0.5, 0.5, "ablation skipped (ablation_passages = 0)", ha="center")
@@ -53,9 +57,9 @@ def diversity_ablation(m: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     return fig, {"keys": keys, "randomised": ab["randomised"], "fixed_prompt": ab["fixed_prompt"], "n_each": ab["n_each"]}
 
 
-def imports_histogram(m: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def imports_histogram(m: "ExercisesResult") -> tuple[Any, dict[str, Any]]:
     """The paper's Figure 3.1 for this run's kept exercises."""
-    imp = m.get("imports") or {}
+    imp = m.imports
     fig, ax = plt.subplots(figsize=(8, 4))
     if imp:
         names = list(imp)[:20]
@@ -69,27 +73,27 @@ def imports_histogram(m: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     return fig, {"imports": imp}
 
 
-def exercise_stats(m: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def exercise_stats(m: "ExercisesResult") -> tuple[Any, dict[str, Any]]:
     """Funnel of generated / open exercises and the length / difficulty distributions."""
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 4))
-    stages = list(m["funnel_generated"].keys())
-    for k, (name, f) in enumerate((("generated", m["funnel_generated"]), ("open top-up", m["funnel_topup"]))):
+    stages = list(m.funnel_generated)
+    for k, (name, f) in enumerate((("generated", m.funnel_generated), ("open top-up", m.funnel_topup))):
         a.bar([i + 0.4 * k for i in range(len(stages))], [f.get(s, 0) for s in stages], width=0.4, label=name)
     a.set_xticks([i + 0.2 for i in range(len(stages))], stages, rotation=30, ha="right")
     a.set_title("Exercise funnel")
     a.legend()
-    d = m["difficulty"]
+    d = m.difficulty
     b.hist(d["lines"] or [0], bins=15)
     b.set_xlabel("solution lines")
     c.hist(d["decisions"] or [0], bins=10)
     c.set_xlabel("decision points (if/for/while/...)")
     fig.tight_layout()
-    return fig, {"funnel_generated": m["funnel_generated"], "funnel_topup": m["funnel_topup"], "difficulty": d}
+    return fig, {"funnel_generated": m.funnel_generated, "funnel_topup": m.funnel_topup, "difficulty": d}
 
 
-def code_textbook_origins(m: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def code_textbook_origins(m: "TextbooksResult") -> tuple[Any, dict[str, Any]]:
     """CodeTextbook's tokens by origin (filtered code included) and its synthetic share."""
-    ct = m["code_textbook"]
+    ct = m.code_textbook
     by = ct["tokens_by_origin"]
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if by:

@@ -496,9 +496,9 @@ def load_filtered_code(rd: Any) -> Any:
 
 def load_metrics(rd: Any) -> TextbooksResult:
     """The complete step's `metrics.json`, typed."""
-    from ..rundir import read_json
+    from ..rundir import read_result
 
-    return TextbooksResult.from_dict(read_json(Path(rd.require(STEP)) / "metrics.json"))
+    return read_result(TextbooksResult, Path(rd.require(STEP)) / "metrics.json")
 
 
 def load_passages(rd: Any) -> list[dict[str, Any]]:
