@@ -4,15 +4,17 @@
 #
 #   bash scripts/build_teacher_engine.sh        # setup.sh calls this; a re-run is a no-op
 #   PHI_SKIP_ENGINE_BUILD=1   do not build (the teacher then uses llama-cpp-python's server)
-#   PHI_ENGINE_NATIVE=1       a build for this CPU (GGML_NATIVE=ON) instead of the portable one
+#   PHI_ENGINE_NATIVE=1       a build for this CPU's AVX-512 family instead of the portable one
 #
 # Result: $PHI_ENGINE_DIR (default ~/.cache/phi_utils/engine)/llama-server-<version>/llama-server,
 # plus BUILD_INFO.json beside it. phi_utils.teacher.engine finds it there.
-# Portable by default (GGML_NATIVE=OFF: AVX2/FMA/F16C). PHI_ENGINE_NATIVE=1 builds for this CPU
-# (AVX-512, VNNI, AMX where it has them) and records the CPU's flags in BUILD_INFO.json: on another
-# CPU such a build is redone here and refused at run time. Not the default: on this project's VM
-# (AMX advertised) the native build died at start with SIGSEGV, not investigated (2026-12-03).
-# If the native build fails to compile, a portable one is made. Only the server target is built.
+# Portable by default (GGML_NATIVE=OFF: AVX2/FMA/F16C). PHI_ENGINE_NATIVE=1 adds the AVX-512 kernels
+# this CPU advertises (AVX512F/BW/DQ/VL, VNNI, BF16, VBMI, AVX-VNNI; never AMX) and records the CPU's
+# flags in BUILD_INFO.json: on another CPU such a build is redone here and refused at run time. AMX is
+# left out because a -march=native build (AMX advertised) died at start with SIGSEGV on this project's
+# VM; the same sources with the explicit AVX-512 flags and no AMX start and prefill 1.4x faster there
+# (2026-12-03, README benchmarks). If the build for this CPU fails, a portable one is made. Only the
+# server target is built.
 # A failed build prints one warning and exits 0: the pipeline then keeps llama-cpp-python's server.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -75,18 +77,35 @@ SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
 [ -f "$SRC/tools/server/CMakeLists.txt" ] || fail "no tools/server in the vendored llama.cpp"
 command -v cmake >/dev/null 2>&1 || fail "cmake not found"
 
-build() {  # $1: ON (this CPU) or OFF (portable)
+# This CPU's AVX-512 family as ggml's cmake options (AMX never; see above).
+has() { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | grep -qx "$1"; }
+isa_flags() {
+  local f=""
+  if has avx512f && has avx512bw && has avx512dq && has avx512vl; then
+    f="-DGGML_AVX512=ON"
+    has avx512_vnni && f="$f -DGGML_AVX512_VNNI=ON"
+    has avx512_bf16 && f="$f -DGGML_AVX512_BF16=ON"
+    has avx512vbmi && f="$f -DGGML_AVX512_VBMI=ON"
+  fi
+  has avx_vnni && f="$f -DGGML_AVX_VNNI=ON"
+  echo "$f"
+}
+build() {  # $1: ON (this CPU's ISA flags) or OFF (portable)
   rm -rf "$WORK/build"
-  echo "teacher engine: building llama-server, GGML_NATIVE=$1 (a few minutes on 2 cores; log $LOG)"
-  cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE="$1" -DBUILD_SHARED_LIBS=OFF \
+  local isa=""
+  [ "$1" = ON ] && isa=$(isa_flags)
+  echo "teacher engine: building llama-server, ${isa:-portable AVX2} (a few minutes on 2 cores; log $LOG)"
+  # shellcheck disable=SC2086
+  cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF $isa -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >>"$LOG" 2>&1 \
     && cmake --build "$WORK/build" --target llama-server -j "${PHI_BUILD_JOBS:-$(nproc)}" >>"$LOG" 2>&1 \
     && [ -x "$WORK/build/bin/llama-server" ] && "$WORK/build/bin/llama-server" --version >>"$LOG" 2>&1
 }
 NATIVE=OFF
+ISA_USED=""
 if [ "$WANT" != portable ]; then
-  if build ON; then NATIVE=ON; else echo "teacher engine: the native build failed; trying a portable one" >&2; WANT=portable; fi
+  if build ON; then NATIVE=ON; ISA_USED=$(isa_flags); else echo "teacher engine: the native build failed; trying a portable one" >&2; WANT=portable; fi
 fi
 if [ "$NATIVE" = OFF ]; then
   build OFF || fail "cmake configure or build failed"
@@ -95,7 +114,7 @@ BIN="$WORK/build/bin/llama-server"
 
 mkdir -p "$DEST.tmp" && cp "$BIN" "$DEST.tmp/llama-server" || fail "cannot copy the binary to $DEST"
 "$BIN" --version 2>&1 | "$PY" -c "import json,sys,time; print(json.dumps({'llama_cpp_python_sdist': '$VERSION', \
-'flags': 'GGML_NATIVE=$NATIVE BUILD_SHARED_LIBS=OFF', 'cpu': '$WANT', 'version': sys.stdin.read().strip(), \
+'flags': 'GGML_NATIVE=OFF $ISA_USED BUILD_SHARED_LIBS=OFF', 'cpu': '$WANT', 'version': sys.stdin.read().strip(), \
 'built': time.strftime('%Y-%m-%dT%H:%M:%S')}, indent=1))" > "$DEST.tmp/BUILD_INFO.json"
 rm -rf "$DEST" && mv "$DEST.tmp" "$DEST" || fail "cannot move the build into $DEST"
 echo "teacher engine: $DEST/llama-server"
