@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -127,6 +128,18 @@ def test_a_native_build_for_another_cpu_is_refused(tmp_path: Path, monkeypatch: 
     line = next(x for x in script.read_text().splitlines() if x.startswith("CPU=$("))
     shell = subprocess.run(["bash", "-c", line + '; echo "$CPU"'], capture_output=True, text=True, check=True)
     assert shell.stdout.strip() == engine_mod.cpu_id()
+
+
+def test_build_for_this_cpu_takes_its_avx512_flags_and_never_amx() -> None:
+    """`PHI_ENGINE_NATIVE=1`'s cmake options come from /proc/cpuinfo; AMX (a SIGSEGV at start here) never."""
+    text = (REPO / "scripts" / "build_teacher_engine.sh").read_text()
+    funcs = "\n".join(re.search(rf"^{name}\(\) {{.*?^}}", text, re.S | re.M).group(0) for name in ("has", "isa_flags"))
+    flags = subprocess.run(["bash", "-c", funcs + "\nisa_flags"], capture_output=True, text=True, check=True).stdout.split()
+    cpu = set(next((x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags")), "").split()[2:])
+    assert not [f for f in flags if "AMX" in f]
+    assert ("-DGGML_AVX512=ON" in flags) == ({"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= cpu)
+    assert ("-DGGML_AVX512_VNNI=ON" in flags) == ({"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"} <= cpu)
+    assert ("-DGGML_AVX_VNNI=ON" in flags) == ("avx_vnni" in cpu)
 
 
 def test_failed_build_warns_once_and_exits_zero(tmp_path: Path) -> None:
