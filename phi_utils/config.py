@@ -150,8 +150,13 @@ class CorpusConfig:
     """Share of hub samples drawn from StackOverflow (python-tagged questions); not reported by the paper."""
     min_chars: int = 64
     """Files with fewer non-blank characters are skipped as empty."""
+    examine_factor: float = 1.5
+    """With `max_files` set, the first `max_files * examine_factor` candidates of the visiting order are
+    cleaned and deduplicated together, then the first `max_files` survivors kept (doubled and redone
+    if too few survive; the tiny run keeps ~80% of what it examines)."""
 
     def __post_init__(self) -> None:
+        _check(self.examine_factor >= 1.0, "corpus.examine_factor must be >= 1")
         _check(self.source in ("local", "hub"), f"corpus.source must be 'local' or 'hub', got {self.source!r}")
         _check(0.0 < self.near_dup_threshold <= 1.0, "corpus.near_dup_threshold must be in (0, 1]")
         _check(self.max_files >= 0, "corpus.max_files must be >= 0")
@@ -541,6 +546,46 @@ class ContaminationConfig:
         _check(self.textbook_ast_docs >= 0, "contamination.textbook_ast_docs must be >= 0")
 
 
+# --------------------------------------------------------------------------- data-stage execution (datatrove)
+DATA_EXECUTORS = ("local", "slurm", "ray")
+
+
+@dataclass
+class DataConfig:
+    """Where the data stages' datatrove pipelines run. None of these fields changes a result: the
+    pipelines shard in the candidates' global order, so 1 task and 1,000 give the same kept set."""
+
+    executor: str = "local"
+    """`local` (datatrove's LocalPipelineExecutor: processes on this machine), `slurm` (an sbatch job
+    array per pipeline stage) or `ray` (tasks on a Ray cluster)."""
+    tasks: int = 2
+    """Shards of each parallel pipeline stage (datatrove tasks); the merge and cluster stages run as one."""
+    workers: int = 2
+    """Tasks running at once (-1 = all of them)."""
+    slurm_partition: str = ""
+    """Slurm partition (`slurm`; required there)."""
+    slurm_time: str = "4:00:00"
+    """Slurm time limit per task."""
+    slurm_cpus_per_task: int = 1
+    """CPUs per Slurm task."""
+    slurm_mem_per_cpu_gb: int = 4
+    """Memory per CPU of a Slurm task, in GB."""
+    slurm_qos: str = "normal"
+    """Slurm QOS."""
+    slurm_venv: str = ""
+    """Virtual environment the Slurm tasks activate (default: this interpreter's prefix)."""
+    ray_address: str = ""
+    """Ray cluster to join (`auto`, `ray://host:10001`); empty starts a local Ray instance."""
+    ray_cpus_per_task: int = 1
+    """CPUs Ray reserves per task."""
+
+    def __post_init__(self) -> None:
+        _check(self.executor in DATA_EXECUTORS, f"data.executor must be one of {', '.join(DATA_EXECUTORS)}, got {self.executor!r}")
+        _check(self.tasks >= 1, "data.tasks must be >= 1")
+        _check(self.workers == -1 or self.workers >= 1, "data.workers must be >= 1 or -1 (all)")
+        _check(self.slurm_cpus_per_task >= 1 and self.ray_cpus_per_task >= 1, "data.*_cpus_per_task must be >= 1")
+
+
 # --------------------------------------------------------------------------- the profile
 @dataclass
 class ProfileConfig:
@@ -561,6 +606,8 @@ class ProfileConfig:
     """Teacher LLM (GPT-4 / GPT-3.5 roles)."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """Raw code corpus."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Where the data stages' pipelines run (datatrove executors)."""
     annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
     """Notebook 01."""
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -684,6 +731,8 @@ def _paper() -> ProfileConfig:
                               price_per_1k_prompt=0.0005, price_per_1k_completion=0.0015, max_tokens=1024,
                               budget_usd=0.0),
         corpus=CorpusConfig(source="hub", max_files=0, near_dup_threshold=0.85),
+        # The Stack's Python subset streams in ~100 parquet shards per task group; set the partition.
+        data=DataConfig(executor="slurm", tasks=256, workers=-1, slurm_cpus_per_task=2, slurm_time="12:00:00"),
         annotation=AnnotationConfig(n_samples=100_000, reliability_subset=1000),
         filter=FilterConfig(embedder="codegen", n_estimators=500, num_proc=8, batch_size=64),
         # All 6B filtered tokens are kept (synthetic_share=0): 1.5M passages x ~600 tokens give the

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "phi_utils"
-BOTTOM = ("phi_utils.sandbox", "phi_utils.model", "phi_utils.teacher")
+BOTTOM = ("phi_utils.sandbox", "phi_utils.model", "phi_utils.teacher", "phi_utils.datapipe")
 STAGES = ("phi_utils.evaluation", "phi_utils.filtering", "phi_utils.synth", "phi_utils.train", "phi_utils.qualitative",
-          "phi_utils.contamination", "phi_utils.pipeline")
+          "phi_utils.contamination", "phi_utils.pipeline", "phi_utils.corpus")
 
 
 def _modules() -> dict[str, Path]:

@@ -1,0 +1,13 @@
+"""The data stages' engine: datatrove pipelines over sharded files, the same on a laptop and a cluster.
+
+* `executor`: a pipeline stage (a list of datatrove steps and a task count) runs on the executor
+  `DataConfig` names (`local` processes, a `slurm` job array, `ray` tasks); per-task completion
+  markers let a killed stage resume where it stopped; `plan` prints the task plan (`--dry-run`).
+* `dedup`: exact (content hash) and MinHash near-duplicate removal as datatrove's multi-stage
+  pipelines, with code shingles and a tie-break that follows the documents' global order, so the
+  kept set does not depend on how many tasks ran.
+* `shards`: reading a finished stage's JSONL shards back in global order.
+
+It imports nothing from the stage packages: the stages (`phi_utils.corpus`, ...) put their own
+readers and filters in front of these pieces.
+"""

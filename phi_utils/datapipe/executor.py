@@ -1,0 +1,170 @@
+"""Run datatrove pipeline stages on the executor a profile names, one stage after another.
+
+A data stage of the project (the corpus, its deduplication, ...) is a list of `PipelineStage`s:
+datatrove steps plus a task count. Each stage has its own folder under the step's work directory
+(`<name>/logs`: datatrove's per-task logs, stats and `completions/` markers), so a stage killed
+halfway resumes with the tasks it had not finished, on any executor.
+
+Executors (`DataConfig.executor`):
+* `local`: datatrove's `LocalPipelineExecutor`, `workers` processes on this machine. Its per-task
+  log lines go to `<name>/logs/console.log`, not to the notebook, which shows one line per stage.
+* `slurm`: `SlurmPipelineExecutor`, one sbatch job array per stage (`slurm_*` settings); this
+  process submits a stage, waits for its completion markers, then submits the next.
+* `ray`: `RayPipelineExecutor` on the cluster at `ray_address` (empty: a local Ray instance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from ..config import DataConfig
+from ..progress import tqdm
+
+
+class DataPipelineError(RuntimeError):
+    """A pipeline stage failed; the message names the stage and where its logs are."""
+
+
+@dataclass
+class PipelineStage:
+    """One datatrove pipeline: its steps run in order, in `tasks` independent shards."""
+
+    name: str
+    """Folder name under the work directory, and the label in progress lines and plans."""
+    steps: Sequence[Any]
+    """datatrove `PipelineStep`s (or callables `(data, rank, world_size) -> data`)."""
+    tasks: int
+    """Shards; a stage that must see everything at once (a merge, MinHash clustering) has 1."""
+    what: str = ""
+    """One line for the plan: what the stage does."""
+
+
+def stage_logging_dir(work_dir: Path, stage: PipelineStage) -> Path:
+    return Path(work_dir) / stage.name / "logs"
+
+
+def completed_tasks(work_dir: Path, stage: PipelineStage) -> int:
+    """How many of the stage's tasks left a completion marker (datatrove's `completions/<rank>`)."""
+    d = stage_logging_dir(work_dir, stage) / "completions"
+    return sum(1 for p in d.iterdir() if p.name.isdigit() and int(p.name) < stage.tasks) if d.is_dir() else 0
+
+
+def plan(stages: Sequence[PipelineStage], dcfg: DataConfig, work_dir: Path | None = None) -> list[str]:
+    """The task plan (`--dry-run`): one line per stage with its tasks, steps and, when `work_dir` is
+    given, how many tasks are already complete."""
+    out = [f"executor {dcfg.executor}: " + {
+        "local": f"{dcfg.workers if dcfg.workers != -1 else 'all'} worker process(es) on this machine",
+        "slurm": f"sbatch job arrays on partition {dcfg.slurm_partition or '(unset)'}, {dcfg.slurm_cpus_per_task} CPU(s) "
+                 f"and {dcfg.slurm_mem_per_cpu_gb} GB/CPU per task, time {dcfg.slurm_time}",
+        "ray": f"Ray at {dcfg.ray_address or 'a local instance'}, {dcfg.ray_cpus_per_task} CPU(s) per task",
+    }[dcfg.executor]]
+    for i, st in enumerate(stages, 1):
+        steps = " -> ".join(getattr(s, "name", None) or type(s).__name__ for s in st.steps)
+        done = f", {completed_tasks(work_dir, st)}/{st.tasks} done" if work_dir is not None else ""
+        out.append(f"  {i}. {st.name}: {st.tasks} task(s){done}: {steps}" + (f"  ({st.what})" if st.what else ""))
+    return out
+
+
+@contextlib.contextmanager
+def _console_to(path: Path) -> Iterator[None]:
+    """Send this process's stderr (the Python object and file descriptor 2, which worker processes
+    inherit) to `path` for the block: datatrove logs every task to stderr."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as log:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+        try:
+            os.dup2(log.fileno(), 2)
+            with contextlib.redirect_stderr(log):
+                yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+
+
+def _executor(stage: PipelineStage, dcfg: DataConfig, logging_dir: Path) -> Any:
+    workers = stage.tasks if dcfg.workers == -1 else min(dcfg.workers, stage.tasks)
+    if dcfg.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(pipeline=list(stage.steps), tasks=stage.tasks, workers=workers,
+                                     logging_dir=str(logging_dir), skip_completed=True)
+    if dcfg.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        if not dcfg.slurm_partition:
+            raise DataPipelineError("data.executor='slurm' needs data.slurm_partition (e.g. --set data.slurm_partition=cpu)")
+        return SlurmPipelineExecutor(pipeline=list(stage.steps), tasks=stage.tasks, workers=dcfg.workers,
+                                     time=dcfg.slurm_time, partition=dcfg.slurm_partition,
+                                     cpus_per_task=dcfg.slurm_cpus_per_task, mem_per_cpu_gb=dcfg.slurm_mem_per_cpu_gb,
+                                     qos=dcfg.slurm_qos, job_name=f"phi-{stage.name}",
+                                     venv_path=dcfg.slurm_venv or None, logging_dir=str(logging_dir),
+                                     skip_completed=True)
+    from datatrove.executor.ray import RayPipelineExecutor
+
+    return RayPipelineExecutor(pipeline=list(stage.steps), tasks=stage.tasks, workers=workers,
+                               logging_dir=str(logging_dir), cpus_per_task=dcfg.ray_cpus_per_task, skip_completed=True)
+
+
+@contextlib.contextmanager
+def _ray_session(dcfg: DataConfig) -> Iterator[None]:
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=dcfg.ray_address or None, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _wait_for_slurm(work_dir: Path, stage: PipelineStage, poll_s: float = 30.0) -> None:
+    """sbatch returns at once: wait for the job array's completion markers (a failed task leaves none;
+    `squeue`/the stage's logs say why, and re-running resubmits only the unfinished tasks)."""
+    while completed_tasks(work_dir, stage) < stage.tasks:
+        time.sleep(poll_s)
+
+
+def run_stages(stages: Sequence[PipelineStage], dcfg: DataConfig, work_dir: Path, desc: str,
+               on_stage: Callable[[PipelineStage, float], None] | None = None) -> dict[str, float]:
+    """Run `stages` in order on `dcfg`'s executor under `work_dir`; returns seconds per stage (0 for a
+    stage whose tasks had all completed before). A stage whose tasks do not all complete raises one
+    `DataPipelineError` naming it and its log folder; finished tasks keep their markers."""
+    work_dir = Path(work_dir)
+    seconds: dict[str, float] = {}
+    with _ray_session(dcfg) if dcfg.executor == "ray" else contextlib.nullcontext():
+        bar = tqdm(total=len(stages), desc=desc, unit="stage")
+        for stage in stages:
+            logging_dir = stage_logging_dir(work_dir, stage)
+            bar.set_postfix_str(f"{stage.name} ({stage.tasks} task{'s' if stage.tasks > 1 else ''})")
+            t0 = time.time()
+            if completed_tasks(work_dir, stage) < stage.tasks:
+                executor = _executor(stage, dcfg, logging_dir)
+                try:
+                    with _console_to(logging_dir / "console.log") if dcfg.executor == "local" else contextlib.nullcontext():
+                        executor.run()
+                    if dcfg.executor == "slurm":
+                        _wait_for_slurm(work_dir, stage)
+                except Exception as e:  # noqa: BLE001 - one message naming the stage, the cause kept
+                    raise DataPipelineError(f"data pipeline stage {stage.name!r} failed ({type(e).__name__}: {e}); "
+                                            f"logs in {logging_dir}; re-running resumes its unfinished tasks") from e
+                if (done := completed_tasks(work_dir, stage)) < stage.tasks:
+                    raise DataPipelineError(f"data pipeline stage {stage.name!r}: {stage.tasks - done} of {stage.tasks} "
+                                            f"task(s) did not complete; logs in {logging_dir / 'logs'}; "
+                                            f"re-running resumes them")
+            seconds[stage.name] = round(time.time() - t0, 3)
+            if on_stage is not None:
+                on_stage(stage, seconds[stage.name])
+            bar.update(1)
+        bar.close()
+    return seconds

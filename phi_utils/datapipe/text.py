@@ -1,0 +1,6 @@
+"""Text pieces shared by the data stages (no datatrove import, so `phi_utils.corpus` stays light)."""
+
+import re
+
+CODE_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+"""Code tokens: words and single punctuation marks (MinHash shingles and the corpus's token estimate)."""
