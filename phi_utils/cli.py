@@ -40,6 +40,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(make_plan(cfg))
         print(dry_run_steps(cfg, args.run_dir, args.stages, force=args.force))
+        from .corpus import corpus_plan
+
+        print("\n".join(corpus_plan(cfg, Path(args.run_dir) if args.run_dir else cfg.default_run_dir())))
         return 0
     try:
         results = run_pipeline(cfg, args.run_dir, args.stages, force=args.force)

@@ -567,6 +567,25 @@ def corpus_stages(cfg: ProfileConfig, work: Path, list_file: Path | None, n_exam
                         cfg.corpus.near_dup_threshold)
 
 
+def _work_dir(cfg: ProfileConfig, step_dir: Path, n_examine: int) -> Path:
+    # one folder per (candidates examined, tasks): shards of another task count never mix
+    return step_dir / "pipeline" / f"examine{n_examine or 'all'}_tasks{cfg.data.tasks}"
+
+
+def corpus_plan(cfg: ProfileConfig, run_dir: Path) -> list[str]:
+    """The corpus pipeline's task plan (`run --dry-run`), with the tasks a killed run has finished."""
+    import math
+
+    from .datapipe.executor import plan
+
+    n = math.ceil(cfg.corpus.max_files * cfg.corpus.examine_factor) if cfg.corpus.max_files else 0
+    work = _work_dir(cfg, Path(run_dir) / STEP, n)
+    list_file = work.parent / "candidates.jsonl" if cfg.corpus.source == "local" else None
+    what = f"the first {n} candidates of the visiting order" if n else "every candidate"
+    return [f"corpus pipeline ({cfg.corpus.source}, {what}; first pass):"] + plan(
+        corpus_stages(cfg, work, list_file, n), cfg.data, work)
+
+
 def _count_kept(work: Path, tasks: int) -> int:
     from .datapipe.dedup import read_shards
 
@@ -614,7 +633,7 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> CorpusSta
             n_examine = min(n_examine, n_total)
         stage_s: dict[str, float] = {}
         while True:
-            work = root / f"examine{n_examine or 'all'}_tasks{tasks}"
+            work = _work_dir(cfg, rec.path, n_examine)
             for name, sec in run_stages(corpus_stages(cfg, work, list_file, n_examine), cfg.data, work,
                                         desc=f"corpus ({ccfg.source}, {cfg.data.executor}, {tasks} tasks)").items():
                 stage_s[name] = round(stage_s.get(name, 0.0) + sec, 3)

@@ -172,6 +172,11 @@ def test_executor_settings_and_plan(tmp_path):
     lines = plan(stages, paper.data, tmp_path)
     assert "sbatch" in lines[0] and "one: 3 task(s), 0/3 done" in lines[1]
     assert "Ray at auto" in plan(stages, DataConfig(executor="ray", ray_address="auto"))[0]
+    from phi_utils.corpus import corpus_plan
+
+    lines = corpus_plan(get_profile("tiny"), tmp_path / "run")  # `run --dry-run`: builds nothing
+    assert "first 3000 candidates" in lines[0] and len(lines) == 8 and "minhash-buckets: 8 task(s), 0/8 done" in lines[5]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -105,12 +105,12 @@ def test_constant_labels_are_refused():
     assert thr == 2.5 and y.tolist() == [0, 0, 1, 1]
 
 
-def test_run_filtering_stage(tmp_path, minilm):
-    """The stage on a crafted corpus + labels written in the run-directory formats."""
+def _crafted_run(path, **overrides):
+    """A run directory whose corpus and labels are crafted, written in the run-directory formats."""
     import datasets
 
-    cfg = get_profile("smoke", **{"filter.keep_fraction": 0.5, "filter.n_estimators": 50})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    cfg = get_profile("smoke", **{"filter.keep_fraction": 0.5, "filter.n_estimators": 50, **overrides})
+    rd = RunDir.open(cfg, path)
     rng = random.Random(2)
     texts = [_educational(i, rng) for i in range(30)] + [_boilerplate(i, rng) for i in range(30)]
     rows = [{"path": f"f{i}.py", "source": "extra", "distribution": "crafted", "licence": "MIT", "text": t,
@@ -124,6 +124,12 @@ def test_run_filtering_stage(tmp_path, minilm):
         for i in labelled:
             f.write(json.dumps({"id": i, "pass": "main", "score": 8.0 if i < 30 else 2.0, "method": "crafted"}) + "\n")
     rd.mark_complete("annotation", teacher="crafted labels")
+    return cfg, rd
+
+
+def test_run_filtering_stage(tmp_path, minilm):
+    """The stage on a crafted corpus + labels."""
+    cfg, rd = _crafted_run(tmp_path / "run")
     m = run_filtering(cfg, rd)
     assert m.n_kept == 30 and m.substance_rule == {"n_eligible": 60, "dropped": {"reexport_stub": 1}}
     filt = load_filtered(rd)
@@ -133,6 +139,12 @@ def test_run_filtering_stage(tmp_path, minilm):
     assert m.tokens_kept_est == sum(filt["n_tokens"])
     assert (rd.path / "filtering" / "classifier.joblib").exists()
     assert run_filtering(cfg, rd) == m  # complete: skipped
+    # The scoring pipeline's tasks each score a contiguous slice: 1 task gives the very same scores.
+    cfg1, rd1 = _crafted_run(tmp_path / "run1", **{"data.tasks": 1, "data.workers": 1})
+    m1 = run_filtering(cfg1, rd1)
+    assert m.world_size == 2 and m1.world_size == 1 and m1.n_kept == m.n_kept
+    assert (rd1.path / "filtering" / "scores.jsonl").read_text() == (rd.path / "filtering" / "scores.jsonl").read_text()
+    assert len(list((rd.path / "filtering" / "pipeline" / "tasks2" / "score" / "logs" / "completions").iterdir())) == 2
 
 
 @pytest.mark.distributed

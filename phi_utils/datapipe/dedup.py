@@ -139,6 +139,17 @@ def read_shard(path: Path) -> Iterator[Document]:
             yield Document(text=d.get("text", ""), id=str(d.get("id", "")), metadata=d.get("metadata", {}))
 
 
+def read_rows(folder: Path, tasks: int) -> Iterator[dict[str, Any]]:
+    """The JSON rows of a stage's shards written with a flat adapter, rank by rank (global order)."""
+    import gzip
+
+    for rank in range(tasks):
+        path = Path(folder) / f"{rank:05d}.jsonl.gz"
+        if path.exists():
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                yield from (json.loads(line) for line in f)
+
+
 def read_shards(folder: Path, tasks: int) -> Iterator[Document]:
     """All shards of a finished stage, rank by rank: the global order."""
     for rank in range(tasks):

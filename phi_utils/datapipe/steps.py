@@ -91,3 +91,25 @@ class SkipFilter(PipelineStep):
                     continue
                 self.stat_update("forwarded")
                 yield doc
+
+
+class DatasetShardReader(PipelineStep):
+    """Task `rank` reads its contiguous slice of the rows of a `datasets` dataset saved on disk
+    (memory-mapped: no task holds more than one row at a time); `columns` go into the metadata."""
+
+    name = "📖 dataset slice"
+    type = "📖 - READER"
+
+    def __init__(self, dataset_dir: str | Path, text_column: str = "text", columns: tuple[str, ...] = ()):
+        super().__init__()
+        self.dataset_dir, self.text_column, self.columns = str(dataset_dir), text_column, tuple(columns)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import datasets
+
+        ds = datasets.load_from_disk(self.dataset_dir)
+        lo, hi = shard_bounds(len(ds), rank, world_size)
+        for i, row in enumerate(ds.select_columns([self.text_column, *self.columns]).select(range(lo, hi)), lo):
+            self.stat_update("read")
+            yield Document(text=row[self.text_column], id=str(i),
+                           metadata={**{c: row[c] for c in self.columns}, "order": i, "shard": rank})

@@ -219,11 +219,11 @@ class FilteringResult:
     classifier: str | None
     """The classifier (`RandomForest(<n>)`), or None when the labels could train none."""
     embedding_s: float
-    """Seconds spent embedding (including the cache)."""
+    """Seconds spent embedding the labelled files for training (including the cache)."""
     scoring_s: float
-    """Seconds spent scoring the corpus."""
+    """Seconds of the scoring pipeline: every corpus file embedded and scored (0 when resumed finished)."""
     world_size: int
-    """Ranks that shared the embedding."""
+    """Tasks of the scoring pipeline (`data.tasks`)."""
     report: ClassifierReport
     """Held-out evaluation of the classifier and its shuffled-label control."""
     note: str
@@ -238,39 +238,48 @@ class FilteringResult:
 
 
 def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> FilteringResult:
-    """Stage `filtering`: embed the corpus, train + evaluate the forest, score and filter the corpus.
+    """Stage `filtering`: train + evaluate the forest on the labelled files' embeddings, then score
+    the whole corpus with the scoring pipeline (`scoring.score_corpus`, datatrove, `data.tasks`
+    tasks) and keep the top `keep_fraction` of the files with substance.
 
     Writes `filtering/filtered` (kept corpus rows + `score`), `filtering/scores.jsonl` (every
-    corpus row's score), `filtering/metrics.json`, `filtering/classifier.joblib`. Returns the metrics, typed.
+    corpus row's score), `filtering/metrics.json`, `filtering/classifier.joblib` and the pipeline's
+    shards and markers in `filtering/pipeline/`. Returns the metrics, typed.
     """
+    import shutil
+
     import joblib
 
-    from ..corpus import load_corpus
-    from .embed import MAX_EMBED_CHARS, cached_embeddings, rank_and_world
+    from ..corpus import DATASET_NAME, load_corpus
+    from .embed import MAX_EMBED_CHARS, cached_embeddings
+    from .scoring import score_corpus
+    from .substance import no_substance
 
     fcfg = cfg.filter
-    rank, world = rank_and_world()
-    with rd.step(STEP, force, config=fcfg, writer=rank == 0) as rec:
+    with rd.step(STEP, force, config=fcfg) as rec:
         if rec is None:
             return read_result(FilteringResult, rd.path / STEP / "metrics.json")
         t0 = time.time()
         corpus = load_corpus(rd)
         labels = load_labels(rd)
         ann = rd.manifest("annotation")
-        keys = corpus["sha256"] if "sha256" in corpus.column_names else [str(i) for i in range(len(corpus))]
-        texts, reasons = substance_windows(corpus["path"], corpus["text"], MAX_EMBED_CHARS)
-        # The key names the window rule, so embeddings of first characters are never reused.
-        emb = cached_embeddings(texts, [f"{k}:{WINDOW_RULE}" for k in keys], fcfg, rd, force=force)
-        eligible = np.array([why is None for why in reasons], dtype=bool)
-        t_emb = time.time() - t0
         ids = np.array([r["id"] for r in labels], dtype=int)
         scores = np.array([r["score"] for r in labels], dtype=float)
+        labelled = corpus.select(ids.tolist())
+        keys = labelled["sha256"] if "sha256" in corpus.column_names else [str(i) for i in ids]
+        texts, _ = substance_windows(labelled["path"], labelled["text"], MAX_EMBED_CHARS)
+        # The key names the window rule, so embeddings of first characters are never reused.
+        emb = cached_embeddings(texts, [f"{k}:{WINDOW_RULE}" for k in keys], fcfg, rd, force=force, name="labelled")
+        t_emb = time.time() - t0
+        if force:
+            shutil.rmtree(rec.path / "pipeline", ignore_errors=True)
         note = ""
         try:
-            model, report, _ = train_classifier(emb[ids], scores, fcfg, cfg.seed)
-            t1 = time.time()
-            probs = score_in_batches(model, emb)
-            t_score = time.time() - t1
+            model, report, _ = train_classifier(emb, scores, fcfg, cfg.seed)
+            joblib.dump(model, rec.path / "classifier.joblib")
+            scored = score_corpus(cfg, rd.path / "corpus" / DATASET_NAME, rd.path, rec.path / "classifier.joblib",
+                                  rec.path / "pipeline" / f"tasks{cfg.data.tasks}", MAX_EMBED_CHARS, len(corpus))
+            probs, reasons, t_score = scored.probs, scored.reasons, scored.seconds
         except FilteringError as e:
             # Constant labels (e.g. the smoke teacher) carry no signal: keep a seeded random sample so the
             # pipeline still runs, and say so everywhere the result is shown.
@@ -278,7 +287,9 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Filter
             y_all, thr_lab = binary_labels(scores, fcfg.label_threshold) if len(scores) else (np.zeros(0, int), 0.0)
             model, report = None, ClassifierReport(thr_lab, len(scores), int(y_all.sum()), 0, 0, None, None, note=note)
             probs = np.random.default_rng(cfg.seed).random(len(corpus))
+            reasons = [no_substance(r["path"], r["text"]) for r in corpus.select_columns(["path", "text"])]
             t_score = 0.0
+        eligible = np.array([why is None for why in reasons], dtype=bool)
         # Files without substance are never kept; `keep_fraction` applies to the others.
         thr = keep_threshold(probs[eligible], fcfg.keep_fraction) if eligible.any() else float("inf")
         if model is not None:
@@ -294,23 +305,21 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Filter
             "n_corpus": len(corpus), "n_kept": int(len(keep)), "kept_fraction": len(keep) / max(1, len(corpus)),
             "tokens_corpus_est": int(n_tok.sum()), "tokens_kept_est": int(n_tok[keep].sum()),
             "score_threshold": thr, "classifier": None if model is None else f"RandomForest({fcfg.n_estimators})",
-            "embedding_s": round(t_emb, 2), "scoring_s": round(t_score, 3), "world_size": world,
+            "embedding_s": round(t_emb, 2), "scoring_s": round(t_score, 3), "world_size": cfg.data.tasks,
             "report": asdict(report), "note": note,
             "substance_rule": {"n_eligible": int(eligible.sum()),
                                "dropped": dict(Counter(why for why in reasons if why is not None))},
         }
-        if rank == 0:
-            save_dataset(filtered, rec.path / "filtered")
-            with open(rec.path / "scores.jsonl", "w", encoding="utf-8") as f:
-                for i, (pth, s) in enumerate(zip(corpus["path"], probs)):
-                    f.write(json.dumps({"id": i, "path": pth, "score": float(s), "kept": bool(s >= thr and eligible[i]),
-                                        "no_substance": reasons[i]}) + "\n")
-            if model is not None:
-                joblib.dump(model, rec.path / "classifier.joblib")
-            write_json_atomic(rec.path / "metrics.json", metrics)
+        save_dataset(filtered, rec.path / "filtered")
+        with open(rec.path / "scores.jsonl", "w", encoding="utf-8") as f:
+            for i, pth in enumerate(corpus["path"]):
+                f.write(json.dumps({"id": i, "path": pth, "score": float(probs[i]),
+                                    "kept": bool(probs[i] >= thr and eligible[i]), "no_substance": reasons[i]}) + "\n")
+        write_json_atomic(rec.path / "metrics.json", metrics)
         rec.counts = {"n_corpus": metrics["n_corpus"], "n_kept": metrics["n_kept"],
                       "tokens_kept_est": metrics["tokens_kept_est"], "n_labels": report.n_labels}
-        rec.extra = {"teacher": ann.get("teacher"), "embedder": fcfg.embedder}
+        rec.extra = {"teacher": ann.get("teacher"), "embedder": fcfg.embedder,
+                     "pipeline": {"engine": "datatrove", "executor": cfg.data.executor, "tasks": cfg.data.tasks}}
     return FilteringResult.from_dict(metrics)
 
 

@@ -197,8 +197,9 @@ def texts_fingerprint(keys: Sequence[str]) -> str:
 
 
 def cached_embeddings(texts: Sequence[str], keys: Sequence[str], fcfg: FilterConfig, rd: RunDir,
-                      force: bool = False, wait_timeout_s: float = 24 * 3600) -> np.ndarray:
-    """Embeddings of `texts`, cached in `filtering/embeddings/<embedder>.npy` (valid while `keys` match).
+                      force: bool = False, wait_timeout_s: float = 24 * 3600, name: str = "") -> np.ndarray:
+    """Embeddings of `texts`, cached in `filtering/embeddings/<embedder>[.<name>].npy` (valid while
+    `keys` match).
 
     Under torchrun (WORLD_SIZE > 1) rank r embeds the r-th contiguous shard, writes it, and every
     rank then waits for all shards and concatenates them (file-based, no process group needed).
@@ -206,7 +207,8 @@ def cached_embeddings(texts: Sequence[str], keys: Sequence[str], fcfg: FilterCon
     cache_dir = rd.path / "filtering" / "embeddings"
     cache_dir.mkdir(parents=True, exist_ok=True)
     fp = texts_fingerprint(keys)
-    npy, meta = cache_dir / f"{fcfg.embedder}.npy", cache_dir / f"{fcfg.embedder}.json"
+    stem = f"{fcfg.embedder}.{name}" if name else fcfg.embedder
+    npy, meta = cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
     if not force and npy.exists() and meta.exists():
         info = json.loads(meta.read_text())
         if info.get("fingerprint") == fp and info.get("n") == len(texts):
@@ -217,13 +219,13 @@ def cached_embeddings(texts: Sequence[str], keys: Sequence[str], fcfg: FilterCon
         emb = embed_texts(texts, fcfg, rd)
     else:
         bounds = np.linspace(0, len(texts), world + 1).astype(int)
-        shard = cache_dir / f"{fcfg.embedder}.{fp}.rank{rank}-of-{world}.npy"
+        shard = cache_dir / f"{stem}.{fp}.rank{rank}-of-{world}.npy"
         if force or not shard.exists():
             part = embed_texts(texts[bounds[rank]:bounds[rank + 1]], fcfg, rd, desc=f"embedding rank {rank}/{world}")
             tmp = shard.with_suffix(".tmp.npy")
             np.save(tmp, part)
             os.replace(tmp, shard)
-        shards = [cache_dir / f"{fcfg.embedder}.{fp}.rank{r}-of-{world}.npy" for r in range(world)]
+        shards = [cache_dir / f"{stem}.{fp}.rank{r}-of-{world}.npy" for r in range(world)]
         deadline = time.time() + wait_timeout_s
         while not all(s.exists() for s in shards):
             if time.time() > deadline:
