@@ -128,6 +128,31 @@ def test_packing_masks_and_split(tmp_path):
     assert (y == -100).any() and ((y != -100) | (torch.from_numpy(np.asarray(tr.mask[[1, 0]])) == 0)).all()
 
 
+def test_pipeline_packing_is_byte_identical_for_any_task_count(tmp_path):
+    """Tokenization as a datatrove stage (`train.tokenize`) writes the same files as one process."""
+    import datasets
+
+    from phi_utils.config import DataConfig
+    from phi_utils.model.tokenizer import train_tokenizer
+    from phi_utils.train import prepare_packed
+
+    texts = [f"def f{i}(x):\n    return x + {i}\n" * (1 + i % 4) for i in range(45)]
+    tok = train_tokenizer(texts, 300, show_progress=False)
+    rows = [{"text": t + s, "prompt": t, "solution": s} for t, s in zip(texts, [f"    pass  # {i}\n" for i in range(45)])]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    for exercises in (False, True):
+        ref = tmp_path / f"ref{exercises}"
+        meta = prepare_packed(tmp_path / "ds", tok, ref, 16, 0.2, 0, exercises=exercises, loss_on_solution_only=True)
+        for tasks in (1, 3):
+            out = tmp_path / f"p{exercises}{tasks}"
+            m = prepare_packed(tmp_path / "ds", tok, out, 16, 0.2, 0, exercises=exercises, loss_on_solution_only=True,
+                               data=DataConfig(tasks=tasks, workers=min(2, tasks)))
+            assert m == meta
+            for f in sorted(ref.glob("*.bin")):
+                assert (out / f.name).read_bytes() == f.read_bytes(), (exercises, tasks, f.name)
+            assert not (out / "_tokenize").exists()
+
+
 def test_sampler_is_a_function_of_the_step():
     s = BatchSampler(10, 4, seed=3)
     seen = np.concatenate([s.global_indices(k) for k in range(5)])  # 2 epochs

@@ -165,31 +165,14 @@ def pack_documents(docs: Iterable[tuple[str, str | None]], n_docs: int, tokenize
     (out_dir / "meta.json").unlink(missing_ok=True)  # written last: its presence means complete
     eos = eos_id(tokenizer)
     dtype = token_dtype(len(tokenizer))
-    rng = np.random.default_rng(seed)
-    is_val = rng.random(n_docs) < val_fraction
-    if n_docs >= 2:  # at least one document on each side, whatever the fraction
-        if not is_val.any():
-            is_val[rng.integers(n_docs)] = True
-        if is_val.all():
-            is_val[0] = False
+    is_val = val_assignment(n_docs, val_fraction, seed)
     packers = {s: _Packer(out_dir / s, seq_len, dtype, eos) for s in ("train", "val")}
     batch: list[tuple[str, str | None]] = []
     i = 0
 
     def flush() -> None:
         nonlocal i
-        prompts = [p for p, _ in batch]
-        enc_p = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        sols = [s for _, s in batch]
-        has_sol = [s is not None for s in sols]
-        enc_s = tokenizer([s for s in sols if s is not None], add_special_tokens=False)["input_ids"] if any(has_sol) else []
-        it_s = iter(enc_s)
-        for ids_p, hs in zip(enc_p, has_sol):
-            ids_s = next(it_s) if hs else []
-            toks = np.array(list(ids_p) + list(ids_s) + [eos], dtype=np.int64)
-            mask = np.ones(len(toks), dtype=np.uint8)
-            if hs and loss_on_solution_only:
-                mask[: len(ids_p)] = 0
+        for toks, mask in encode_documents(tokenizer, batch, eos, loss_on_solution_only):
             packers["val" if is_val[i] else "train"].add(toks, mask)
             i += 1
         batch.clear()
@@ -202,17 +185,56 @@ def pack_documents(docs: Iterable[tuple[str, str | None]], n_docs: int, tokenize
         flush()
     for p in packers.values():
         p.close()
+    splits = {s: {"n_documents": p.n_docs, "n_tokens": p.n_tokens, "n_sequences": p.n_rows,
+                  "n_target_tokens": p.n_target_tokens} for s, p in packers.items()}
+    return write_meta(out_dir, splits, tokenizer, seq_len, source, seed, val_fraction, loss_on_solution_only,
+                      fingerprint, n_docs)
+
+
+def val_assignment(n_docs: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Which documents (by global index) go to the validation split: a seeded draw, with at least
+    one document on each side whatever the fraction."""
+    rng = np.random.default_rng(seed)
+    is_val = rng.random(n_docs) < val_fraction
+    if n_docs >= 2:
+        if not is_val.any():
+            is_val[rng.integers(n_docs)] = True
+        if is_val.all():
+            is_val[0] = False
+    return is_val
+
+
+def encode_documents(tokenizer: Any, batch: list[tuple[str, str | None]], eos: int,
+                     loss_on_solution_only: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(tokens, loss mask) of each `(text, None)` or `(prompt, solution)` document, `eos` appended."""
+    enc_p = tokenizer([p for p, _ in batch], add_special_tokens=False)["input_ids"]
+    sols = [s for _, s in batch]
+    has_sol = [s is not None for s in sols]
+    enc_s = tokenizer([s for s in sols if s is not None], add_special_tokens=False)["input_ids"] if any(has_sol) else []
+    it_s = iter(enc_s)
+    out = []
+    for ids_p, hs in zip(enc_p, has_sol):
+        ids_s = next(it_s) if hs else []
+        toks = np.array(list(ids_p) + list(ids_s) + [eos], dtype=np.int64)
+        mask = np.ones(len(toks), dtype=np.uint8)
+        if hs and loss_on_solution_only:
+            mask[: len(ids_p)] = 0
+        out.append((toks, mask))
+    return out
+
+
+def write_meta(out_dir: Path, splits: dict[str, dict[str, int]], tokenizer: Any, seq_len: int, source: str, seed: int,
+               val_fraction: float, loss_on_solution_only: bool, fingerprint: str, n_docs: int) -> dict[str, Any]:
+    """`meta.json` of a finished packing, written last (its presence means complete)."""
     meta = {
-        "format_version": DATA_FORMAT_VERSION, "seq_len": seq_len, "dtype": dtype.name, "eos_id": eos,
-        "vocab_size": len(tokenizer), "source": source, "seed": seed, "val_fraction": val_fraction,
-        "loss_on_solution_only": bool(loss_on_solution_only), "separator": "<|endoftext|>",
-        "fingerprint": fingerprint,
-        "splits": {s: {"n_documents": p.n_docs, "n_tokens": p.n_tokens, "n_sequences": p.n_rows,
-                       "n_target_tokens": p.n_target_tokens} for s, p in packers.items()},
+        "format_version": DATA_FORMAT_VERSION, "seq_len": seq_len, "dtype": token_dtype(len(tokenizer)).name,
+        "eos_id": eos_id(tokenizer), "vocab_size": len(tokenizer), "source": source, "seed": seed,
+        "val_fraction": val_fraction, "loss_on_solution_only": bool(loss_on_solution_only),
+        "separator": "<|endoftext|>", "fingerprint": fingerprint, "splits": splits,
     }
     if meta["splits"]["train"]["n_sequences"] == 0:
         raise ValueError(f"{source}: no training sequences after packing ({n_docs} documents)")
-    write_json_atomic(out_dir / "meta.json", meta)
+    write_json_atomic(Path(out_dir) / "meta.json", meta)
     return meta
 
 
@@ -300,9 +322,11 @@ def _link_packing(src: Path, dst: Path) -> dict[str, Any]:
 
 def prepare_packed(dataset_path: Path, tokenizer: Any, out_dir: Path, seq_len: int, val_fraction: float,
                    seed: int, exercises: bool = False, loss_on_solution_only: bool = False,
-                   what: str = "training", reuse_from: Iterable[Path] = ()) -> dict[str, Any]:
+                   what: str = "training", reuse_from: Iterable[Path] = (), data: Any = None) -> dict[str, Any]:
     """Pack a run-directory dataset into `out_dir` unless an identical packing is already there, or
-    in one of `reuse_from` (other seeds of the same arm: then its files are hard-linked, not re-tokenized)."""
+    in one of `reuse_from` (other seeds of the same arm: then its files are hard-linked, not re-tokenized).
+    With `data` (a `DataConfig`) the tokenization is a datatrove pipeline of `data.tasks` tasks
+    (`train.tokenize`), byte-identical to the one-process packing."""
     ds = load_dataset_dir(dataset_path, what)
     if exercises and not {"prompt", "solution"} <= set(ds.column_names):
         raise ValueError(f"{what} dataset {dataset_path} needs 'prompt' and 'solution' columns "
@@ -321,6 +345,11 @@ def prepare_packed(dataset_path: Path, tokenizer: Any, out_dir: Path, seq_len: i
                 return _link_packing(Path(other), Path(out_dir))
         except (OSError, ValueError):
             continue  # absent or half-written: not reusable
+    if data is not None:
+        from .tokenize import pack_with_pipeline
+
+        return pack_with_pipeline(Path(dataset_path), len(ds), tokenizer, Path(out_dir), seq_len, val_fraction, seed,
+                                  exercises, exercises and loss_on_solution_only, fp, data)
     docs = _iter_exercises(ds) if exercises else _iter_text(ds)
     return pack_documents(docs, len(ds), tokenizer, out_dir, seq_len, val_fraction, seed,
                           loss_on_solution_only=exercises and loss_on_solution_only, source=str(dataset_path),

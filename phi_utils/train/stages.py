@@ -78,7 +78,7 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
             # the data split uses the profile seed, not the training seed: every seed sees the same data
             prepare_packed(rd.path / arm.dataset, tok, out / "data", tc.seq_len, tc.val_fraction, cfg.seed,
                            exercises=arm.exercises, loss_on_solution_only=tc.loss_on_solution_only, what=arm.what,
-                           reuse_from=_other_seed_packings(rd, stage))
+                           reuse_from=_other_seed_packings(rd, stage), data=cfg.data)
             decision = "train"
     decision = broadcast_object(decision, env)
     if decision == "skip":
