@@ -89,10 +89,19 @@ def _console_to(path: Path) -> Iterator[None]:
             os.close(saved_fd)
 
 
+FORKSERVER_PRELOAD = ["datatrove.pipeline.dedup.minhash", "datatrove.pipeline.dedup.exact_dedup",
+                      "datatrove.pipeline.writers", "phi_utils.datapipe.dedup", "phi_utils.datapipe.steps",
+                      "phi_utils.corpus"]
+"""Imported once by the fork server that local workers start from, not again by every task."""
+
+
 def _executor(stage: PipelineStage, dcfg: DataConfig, logging_dir: Path) -> Any:
     workers = stage.tasks if dcfg.workers == -1 else min(dcfg.workers, stage.tasks)
     if dcfg.executor == "local":
+        import multiprocess
         from datatrove.executor import LocalPipelineExecutor
+
+        multiprocess.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
 
         return LocalPipelineExecutor(pipeline=list(stage.steps), tasks=stage.tasks, workers=workers,
                                      logging_dir=str(logging_dir), skip_completed=True)
