@@ -73,12 +73,17 @@ def plan(stages: Sequence[PipelineStage], dcfg: DataConfig, work_dir: Path | Non
 
 @contextlib.contextmanager
 def _console_to(path: Path) -> Iterator[None]:
-    """Send this process's stderr (the Python object and file descriptor 2, which worker processes
-    inherit) to `path` for the block: datatrove logs every task to stderr."""
+    """Send datatrove's logging to `path` for the block: this process's stderr (the Python object
+    and file descriptor 2, which worker processes inherit) and loguru's sinks, which hold the stream
+    they were given (in a notebook, the cell's output). Afterwards loguru writes warnings only."""
+    from loguru import logger
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as log:
         sys.stderr.flush()
         saved_fd = os.dup(2)
+        logger.remove()
+        sink = logger.add(log, level="INFO", colorize=False)
         try:
             os.dup2(log.fileno(), 2)
             with contextlib.redirect_stderr(log):
@@ -87,6 +92,9 @@ def _console_to(path: Path) -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
+            logger.remove()  # the sinks a task added in this process, ours included
+            logger.add(sys.stderr, level="WARNING")
+            del sink
 
 
 FORKSERVER_PRELOAD = ["datatrove.pipeline.dedup.minhash", "datatrove.pipeline.dedup.exact_dedup",
