@@ -32,7 +32,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from phi_utils.config import CorpusConfig, FilterConfig
     from phi_utils.corpus import build_corpus
-    from phi_utils.filtering.classifier import make_forest, score_in_batches
+    from phi_utils.filtering.classifier import make_forest
+    from phi_utils.filtering.scoring import score_in_batches
     from phi_utils.filtering.embed import MAX_EMBED_CHARS, embed_texts, load_embedder
 
     t = time.time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import PROFILE_NAMES, ConfigError, ProfileConfig, describe_config, get_profile, resolve_config

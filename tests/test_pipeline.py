@@ -126,6 +126,8 @@ def test_paper_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkey
     assert "100,000 samples rated" in out and "1.42B params" in out and "A100-hours" in out and "$" in out
     assert "36,000 steps x 1024 seqs" in out
     assert (REPO_ROOT / "runs" / "paper").exists() == existed  # no run directory made
+    assert main(["run", "--profile", "paper", "--dry-run", "--run-dir", str(tmp_path / "r")]) == 0
+    assert "0/256 done" in capsys.readouterr().out and not (tmp_path / "r").exists()  # the corpus task plan
 
 
 def test_results_block_is_regenerated_from_the_run(three_stages, tmp_path):

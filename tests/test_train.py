@@ -372,7 +372,7 @@ def test_empty_dataset_error_quotes_the_stage_notes(tmp_path):
     import datasets
 
     from phi_utils.rundir import save_dataset
-    from phi_utils.train.data import load_dataset_dir
+    from phi_utils.train.prepare import load_dataset_dir
 
     step = tmp_path / "exercises"
     save_dataset(datasets.Dataset.from_dict({"text": [], "prompt": [], "solution": []}), step / "code_exercises")

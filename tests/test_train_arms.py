@@ -51,7 +51,8 @@ def test_seeds_share_one_packing_and_repacking_never_touches_the_other(tmp_path)
 
     from phi_utils.model.tokenizer import train_tokenizer
     from phi_utils.rundir import save_dataset
-    from phi_utils.train.data import PackedData, prepare_packed
+    from phi_utils.train.data import PackedData
+    from phi_utils.train.prepare import prepare_packed
 
     texts = [f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(200)]
     save_dataset(datasets.Dataset.from_dict({"text": texts}), tmp_path / "ds")

@@ -19,7 +19,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -156,28 +156,6 @@ def precision_recall_at(y: np.ndarray, p: np.ndarray, thr: float) -> tuple[float
     return precision, recall
 
 
-def score_in_batches(model: Any, X: np.ndarray, batch: int = 4096) -> np.ndarray:
-    """Classifier probability of "educational" for every row (batched so memory stays flat at paper scale)."""
-    return np.concatenate([model.predict_proba(X[i:i + batch])[:, 1] for i in range(0, len(X), batch)]) if len(X) else np.zeros(0)
-
-
-WINDOW_RULE = "window-v1"
-"""Names the text each file is embedded by (`substance_windows`); part of the embedding cache key."""
-
-
-def substance_windows(paths: Sequence[str | None], texts: Sequence[str], max_chars: int) -> tuple[list[str], list[str | None]]:
-    """Each file's most informative window of `max_chars` (what the embedder sees, as the teacher
-    did) and its no-substance reason (None = a file with substance)."""
-    from .substance import informative_window, no_substance
-
-    shown, reasons = [], []
-    for p, t in zip(paths, texts):
-        w = informative_window(t, max_chars)
-        shown.append(t[w.start:w.end])
-        reasons.append(no_substance(p, t))
-    return shown, reasons
-
-
 def load_labels(rd: RunDir) -> list[dict[str, Any]]:
     """Main-pass labels with a score, from `annotation/labels.jsonl`."""
     path = rd.require("annotation") / "labels.jsonl"
@@ -252,7 +230,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Filter
 
     from ..corpus import DATASET_NAME, load_corpus
     from .embed import MAX_EMBED_CHARS, cached_embeddings
-    from .scoring import score_corpus
+    from .scoring import WINDOW_RULE, score_corpus, substance_windows
     from .substance import no_substance
 
     fcfg = cfg.filter

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
@@ -23,6 +23,29 @@ from ..config import ProfileConfig
 from ..datapipe.dedup import SHARD_FILE, read_rows
 from ..datapipe.executor import PipelineStage, run_stages
 from ..datapipe.steps import DatasetShardReader
+
+
+def score_in_batches(model: Any, X: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """Classifier probability of "educational" for every row (batched so memory stays flat at paper scale)."""
+    return np.concatenate([model.predict_proba(X[i:i + batch])[:, 1] for i in range(0, len(X), batch)]) if len(X) else np.zeros(0)
+
+
+WINDOW_RULE = "window-v1"
+"""Names the text each file is embedded by (`substance_windows`); part of the embedding cache key."""
+
+
+def substance_windows(paths: Sequence[str | None], texts: Sequence[str], max_chars: int) -> tuple[list[str], list[str | None]]:
+    """Each file's most informative window of `max_chars` (what the embedder sees, as the teacher
+    did) and its no-substance reason (None = a file with substance)."""
+    from .substance import informative_window, no_substance
+
+    shown, reasons = [], []
+    for p, t in zip(paths, texts):
+        w = informative_window(t, max_chars)
+        shown.append(t[w.start:w.end])
+        reasons.append(no_substance(p, t))
+    return shown, reasons
+
 
 
 class EducationalValueScorer(PipelineStep):
@@ -43,7 +66,6 @@ class EducationalValueScorer(PipelineStep):
         import torch
 
         from ..rundir import RunDir
-        from .classifier import score_in_batches, substance_windows
         from .embed import load_embedder
 
         torch.set_num_threads(self.threads)

@@ -10,7 +10,8 @@ Public API::
 Launch under torchrun: `torchrun --nproc_per_node=N -m phi_utils.train --run-dir R --stage S`.
 """
 
-from .data import BatchSampler, PackedData, pack_documents, prepare_packed
+from .data import BatchSampler, PackedData, pack_documents
+from .prepare import prepare_packed
 from .loop import FitResult, Trainer, read_metrics
 from .schedule import lr_at, make_scheduler
 from .stages import (STAGES, estimate_wall_time, paper_commands, run_finetuning, run_pretraining, run_stage,

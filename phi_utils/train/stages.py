@@ -25,7 +25,8 @@ from ..model.config import training_model_config
 from ..model.flops import flops_per_token
 from ..model.tokenizer import load_tokenizer
 from .arms import ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, check_seeds, init_step, parse_step, training_steps
-from .data import PackedData, prepare_packed
+from .data import PackedData
+from .prepare import prepare_packed
 from .dist import DistEnv, barrier, broadcast_object, init_distributed
 from .loop import Trainer, clean_run_dir, write_result
 
