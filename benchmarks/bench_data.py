@@ -105,9 +105,8 @@ def _score_child(mode: str, d: str, tasks: int) -> None:
     import torch
 
     from phi_utils.config import get_profile
-    from phi_utils.filtering.scoring import score_in_batches, substance_windows
     from phi_utils.filtering.embed import MAX_EMBED_CHARS, load_embedder
-    from phi_utils.filtering.scoring import scoring_stage
+    from phi_utils.filtering.scoring import score_in_batches, scoring_stage, substance_windows
     from phi_utils.datapipe.executor import run_stages
 
     cfg = get_profile("tiny", **{"data.tasks": tasks, "data.workers": tasks, "device": "cpu"})

@@ -47,7 +47,6 @@ def substance_windows(paths: Sequence[str | None], texts: Sequence[str], max_cha
     return shown, reasons
 
 
-
 class EducationalValueScorer(PipelineStep):
     """Adds `score` (the classifier's probability) and `no_substance` (the rule's reason, or None)
     to every document, embedding `batch_size * 4` windows at a time."""
