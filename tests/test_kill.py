@@ -23,6 +23,9 @@ from phi_utils.rundir import MARKER, STEP_GRAPH, loads_strict
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
 PROCS: list[subprocess.Popen] = []
+# Smoke pretraining is 24 steps of ~10 ms: the 12 steps after its first checkpoint can finish before a poll sees
+# that checkpoint. 240 steps (checkpoints every 12) leave seconds in which the kill lands mid-training.
+RUN_SETTINGS = ["--set", "pretrain.max_steps=240"]
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +49,7 @@ def manifests(rd: Path) -> dict[str, str]:
 
 
 def start(rd: Path, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "phi_utils", "run", "--profile", "smoke", "--run-dir", str(rd)],
+    proc = subprocess.Popen([sys.executable, "-m", "phi_utils", "run", "--profile", "smoke", "--run-dir", str(rd), *RUN_SETTINGS],
                             cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     PROCS.append(proc)
     return proc
@@ -58,7 +61,7 @@ def kill_when(proc: subprocess.Popen, ready, what: str, delay_s: float = 0.0, ti
     while not ready():
         assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before {what}"
         assert time.monotonic() - t0 < timeout_s, f"timed out waiting for {what}"
-        time.sleep(0.1)
+        time.sleep(0.02)
     time.sleep(delay_s)
     assert proc.poll() is None, f"the run ended (rc {proc.returncode}) during {what}"
     os.killpg(proc.pid, signal.SIGKILL)
