@@ -11,7 +11,8 @@ turn with the same model file and runs the same workloads:
   annotation prompt twice (rubric as is, and reversed, as the two-pass reliability check does)
   through `rate_many` -> ratings per minute, teacher-card AUC (95% bootstrap interval) and
   two-pass Spearman;
-* greedy identity: the generation workload's texts of the two engines compared one by one.
+* greedy identity: the generation workload's texts of the two engines compared one by one;
+* with `--draft MODEL`: the same server with a draft model (speculative decoding) against itself without.
 
 The baseline is today's configuration (llama-cpp-python, concurrency 1); the new engine runs with
 `--parallel` slots and as many requests in flight. The bounds: the arithmetic peak of the build's
@@ -21,6 +22,7 @@ bytes one decoding step reads. Absolute numbers are inflated by other work on th
 average is printed); the ratios are measured in one run.
 
     .venv/bin/python benchmarks/bench_teacher.py [--model qwen2.5-coder-1.5b] [--parallel 4] [--gen-n 4]
+        [--draft qwen2.5-coder-0.5b] [--other-build ENGINE_DIR]
 """
 
 from __future__ import annotations
@@ -119,12 +121,14 @@ def bounds(model: Path, cores: int) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- one engine
 def run_engine(model: str, engine: str, parallel: int, concurrency: int, gen_n: int, gen_tokens: int,
-               threads: int, n_snippets: int, work: Path) -> dict[str, Any]:
+               threads: int, n_snippets: int, work: Path, draft: str | None = None,
+               draft_max: int = 8) -> dict[str, Any]:
     os.environ.pop("PHI_TEACHER_BASE_URL", None)
     prof = get_profile("tiny")
     rd = RunDir.open(prof, work / engine)
     cfg = dataclasses.replace(prof.teacher, local_model=model, engine=engine, parallel=parallel,
-                              concurrency=concurrency, threads=threads, temperature=0.0, n_ctx=2048)
+                              concurrency=concurrency, threads=threads, temperature=0.0, n_ctx=2048,
+                              draft_model=draft, draft_max=draft_max)
     t0 = time.perf_counter()
     teacher = Teacher.from_config(cfg, rd)
     out: dict[str, Any] = {"engine": teacher.engine, "startup_s": time.perf_counter() - t0,
@@ -188,6 +192,10 @@ def main() -> int:
     p.add_argument("--gen-n", type=int, default=8, help="generation requests (half passages, half exercises)")
     p.add_argument("--gen-tokens", type=int, default=128, help="completion cap per generation request")
     p.add_argument("--snippets", type=int, default=12, help="labelled snippets rated (x2 passes)")
+    p.add_argument("--draft", metavar="MODEL",
+                   help="also run llama-server (default build, default threads) with this draft model for "
+                        "speculative decoding, e.g. qwen2.5-coder-0.5b, and print it against the same server without")
+    p.add_argument("--draft-max", type=int, default=8, help="most tokens drafted per step (with --draft)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--other-build", type=Path, metavar="ENGINE_DIR",
                    help="also run the llama-server built in this engine directory (e.g. a native build beside "
@@ -204,6 +212,12 @@ def main() -> int:
         runs = {int(th): run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
                                     args.gen_tokens, int(th), args.snippets, Path(tmp) / f"t{th}")
                 for th in args.threads.split(",")}
+        drafted = None
+        if args.draft:
+            resolve_model(args.draft)  # fetched and verified before the clock starts
+            drafted = run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
+                                 args.gen_tokens, 0, args.snippets, Path(tmp) / "draft", draft=args.draft,
+                                 draft_max=args.draft_max)
         other, other_error = None, None
         if args.other_build:
             saved = os.environ.get("PHI_ENGINE_DIR")
@@ -283,8 +297,23 @@ def main() -> int:
         print(f"| two-pass Spearman | {sp(default['spearman'])} | {sp(other['spearman'])} | |")
         same_o = sum(a == c for a, c in zip(default["gen_texts"], other["gen_texts"]))
         print(f"greedy texts identical to the default build: {same_o}/{len(other['gen_texts'])}")
+    if drafted is not None:
+        plain = runs[0] if 0 in runs else new
+        print(f"\nspeculative decoding: llama-server with draft {args.draft} (up to {args.draft_max} tokens a step) "
+              f"against the same build without a draft, {args.parallel} slots, default threads:")
+        print("| measure | no draft | draft | ratio draft/no draft | draft against the baseline |")
+        print("|---|---|---|---|---|")
+        for name, key in (("prompt tok/s (fresh prompt)", "prompt_tok_s"), ("single-stream tok/s", "single_gen_tok_s"),
+                          ("NB 03/04 aggregate tok/s", "gen_agg_tok_s"), ("NB 01 ratings per minute", "ratings_per_min")):
+            print(f"| {name} | {plain[key]:.1f} | {drafted[key]:.1f} | {drafted[key] / plain[key]:.2f}x "
+                  f"| {drafted[key] / base[key]:.2f}x |")
+        print(f"| teacher-card AUC | {plain['auc']:.3f} | {drafted['auc']:.3f} | | |")
+        print(f"| two-pass Spearman | {sp(plain['spearman'])} | {sp(drafted['spearman'])} | | |")
+        same_d = sum(a == c for a, c in zip(plain["gen_texts"], drafted["gen_texts"]))
+        print(f"greedy texts identical with and without the draft: {same_d}/{len(drafted['gen_texts'])}")
     if args.json:
-        args.json.write_text(json.dumps({"bounds": b, "baseline": base, "new": runs, "other": other}, indent=1,
+        args.json.write_text(json.dumps({"bounds": b, "baseline": base, "new": runs, "other": other,
+                                         "draft": drafted}, indent=1,
                                         default=str))
     return 0
 

@@ -4,13 +4,15 @@
 #
 #   bash scripts/build_teacher_engine.sh        # setup.sh calls this; a re-run is a no-op
 #   PHI_SKIP_ENGINE_BUILD=1   do not build (the teacher then uses llama-cpp-python's server)
-#   PHI_ENGINE_NATIVE=1       a build for this CPU's AVX-512 family instead of the portable one
+#   PHI_ENGINE_NATIVE=0       the portable build even where this CPU has AVX-512 or AVX-VNNI kernels
 #
 # Result: $PHI_ENGINE_DIR (default ~/.cache/phi_utils/engine)/llama-server-<version>/llama-server,
 # plus BUILD_INFO.json beside it. phi_utils.teacher.engine finds it there.
-# Portable by default (GGML_NATIVE=OFF: AVX2/FMA/F16C). PHI_ENGINE_NATIVE=1 adds the AVX-512 kernels
-# this CPU advertises (AVX512F/BW/DQ/VL, VNNI, BF16, VBMI, AVX-VNNI; never AMX) and records the CPU's
-# flags in BUILD_INFO.json: on another CPU such a build is redone here and refused at run time. AMX is
+# Built for this CPU by default: the AVX-512 kernels it advertises (AVX512F/BW/DQ/VL, VNNI, BF16, VBMI,
+# AVX-VNNI; never AMX) on top of the portable AVX2/FMA/F16C set, with the CPU's flags recorded in
+# BUILD_INFO.json: on another CPU such a build is redone here and refused at run time. A CPU with none of
+# those (or PHI_ENGINE_NATIVE=0) gets the portable build (GGML_NATIVE=OFF). The AVX-512 build served
+# 1.27x the portable build's ratings per minute on an AMD EPYC host (2026-12-04, README benchmarks). AMX is
 # left out because a -march=native build (AMX advertised) died at start with SIGSEGV on this project's
 # VM; the same sources with the explicit AVX-512 flags and no AMX start and prefill 1.4x faster there
 # (2026-12-03, README benchmarks). If the build for this CPU fails, a portable one is made. Only the
@@ -26,13 +28,28 @@ PY=${VENV:-.venv}/bin/python
 
 # The CPU a native build is for: a hash of its feature flags (what -march=native reads).
 CPU=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | tr ' ' '\n' | sed '/^$/d' | LC_ALL=C sort | sha256sum | cut -c1-16)
+# This CPU's AVX-512 family as ggml's cmake options (AMX never; see above).
+has() { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | grep -qx "$1"; }
+isa_flags() {
+  local f=""
+  if has avx512f && has avx512bw && has avx512dq && has avx512vl; then
+    f="-DGGML_AVX512=ON"
+    has avx512_vnni && f="$f -DGGML_AVX512_VNNI=ON"
+    has avx512_bf16 && f="$f -DGGML_AVX512_BF16=ON"
+    has avx512vbmi && f="$f -DGGML_AVX512_VBMI=ON"
+  fi
+  has avx_vnni && f="$f -DGGML_AVX_VNNI=ON"
+  echo "$f"
+}
 WANT=portable
-[ "${PHI_ENGINE_NATIVE:-0}" = 1 ] && WANT=${CPU:-portable}
+[ "${PHI_ENGINE_NATIVE:-1}" = 1 ] && [ -n "$(isa_flags)" ] && WANT=${CPU:-portable}
 built() {  # a build without a "cpu" entry is a portable one
   [ -x "$DEST/llama-server" ] && [ -f "$DEST/BUILD_INFO.json" ] && "$DEST/llama-server" --version >/dev/null 2>&1 || return 1
-  local built_for
+  local built_for failed
   built_for=$(grep -o '"cpu": "[^"]*"' "$DEST/BUILD_INFO.json" | cut -d'"' -f4)
-  [ "${built_for:-portable}" = "$WANT" ]
+  failed=$(grep -o '"native_failed_for": "[^"]*"' "$DEST/BUILD_INFO.json" | cut -d'"' -f4)
+  # a portable build made because the build for this CPU failed stands (set-up does not retry it every time)
+  [ "${built_for:-portable}" = "$WANT" ] || { [ "${built_for:-portable}" = portable ] && [ "$failed" = "$CPU" ]; }
 }
 if built; then
   echo "teacher engine: $DEST/llama-server (cached)"
@@ -77,19 +94,6 @@ SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
 [ -f "$SRC/tools/server/CMakeLists.txt" ] || fail "no tools/server in the vendored llama.cpp"
 command -v cmake >/dev/null 2>&1 || fail "cmake not found"
 
-# This CPU's AVX-512 family as ggml's cmake options (AMX never; see above).
-has() { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | grep -qx "$1"; }
-isa_flags() {
-  local f=""
-  if has avx512f && has avx512bw && has avx512dq && has avx512vl; then
-    f="-DGGML_AVX512=ON"
-    has avx512_vnni && f="$f -DGGML_AVX512_VNNI=ON"
-    has avx512_bf16 && f="$f -DGGML_AVX512_BF16=ON"
-    has avx512vbmi && f="$f -DGGML_AVX512_VBMI=ON"
-  fi
-  has avx_vnni && f="$f -DGGML_AVX_VNNI=ON"
-  echo "$f"
-}
 build() {  # $1: ON (this CPU's ISA flags) or OFF (portable)
   rm -rf "$WORK/build"
   local isa=""
@@ -104,8 +108,10 @@ build() {  # $1: ON (this CPU's ISA flags) or OFF (portable)
 }
 NATIVE=OFF
 ISA_USED=""
+FAILED_FOR=""
 if [ "$WANT" != portable ]; then
-  if build ON; then NATIVE=ON; ISA_USED=$(isa_flags); else echo "teacher engine: the native build failed; trying a portable one" >&2; WANT=portable; fi
+  if build ON; then NATIVE=ON; ISA_USED=$(isa_flags)
+  else echo "teacher engine: the build for this CPU failed; trying a portable one" >&2; WANT=portable; FAILED_FOR=$CPU; fi
 fi
 if [ "$NATIVE" = OFF ]; then
   build OFF || fail "cmake configure or build failed"
@@ -114,7 +120,7 @@ BIN="$WORK/build/bin/llama-server"
 
 mkdir -p "$DEST.tmp" && cp "$BIN" "$DEST.tmp/llama-server" || fail "cannot copy the binary to $DEST"
 "$BIN" --version 2>&1 | "$PY" -c "import json,sys,time; print(json.dumps({'llama_cpp_python_sdist': '$VERSION', \
-'flags': 'GGML_NATIVE=OFF $ISA_USED BUILD_SHARED_LIBS=OFF', 'cpu': '$WANT', 'version': sys.stdin.read().strip(), \
-'built': time.strftime('%Y-%m-%dT%H:%M:%S')}, indent=1))" > "$DEST.tmp/BUILD_INFO.json"
+'flags': 'GGML_NATIVE=OFF $ISA_USED BUILD_SHARED_LIBS=OFF', 'cpu': '$WANT', 'native_failed_for': '$FAILED_FOR', \
+'version': sys.stdin.read().strip(), 'built': time.strftime('%Y-%m-%dT%H:%M:%S')}, indent=1))" > "$DEST.tmp/BUILD_INFO.json"
 rm -rf "$DEST" && mv "$DEST.tmp" "$DEST" || fail "cannot move the build into $DEST"
 echo "teacher engine: $DEST/llama-server"

@@ -131,7 +131,7 @@ def test_a_native_build_for_another_cpu_is_refused(tmp_path: Path, monkeypatch: 
 
 
 def test_build_for_this_cpu_takes_its_avx512_flags_and_never_amx() -> None:
-    """`PHI_ENGINE_NATIVE=1`'s cmake options come from /proc/cpuinfo; AMX (a SIGSEGV at start here) never."""
+    """The default build's cmake options come from /proc/cpuinfo; AMX (a SIGSEGV at start here) never."""
     text = (REPO / "scripts" / "build_teacher_engine.sh").read_text()
     funcs = "\n".join(re.search(rf"^{name}\(\) {{.*?^}}", text, re.S | re.M).group(0) for name in ("has", "isa_flags"))
     flags = subprocess.run(["bash", "-c", funcs + "\nisa_flags"], capture_output=True, text=True, check=True).stdout.split()
@@ -140,6 +140,38 @@ def test_build_for_this_cpu_takes_its_avx512_flags_and_never_amx() -> None:
     assert ("-DGGML_AVX512=ON" in flags) == ({"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= cpu)
     assert ("-DGGML_AVX512_VNNI=ON" in flags) == ({"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"} <= cpu)
     assert ("-DGGML_AVX_VNNI=ON" in flags) == ("avx_vnni" in cpu)
+
+
+def test_which_cached_build_the_build_script_keeps(tmp_path: Path) -> None:
+    """The script's `built` test: a build for this CPU, or a portable one made because that build failed
+    here, is kept; a portable one otherwise is rebuilt for this CPU (if it has AVX-512/VNNI kernels)."""
+    real = engine_mod.llama_server_binary()
+    if real is None:
+        pytest.skip("llama-server not built here")
+    text = (REPO / "scripts" / "build_teacher_engine.sh").read_text()
+    lines = text.splitlines()
+    start = next(i for i, x in enumerate(lines) if x.startswith("CPU=$("))
+    end = next(i for i, x in enumerate(lines) if x.startswith("built() {"))
+    head = "\n".join(lines[start:end])  # CPU, has, isa_flags, WANT
+    built = re.search(r"^built\(\) {.*?^}", text, re.S | re.M).group(0)
+    dest = tmp_path / "llama-server-x"
+    dest.mkdir()
+    (dest / "llama-server").symlink_to(real)
+
+    def keeps(info: dict, native: str = "1") -> bool:
+        (dest / "BUILD_INFO.json").write_text(json.dumps(info, indent=1))
+        script = f'DEST={dest}\nPHI_ENGINE_NATIVE={native}\n{head}\n{built}\nbuilt && echo keep || echo rebuild'
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                              check=True).stdout.strip() == "keep"
+
+    this = engine_mod.cpu_id()
+    wants_native = bool(subprocess.run(["bash", "-c", head + '\n[ "$WANT" != portable ] && echo y'],
+                                       capture_output=True, text=True).stdout.strip())
+    assert keeps({"cpu": this}) is wants_native
+    assert keeps({"cpu": "portable"}) is not wants_native
+    assert keeps({"cpu": "portable", "native_failed_for": this}) is True
+    assert keeps({"cpu": "portable"}, native="0") is True
+    assert keeps({"cpu": "0123456789abcdef"}) is False
 
 
 def test_failed_build_warns_once_and_exits_zero(tmp_path: Path) -> None:
@@ -251,6 +283,8 @@ def test_draft_model_keeps_greedy_output(local_teacher: Teacher, tmp_path: Path)
     try:
         assert "--model-draft" in t.server.command()
         drafted = t.chat(prompt, max_tokens=40, temperature=0)
+        log_text = Path(t.server.log_path).read_text(errors="replace")
     finally:
         t.close()
     assert drafted.error is None and drafted.text == plain.text
+    assert "draft acceptance" in log_text  # the server did draft (a loaded draft model alone does not)

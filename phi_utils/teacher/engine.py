@@ -159,7 +159,8 @@ class LlamaServer(LocalServer):
             from .models import resolve_model
 
             draft, _, _ = resolve_model(s.draft_model)
-            cmd += ["--model-draft", str(draft), "--spec-draft-n-max", str(s.draft_max)]
+            # --spec-type: without it this llama.cpp loads the draft model and never drafts (default "none")
+            cmd += ["--model-draft", str(draft), "--spec-type", "draft-simple", "--spec-draft-n-max", str(s.draft_max)]
         return [*cmd, *self.extra_args]
 
 
