@@ -21,7 +21,7 @@ FLOPs per token, and the memory bandwidth (measured here, a large numpy copy) di
 bytes one decoding step reads. Absolute numbers are inflated by other work on the machine (the load
 average is printed); the ratios are measured in one run.
 
-    .venv/bin/python benchmarks/bench_teacher.py [--model qwen2.5-coder-1.5b] [--parallel 4] [--gen-n 4]
+    .venv/bin/python benchmarks/bench_teacher.py [--model qwen2.5-coder-1.5b] [--parallel 4,8] [--gen-n 4]
         [--draft qwen2.5-coder-0.5b] [--other-build ENGINE_DIR]
 """
 
@@ -187,7 +187,8 @@ def run_engine(model: str, engine: str, parallel: int, concurrency: int, gen_n: 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
-    p.add_argument("--parallel", type=int, default=4, help="llama-server slots (and requests in flight)")
+    p.add_argument("--parallel", default="4",
+                   help="llama-server slot counts to measure (as many requests in flight), e.g. 4,8")
     p.add_argument("--threads", default="0", help="llama-server thread counts to measure, e.g. 1,2 (0 = its default)")
     p.add_argument("--gen-n", type=int, default=8, help="generation requests (half passages, half exercises)")
     p.add_argument("--gen-tokens", type=int, default=128, help="completion cap per generation request")
@@ -209,9 +210,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-teacher-") as tmp:
         base = run_engine(args.model, "llama-cpp-python", 1, 1, args.gen_n, args.gen_tokens, 0, args.snippets,
                           Path(tmp))
-        runs = {int(th): run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
-                                    args.gen_tokens, int(th), args.snippets, Path(tmp) / f"t{th}")
-                for th in args.threads.split(",")}
+        slot_counts = [int(x) for x in args.parallel.split(",")]
+        runs = {(int(sl), int(th)): run_engine(args.model, "llama-server", sl, sl, args.gen_n, args.gen_tokens,
+                                               int(th), args.snippets, Path(tmp) / f"p{sl}-t{th}")
+                for sl in slot_counts for th in args.threads.split(",")}
+        args.parallel = slot_counts[0]  # the draft and --other-build runs use the first slot count
         drafted = None
         if args.draft:
             resolve_model(args.draft)  # fetched and verified before the clock starts
@@ -237,12 +240,14 @@ def main() -> int:
                     os.environ.pop("PHI_ENGINE_DIR", None)
                 else:
                     os.environ["PHI_ENGINE_DIR"] = saved
-    for th, r in runs.items():
-        print(f"llama-server threads={th or 'default'}: NB 03/04 {r['gen_agg_tok_s']:.1f} tok/s, "
+    for (sl, th), r in runs.items():
+        print(f"llama-server {sl} slots, threads={th or 'default'}: NB 03/04 {r['gen_agg_tok_s']:.1f} tok/s, "
               f"NB 01 {r['ratings_per_min']:.1f} ratings/min, prompt {r['prompt_tok_s']:.0f} tok/s, "
               f"single stream {r['single_gen_tok_s']:.1f} tok/s")
-    best = max(runs, key=lambda th: runs[th]["gen_agg_tok_s"] + runs[th]["ratings_per_min"])
+    best = max(runs, key=lambda k: runs[k]["gen_agg_tok_s"] / base["gen_agg_tok_s"]
+               + runs[k]["ratings_per_min"] / base["ratings_per_min"])
     new = runs[best]
+    best_slots, best_threads = best
     same = sum(a == c for a, c in zip(base["gen_texts"], new["gen_texts"]))
     print(f"\n{label}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end "
           f"(other work on the machine slows the absolute numbers; the ratios are from this one run)\n")
@@ -252,10 +257,10 @@ def main() -> int:
     print(f"  prompt bound: {b['prompt_bound_int8_tok_s']:.0f} tok/s (int8 AVX2; "
           f"{b['prompt_bound_native_tok_s']:.0f} with this CPU's own int8 units), {b['prompt_bound_fp32_tok_s']:.0f} "
           f"(fp32); single-stream decode bound: {b['decode_bound_bw_tok_s']:.1f} tok/s (bandwidth); "
-          f"aggregate decode bound with {args.parallel} slots: "
-          f"{min(args.parallel * b['decode_bound_bw_tok_s'], b['prompt_bound_int8_tok_s']):.1f} tok/s\n")
-    print(f"| measure | llama-cpp-python, 1 at a time (baseline) | llama-server, {args.parallel} slots, "
-          f"threads={best or 'default'} | ratio new/baseline | "
+          f"aggregate decode bound with {best_slots} slots: "
+          f"{min(best_slots * b['decode_bound_bw_tok_s'], b['prompt_bound_int8_tok_s']):.1f} tok/s\n")
+    print(f"| measure | llama-cpp-python, 1 at a time (baseline) | llama-server, {best_slots} slots, "
+          f"threads={best_threads or 'default'} | ratio new/baseline | "
           "fraction of bound (baseline -> new) |")
     print("|---|---|---|---|---|")
 
@@ -267,7 +272,7 @@ def main() -> int:
     row("prompt tok/s (fresh prompt)", "prompt_tok_s", ".0f", b["prompt_bound_int8_tok_s"])
     row("single-stream generated tok/s", "single_gen_tok_s", ".1f", b["decode_bound_bw_tok_s"])
     row(f"NB 03/04 workload: aggregate generated tok/s ({args.gen_n} requests)", "gen_agg_tok_s", ".1f",
-        min(args.parallel * b["decode_bound_bw_tok_s"], b["prompt_bound_int8_tok_s"]))
+        min(best_slots * b["decode_bound_bw_tok_s"], b["prompt_bound_int8_tok_s"]))
     row(f"NB 01 workload: ratings per minute ({base['ratings']} ratings)", "ratings_per_min", ".1f")
     print(f"| teacher-card AUC (n={base['auc_n']}, 95% CI) | {base['auc']:.3f} [{base['auc_ci'][0]:.2f}, "
           f"{base['auc_ci'][1]:.2f}] | {new['auc']:.3f} [{new['auc_ci'][0]:.2f}, {new['auc_ci'][1]:.2f}] | | |")
@@ -282,7 +287,7 @@ def main() -> int:
     if other_error:
         print(f"\nthe build in {args.other_build} did not serve: {other_error}")
     if other is not None:
-        default = runs[0] if 0 in runs else new
+        default = runs.get((args.parallel, 0), new)
         print(f"\nthe build in {args.other_build} ({other_info.get('flags', '?')}) against the default build "
               f"({build_info().get('flags', '?')}), both llama-server with {args.parallel} slots, default threads:")
         print("| measure | default build | other build | ratio other/default |")
@@ -298,7 +303,7 @@ def main() -> int:
         same_o = sum(a == c for a, c in zip(default["gen_texts"], other["gen_texts"]))
         print(f"greedy texts identical to the default build: {same_o}/{len(other['gen_texts'])}")
     if drafted is not None:
-        plain = runs[0] if 0 in runs else new
+        plain = runs.get((args.parallel, 0), new)
         print(f"\nspeculative decoding: llama-server with draft {args.draft} (up to {args.draft_max} tokens a step) "
               f"against the same build without a draft, {args.parallel} slots, default threads:")
         print("| measure | no draft | draft | ratio draft/no draft | draft against the baseline |")
@@ -312,7 +317,9 @@ def main() -> int:
         same_d = sum(a == c for a, c in zip(plain["gen_texts"], drafted["gen_texts"]))
         print(f"greedy texts identical with and without the draft: {same_d}/{len(drafted['gen_texts'])}")
     if args.json:
-        args.json.write_text(json.dumps({"bounds": b, "baseline": base, "new": runs, "other": other,
+        args.json.write_text(json.dumps({"bounds": b, "baseline": base,
+                                         "new": {f"{sl} slots, threads {th}": r for (sl, th), r in runs.items()},
+                                         "other": other,
                                          "draft": drafted}, indent=1,
                                         default=str))
     return 0

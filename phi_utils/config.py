@@ -678,8 +678,9 @@ def _tiny() -> ProfileConfig:
         time_budget_min=60,
         teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450, n_ctx=2048, concurrency=4, parallel=4),
         corpus=CorpusConfig(max_files=2000),  # ~25M chars; notebook 02 embeds it in ~100 s on 2 cores
-        # 200 + 20 repeats + 8 card ratings at ~5.5 s each (1.5B, 2 loaded cores) = ~21 min today; the
-        # windowed prompts are full (~700 chars of code each), so this halves with a 2x faster server.
+        # 200 + 20 repeats + 8 card ratings, 4 in flight on llama-server: 13.7 min for notebook 01 in the
+        # tiny run of 2026-12-04 (portable build, quiet AMD EPYC host); the windowed prompts are full
+        # (~700 chars of code each), so prompt processing is most of it.
         annotation=AnnotationConfig(n_samples=200, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
                                     card_snippets=8),
         filter=FilterConfig(n_estimators=200),
@@ -701,8 +702,8 @@ def _tiny() -> ProfileConfig:
                              seeds=[0, 1, 2]),
         # every problem of both benchmarks for every model (loss, greedy pass@1); 10 samples per HumanEval
         # problem for the first seed of B and C (pass@10 and C - B; generate() prefills every sample)
-        # the teacher's Table 1 row from `evaluate` on all 164 problems once its summary is committed
-        # under evals/ (not yet for the 1.5B: ~60 min on 2 cores); until then 5 problems generated here
+        # the teacher's Table 1 row from the committed `evaluate` summary of all 164 problems (evals/,
+        # sha256-checked against the GGUF); 5 problems generated here only when it is absent or stale
         eval=EvalConfig(limit=0, max_new_tokens=64, teacher_limit=5, teacher_max_tokens=256, loss_problems=0,
                         n_samples=10, sample_seeds=1, sample_arms=["textbook", "finetune"],
                         teacher_reference="evals/qwen2.5-coder-1.5b"),
