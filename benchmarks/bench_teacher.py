@@ -210,15 +210,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-teacher-") as tmp:
         base = run_engine(args.model, "llama-cpp-python", 1, 1, args.gen_n, args.gen_tokens, 0, args.snippets,
                           Path(tmp))
-        slot_counts = [int(x) for x in args.parallel.split(",")]
+        slot_counts = [int(x) for x in args.parallel.split(",")]  # the draft and --other-build runs use the first
         runs = {(int(sl), int(th)): run_engine(args.model, "llama-server", sl, sl, args.gen_n, args.gen_tokens,
                                                int(th), args.snippets, Path(tmp) / f"p{sl}-t{th}")
                 for sl in slot_counts for th in args.threads.split(",")}
-        args.parallel = slot_counts[0]  # the draft and --other-build runs use the first slot count
         drafted = None
         if args.draft:
             resolve_model(args.draft)  # fetched and verified before the clock starts
-            drafted = run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
+            drafted = run_engine(args.model, "llama-server", slot_counts[0], slot_counts[0], args.gen_n,
                                  args.gen_tokens, 0, args.snippets, Path(tmp) / "draft", draft=args.draft,
                                  draft_max=args.draft_max)
         other, other_error = None, None
@@ -231,7 +230,7 @@ def main() -> int:
                     return 1
                 other_info = build_info()
                 try:
-                    other = run_engine(args.model, "llama-server", args.parallel, args.parallel, args.gen_n,
+                    other = run_engine(args.model, "llama-server", slot_counts[0], slot_counts[0], args.gen_n,
                                        args.gen_tokens, 0, args.snippets, Path(tmp) / "other")
                 except TeacherServerError as e:  # e.g. a native build that dies at start: report, keep the rest
                     other_error = str(e).splitlines()[0]
@@ -287,9 +286,9 @@ def main() -> int:
     if other_error:
         print(f"\nthe build in {args.other_build} did not serve: {other_error}")
     if other is not None:
-        default = runs.get((args.parallel, 0), new)
+        default = runs.get((slot_counts[0], 0), new)
         print(f"\nthe build in {args.other_build} ({other_info.get('flags', '?')}) against the default build "
-              f"({build_info().get('flags', '?')}), both llama-server with {args.parallel} slots, default threads:")
+              f"({build_info().get('flags', '?')}), both llama-server with {slot_counts[0]} slots, default threads:")
         print("| measure | default build | other build | ratio other/default |")
         print("|---|---|---|---|")
         for name, key in (("prompt tok/s (fresh prompt)", "prompt_tok_s"), ("single-stream tok/s", "single_gen_tok_s"),
@@ -303,9 +302,9 @@ def main() -> int:
         same_o = sum(a == c for a, c in zip(default["gen_texts"], other["gen_texts"]))
         print(f"greedy texts identical to the default build: {same_o}/{len(other['gen_texts'])}")
     if drafted is not None:
-        plain = runs.get((args.parallel, 0), new)
+        plain = runs.get((slot_counts[0], 0), new)
         print(f"\nspeculative decoding: llama-server with draft {args.draft} (up to {args.draft_max} tokens a step) "
-              f"against the same build without a draft, {args.parallel} slots, default threads:")
+              f"against the same build without a draft, {slot_counts[0]} slots, default threads:")
         print("| measure | no draft | draft | ratio draft/no draft | draft against the baseline |")
         print("|---|---|---|---|---|")
         for name, key in (("prompt tok/s (fresh prompt)", "prompt_tok_s"), ("single-stream tok/s", "single_gen_tok_s"),
