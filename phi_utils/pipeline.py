@@ -6,7 +6,8 @@ configuration (profile + `--config` files + `--set`s + `--seed`) in `run.json`, 
 notebook with a step to redo in a real kernel, injecting `profile`, `run_dir`, `seed` and `force`
 into its `parameters` cell (the notebook loads the rest from run.json), writes the executed copy
 into the run directory, stops at the first failure naming the notebook and cell, and ends with a
-summary table.
+summary table. It never edits tracked files: `python -m phi_utils publish` makes a finished run the
+repository's figures, results and published notebooks.
 """
 
 from __future__ import annotations
@@ -41,21 +42,36 @@ class Stage:
     """The paper step it reproduces."""
     needs_teacher: bool = False
     """Whether it calls the teacher LLM (the runner then starts one shared local server)."""
+    section: str = ""
+    """The paper's section, table or figure (the README's notebooks table)."""
+    summary: str = ""
+    """What the notebook shows, in a line (the README's notebooks table)."""
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("00", "00_overview", "the paper in one page; environment check; the profile and its plan", True),
-    Stage("01", "01_data_quality_annotation", "§2.1 teacher-LLM labels of educational value", True),
-    Stage("02", "02_classifier_filtering", "§2.1 embedding + random forest filter"),
-    Stage("03", "03_synthetic_textbooks", "§2.2 synthetic textbooks", True),
-    Stage("04", "04_synthetic_exercises", "§2.2 CodeExercises", True),
-    Stage("05", "05_model_definition", "§2.3 phi-1 / phi-1-small architecture"),
-    Stage("06", "06_pretraining", "§2.3 pretraining on CodeTextbook"),
-    Stage("07", "07_finetuning", "§2.3 finetuning on CodeExercises"),
-    Stage("08", "08_evaluation", "Table 1, Figure 2.1: HumanEval and MBPP pass@1", True),
-    Stage("09", "09_qualitative_comparisons", "§3: PyGame, Tkinter, pyplot prompts"),
-    Stage("10", "10_unconventional_problems", "§4, Table 2: LLM-graded new problems", True),
-    Stage("11", "11_contamination_analysis", "§5, Table 3: n-gram, embedding, AST; pruning"),
+    Stage("00", "00_overview", "the paper in one page; environment check; the profile and its plan", True, "-",
+          "the paper in one page, environment check, the profile's plan, the teacher card"),
+    Stage("01", "01_data_quality_annotation", "§2.1 teacher-LLM labels of educational value", True, "§2.1",
+          "the rating prompt, teacher-LLM ratings of \"educational value\" (logprob-weighted), label reliability"),
+    Stage("02", "02_classifier_filtering", "§2.1 embedding + random forest filter", False, "§2.1",
+          "embeddings + random forest, held-out AUC vs a shuffled-label control, the decision rule, the filtered corpus"),
+    Stage("03", "03_synthetic_textbooks", "§2.2 synthetic textbooks", True, "§2.2",
+          "a textbook prompt from randomised topic/audience/style draws and its passage, execution checks, diversity"),
+    Stage("04", "04_synthetic_exercises", "§2.2 CodeExercises", True, "§2.2, Fig. 3.1",
+          "an exercise prompt and an exercise with its test outcome, imports histogram, decontamination"),
+    Stage("05", "05_model_definition", "§2.3 phi-1 / phi-1-small architecture", False, "§2.3",
+          "phi-1 / phi-1-small / tiny: the block's forward pass, partial rotary, logits parity with transformers"),
+    Stage("06", "06_pretraining", "§2.3 pretraining on CodeTextbook", False, "§2.3, Fig. 2.1",
+          "pretraining on the raw corpus, the filtered code alone and CodeTextbook, same size and token budget, several seeds"),
+    Stage("07", "07_finetuning", "§2.3 finetuning on CodeExercises", False, "§2.3, Fig. 2.1", "finetuning on CodeExercises"),
+    Stage("08", "08_evaluation", "Table 1, Figure 2.1: HumanEval and MBPP pass@1", True, "Table 1, Fig. 2.1",
+          "HumanEval / MBPP pass@k in a bubblewrap sandbox, a loss proxy that still moves at CPU scale"),
+    Stage("09", "09_qualitative_comparisons", "§3: PyGame, Tkinter, pyplot prompts", False, "§3",
+          "the paper's PyGame / Tkinter / pyplot prompts, run headlessly, API-existence check"),
+    Stage("10", "10_unconventional_problems", "§4, Table 2: LLM-graded new problems", True, "§4, Table 2",
+          "new problems, tests + LLM grades, grader reliability"),
+    Stage("11", "11_contamination_analysis", "§5, Table 3: n-gram, embedding, AST; pruning", False, "§5, Table 3",
+          "the contamination criteria; 13-gram, embedding and AST similarity, pruning and retraining"),
 )
 
 
@@ -317,14 +333,9 @@ def _run_locked(cfg: ProfileConfig, path: Path, selected: list[Stage], force: bo
          "metric": None if r.metric is None else {"name": r.metric[0], "value": r.metric[1]}} for r in results])
     if failure is not None:
         raise failure
-    from .report import results_markdown, update_readme
+    from .report import results_markdown
 
     (rd.path / "RESULTS.md").write_text(results_markdown(rd) + "\n", encoding="utf-8")
-    if cfg.name == "tiny" and stage_table is STAGES and len(selected) == len(STAGES) \
-            and all(r.status in ("done", "skipped") for r in results):
-        # The committed figures/ and the README's results come from the latest full tiny run.
-        _write_figures_manifest(rd)
-        update_readme(rd)
     return results
 
 
@@ -345,34 +356,6 @@ def dry_run_steps(cfg: ProfileConfig, run_dir: str | Path | None = None, stages:
     except PipelineError as e:
         lines.append(f"  refused: {e}")
     return "\n".join(lines)
-
-
-def _write_figures_manifest(rd: RunDir) -> None:
-    """Make the committed `figures/` exactly the run's figures (stages skipped because an earlier
-    invocation finished them wrote theirs then), and record where they came from."""
-    import hashlib
-    import shutil
-
-    from .plots import FIGURES_DIR
-    from .rundir import git_sha
-
-    src = rd.path / "figures"
-    wanted = {p.name for p in src.iterdir() if p.suffix in (".png", ".json")} if src.exists() else set()
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    for p in FIGURES_DIR.iterdir():
-        if p.suffix in (".png", ".json") and p.name != "MANIFEST.json" and p.name not in wanted:
-            p.unlink()  # a figure from an older run that this run did not make
-    for name in sorted(wanted):
-        shutil.copy2(src / name, FIGURES_DIR / name)
-    try:
-        run_dir = str(rd.path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        run_dir = str(rd.path)
-    write_json_atomic(FIGURES_DIR / "MANIFEST.json", {
-        "profile": rd.profile, "run_dir": run_dir, "git_sha": git_sha(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "figures": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-                    for p in sorted(FIGURES_DIR.glob("*.png"))}})
 
 
 def _fmt_metric(metric: tuple[str, Any] | None) -> str:

@@ -59,9 +59,7 @@ def git_sha() -> str | None:
         sha = out.stdout.strip()
         if not sha:
             return None
-        # The pipeline itself rewrites figures/ and the README's results: those never make code "dirty".
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)figures", ":(exclude)README.md"], cwd=REPO_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
