@@ -93,7 +93,7 @@ def test_empty_datasets_round_trip(tmp_path):
 
 
 def test_committed_figures_are_exactly_the_manifest():
-    """figures/ holds the latest full tiny run's figures, each listed with its hash, nothing else."""
+    """figures/ holds the published tiny run's figures, each listed with its hash, nothing else."""
     import hashlib
     import json
 
@@ -102,33 +102,59 @@ def test_committed_figures_are_exactly_the_manifest():
     fig = REPO_ROOT / "figures"
     manifest = fig / "MANIFEST.json"
     if not manifest.exists():
-        pytest.skip("no full tiny run recorded yet")
+        pytest.skip("no published tiny run yet")
     listed = json.loads(manifest.read_text())["figures"]
     assert sorted(listed) == sorted(p.name for p in fig.glob("*.png"))
     for name, digest in listed.items():
         assert hashlib.sha256((fig / name).read_bytes()).hexdigest()[:16] == digest, f"{name} changed since the run"
         assert (fig / name).with_suffix(".json").exists(), f"{name} has no data file beside it"
-    readme = (REPO_ROOT / "README.md").read_text()
+    results = (REPO_ROOT / "docs" / "results.md").read_text()
     for name in listed:
-        assert f"figures/{name}" in readme, f"README results block does not list {name}"
+        assert f"figures/{name}" in results, f"docs/results.md's results block does not list {name}"
 
 
-def test_figures_sync_replaces_stale_figures(tmp_path, monkeypatch):
-    import phi_utils.plots as plots
+def test_publishing_figures_replaces_stale_ones(tmp_path):
     from phi_utils.config import get_profile
-    from phi_utils.pipeline import _write_figures_manifest
+    from phi_utils.publish import publish_figures
     from phi_utils.rundir import RunDir
 
     committed = tmp_path / "figures"
     committed.mkdir()
     (committed / "README.md").write_text("kept")
     (committed / "99_stale.png").write_bytes(b"old")
-    monkeypatch.setattr(plots, "FIGURES_DIR", committed)
     rd = RunDir.open(get_profile("tiny"), tmp_path / "run")
     (rd.path / "figures").mkdir(exist_ok=True)
     for stem in ("01_a", "08_b"):
         (rd.path / "figures" / f"{stem}.png").write_bytes(stem.encode())
         (rd.path / "figures" / f"{stem}.json").write_text("{}")
-    _write_figures_manifest(rd)
+    publish_figures(rd, tmp_path)
     assert sorted(p.name for p in committed.iterdir()) == ["01_a.json", "01_a.png", "08_b.json", "08_b.png",
                                                           "MANIFEST.json", "README.md"]
+
+
+# ------------------------------------------------------------------ the README
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_RESULTS = re.compile(r"<!-- results:start -->.*?<!-- results:end -->", re.S)
+
+
+def test_every_relative_link_in_the_readme_resolves_to_a_file():
+    text = (REPO_ROOT / "README.md").read_text()
+    relative = [t for t in _LINK.findall(text) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    assert relative, "the README links no file"
+    missing = [t for t in relative if not (REPO_ROOT / t.split("#")[0]).is_file()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def test_readme_has_no_commit_hashes_outside_the_results_block():
+    text = _RESULTS.sub("", (REPO_ROOT / "README.md").read_text())
+    hashes = [h for h in re.findall(r"(?<![\w/.-])[0-9a-f]{7,40}(?![\w-])", text) if re.search(r"[a-f]", h)
+              and re.search(r"\d", h)]
+    assert not hashes, f"commit hashes in the README outside the results block: {hashes}"
+
+
+def test_readme_notebooks_table_is_the_generated_one():
+    from phi_utils.publish import NOTEBOOKS_END, NOTEBOOKS_START, notebooks_table
+
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text.split(NOTEBOOKS_START, 1)[1].split(NOTEBOOKS_END, 1)[0].strip()
+    assert table == notebooks_table(), "README's notebooks table differs from `publish`'s (re-run publish)"
