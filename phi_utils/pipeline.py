@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 from . import rundir as _rundir
 from .config import REPO_ROOT, ProfileConfig, environ_restored, flatten, get_profile
 from .progress import HEADLESS_ENV
+from .readiness import NOTEBOOK_ENV
 from .rundir import RunDir, RunLock, field_changes, read_json, strict, write_json_atomic
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -138,7 +139,8 @@ def stage_marker(rd: RunDir, stage: Stage) -> Path:
 def _headless_kernel_env() -> Iterator[None]:
     """The environment a kernel inherits: our bars print a few lines (`phi_utils.progress`), Hugging
     Face's stay quiet, others redraw at most every 5 s; this process's environment is restored after."""
-    with environ_restored((HEADLESS_ENV, "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_MININTERVAL", "PYTHONWARNINGS")):
+    with environ_restored((HEADLESS_ENV, "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_MININTERVAL", "PYTHONWARNINGS",
+                           NOTEBOOK_ENV)):
         warnings_before = os.environ.get("PYTHONWARNINGS")
         os.environ[HEADLESS_ENV] = "1"
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -157,6 +159,7 @@ def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _headless_kernel_env():
+            os.environ[NOTEBOOK_ENV] = src.stem  # the kernel knows which stage it runs (`readiness.current_stage`)
             pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
                                 cwd=str(cwd), progress_bar=True, log_output=False, request_save_on_cell_execute=True)
     except PapermillExecutionError as e:
