@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import sizing
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (where `notebooks/`, `figures/` and `runs/` live)."""
 
@@ -378,6 +380,56 @@ class TrainConfig:
                "train.seeds must be distinct non-negative integers (at least one)")
 
 
+# --------------------------------------------------------------------------- compute sizing
+@dataclass
+class ComputeConfig:
+    """How big each training run is, from a training-time budget and measured throughput
+    (`phi_utils.sizing`). With `minutes_per_run` > 0 the rule sets `pretrain.model`, `pretrain.max_steps`
+    (and its warmup, validation and checkpoint intervals) and the same fields of `finetune`; setting
+    those by hand then is an error. 0 leaves them as the profile gives them (the paper profile)."""
+
+    minutes_per_run: float = 0.0
+    """Training minutes of one main-budget pretraining run at the reference throughput (0 = no sizing)."""
+    tokens_per_param: float = 20.0
+    """Floor on training tokens per counted parameter (Chinchilla's D ~ 20 N, Hoffmann et al. 2022)."""
+    count_embeddings: bool = False
+    """Count the embedding and LM head in N (False: non-embedding parameters, as Kaplan et al. 2020)."""
+    presets: list[str] = field(default_factory=lambda: ["micro", "nano", "pico", "femto"])
+    """Candidate model presets (`phi_utils.sizing.MODEL_PRESETS`); the rule picks the largest that meets the floor."""
+    tokens_per_s: list[float] = field(default_factory=list)
+    """Measured training throughput of each preset in `presets` (same order) at the profile's batch and
+    sequence length, on the reference host (`throughput_host`)."""
+    throughput_host: str = ""
+    """Where and how `tokens_per_s` was measured (host, threads, commit); shown by the plan."""
+    scaling_divisors: list[int] = field(default_factory=list)
+    """Smaller budgets for the scaling figure: each arm also trained at 1/d of `minutes_per_run` (same
+    rule), as steps `<arm>_div<d>_s<seed>`; empty = none."""
+    scaling_seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds of the smaller budgets (a subset of `pretrain.seeds`)."""
+    finetune_token_ratio: float = 0.0625
+    """Finetuning tokens as a share of the same model's pretraining tokens (paper: 3.1B / 50B ~ 6%)."""
+    warmup_share: float = 0.02
+    """Warmup steps as a share of a sized run's steps (paper: 750 of 36k pretraining steps)."""
+
+    def __post_init__(self) -> None:
+        _check(self.minutes_per_run >= 0 and self.tokens_per_param > 0, "compute.minutes_per_run must be >= 0, "
+               "compute.tokens_per_param > 0")
+        self.scaling_divisors = [int(d) for d in self.scaling_divisors]
+        _check(all(d > 1 for d in self.scaling_divisors) and len(set(self.scaling_divisors)) == len(self.scaling_divisors),
+               "compute.scaling_divisors must be distinct integers > 1")
+        _check(0 < self.finetune_token_ratio <= 1 and 0 <= self.warmup_share < 1,
+               "compute.finetune_token_ratio must be in (0, 1], compute.warmup_share in [0, 1)")
+        unknown = [p for p in self.presets if p not in sizing.MODEL_PRESETS]
+        _check(not unknown, f"compute.presets: unknown preset(s) {unknown}; known: {', '.join(sizing.MODEL_PRESETS)}")
+        if self.minutes_per_run > 0:
+            _check(len(self.tokens_per_s) == len(self.presets) and all(t > 0 for t in self.tokens_per_s),
+                   "compute.tokens_per_s needs one positive throughput per entry of compute.presets")
+
+
+SIZED_FIELDS = ("model", "max_steps", "warmup_steps", "eval_interval", "checkpoint_interval")
+"""Fields of `pretrain` and `finetune` that compute sizing sets (when `compute.minutes_per_run` > 0)."""
+
+
 # --------------------------------------------------------------------------- evaluation (issue 5)
 @dataclass
 class EvalConfig:
@@ -623,6 +675,8 @@ class ProfileConfig:
     """Notebook 06: pretraining on CodeTextbook (and the raw-corpus baseline)."""
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, warmup_steps=5, weight_decay=0.01, max_steps=50))
     """Notebook 07: finetuning on CodeExercises."""
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    """Compute sizing of the training runs (notebooks 06-07): model size and tokens from a time budget."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Notebook 08."""
     qualitative: QualitativeConfig = field(default_factory=QualitativeConfig)
@@ -633,12 +687,53 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         _check(self.name in PROFILE_NAMES, f"unknown profile {self.name!r}; choose one of {', '.join(PROFILE_NAMES)}")
         _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda, got {self.device!r}")
+        if self.compute.minutes_per_run > 0:
+            apply_compute_sizing(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def default_run_dir(self) -> Path:
         return REPO_ROOT / "runs" / self.name
+
+
+
+# --------------------------------------------------------------------------- compute sizing applied
+def run_size(cfg: ProfileConfig, divisor: int = 1) -> sizing.RunSize:
+    """The pretraining run of the budget `compute.minutes_per_run / divisor`, sized by the rule."""
+    c, tc = cfg.compute, cfg.pretrain
+    try:
+        return sizing.size_run(c.minutes_per_run / divisor, c.presets, c.tokens_per_s, cfg.tokenizer.vocab_size,
+                               tc.global_batch_size * tc.seq_len, c.tokens_per_param, c.count_embeddings)
+    except ValueError as e:
+        raise ConfigError(f"compute sizing (budget 1/{divisor}): {e}") from None
+
+
+def sized_train_config(cfg: ProfileConfig, which: str, divisor: int = 1) -> TrainConfig:
+    """`cfg.pretrain` or `cfg.finetune` (`which`) as a run of budget 1/`divisor` trains it. The main
+    budget (1) is the profile's own section; without compute sizing every budget is that section."""
+    base = getattr(cfg, which)
+    if cfg.compute.minutes_per_run <= 0 or divisor == 1:
+        return base
+    return dataclasses.replace(base, **_sized_fields(cfg, which, divisor))
+
+
+def _sized_fields(cfg: ProfileConfig, which: str, divisor: int) -> dict[str, Any]:
+    size = run_size(cfg, divisor)
+    steps = size.steps
+    if which == "finetune":
+        ft = cfg.finetune
+        steps = sizing.finetune_steps(size.tokens, cfg.compute.finetune_token_ratio, ft.global_batch_size * ft.seq_len)
+    return {"model": size.preset, **sizing.schedule_fields(steps, cfg.compute.warmup_share)}
+
+
+def apply_compute_sizing(cfg: ProfileConfig) -> None:
+    """Set the main budget's `pretrain` and `finetune` sizes from `cfg.compute` (idempotent)."""
+    for which in ("pretrain", "finetune"):
+        tc = getattr(cfg, which)
+        for k, v in _sized_fields(cfg, which, 1).items():
+            setattr(tc, k, v)
+        tc.__post_init__()
 
 
 def _smoke() -> ProfileConfig:
@@ -674,32 +769,39 @@ def _smoke() -> ProfileConfig:
 def _tiny() -> ProfileConfig:
     return ProfileConfig(
         name="tiny",
-        description="The main job: the whole pipeline in <= 60 min on 2 CPU cores; Qwen2.5-Coder-1.5B teacher.",
-        time_budget_min=60,
+        description="The main job: the whole pipeline in <= 90 min on 2 CPU cores; Qwen2.5-Coder-1.5B teacher.",
+        time_budget_min=90,
         teacher=TeacherConfig(local_model="qwen2.5-coder-1.5b", max_tokens=450, n_ctx=2048, concurrency=4, parallel=4),
-        corpus=CorpusConfig(max_files=2000),  # ~25M chars; notebook 02 embeds it in ~100 s on 2 cores
-        # 200 + 20 repeats + 8 card ratings, 4 in flight on llama-server: 13.7 min for notebook 01 in the
-        # tiny run of 2026-12-04 (portable build, quiet AMD EPYC host); the windowed prompts are full
-        # (~700 chars of code each), so prompt processing is most of it.
-        annotation=AnnotationConfig(n_samples=200, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
+        # 3,000 files: enough raw code that no arm repeats its pool more than ~4 times at the main budget
+        corpus=CorpusConfig(max_files=3000),
+        # 160 + 20 repeats + 8 card ratings, 4 in flight on llama-server (200 took 13.7 min on a quiet
+        # AMD EPYC Zen 4 host; the minutes go to training instead)
+        annotation=AnnotationConfig(n_samples=160, reliability_subset=20, max_prompt_chars=700, reason_tokens=16,
                                     card_snippets=8),
         filter=FilterConfig(n_estimators=200),
-        # 1.5B teacher ~19 tok/s: 16 + 4 ablation passages x <= 22 s; 20 exercises x <= 18 s (notebooks 03/04 budgets)
-        # 800 open sections (~140k tokens, 14 with code) make the synthetic share 1/7 of a ~1M-token
-        # CodeTextbook; without them the filtered code keeps >= one pretraining budget (100 x 16 x 256).
+        # 16 generated + 4 ablation passages from the 1.5B teacher; the open top-ups make the synthetic
+        # share of CodeTextbook 1/7: first the explained solutions with Python code of evol-codealpaca
+        # (gpt-3.5-turbo), then sections of the library-of-phi textbooks (GPT-4 / GPT-3.5, mostly prose)
         textbooks=TextbookConfig(n_passages=16, max_tokens=380, ablation_passages=4,
-                                 topup_source="synthetic/library-of-phi-textbooks", topup_max=800,
-                                 topup_require_code=False, min_filtered_tokens=409_600),
+                                 topup_source="synthetic/evol-codealpaca-2k:python,synthetic/library-of-phi-textbooks",
+                                 topup_max=2400, topup_require_code=False, min_filtered_tokens=1_500_000),
         exercises=ExerciseConfig(n_exercises=20, max_tokens=300,
                                  topup_source="synthetic/jina-code-exercises-sample", topup_max=200),
-        tokenizer=TokenizerConfig(vocab_size=4096, train_chars=20_000_000),
-        # 3 arms x 3 seeds + 3 finetunes + 12 evaluated models in ~20 min (README, "Budget of notebooks 06-08"):
-        # 40 steps x 16 x 256 = 164k tokens per pretraining run at ~4.7k tok/s (bench_train, quiet machine)
-        pretrain=TrainConfig(model="tiny", max_steps=40, global_batch_size=16, micro_batch_size=8, seq_len=256,
-                             warmup_steps=4, eval_interval=20, checkpoint_interval=20, seeds=[0, 1, 2]),
-        finetune=TrainConfig(model="tiny", max_steps=24, global_batch_size=16, micro_batch_size=8, seq_len=256,
-                             lr=1e-4, warmup_steps=3, weight_decay=0.01, eval_interval=12, checkpoint_interval=12,
-                             seeds=[0, 1, 2]),
+        # 2,048 tokens: at these model sizes the LM head is most of the FLOPs (a 4,096 vocabulary halves
+        # the throughput of a 2-layer d=128 model)
+        tokenizer=TokenizerConfig(vocab_size=2048, train_chars=20_000_000),
+        # The sizing rule (phi_utils.sizing) picks each run's preset and steps: 4 min per main-budget run
+        # at the measured throughput, >= 20 tokens per non-embedding parameter; 1/3 and 1/9 of it for the
+        # scaling figure. 2 seeds per arm at the main budget (a third would add ~13 min).
+        compute=ComputeConfig(minutes_per_run=4.0, tokens_per_param=20.0, count_embeddings=False,
+                              presets=["micro", "nano", "pico", "femto"],
+                              tokens_per_s=[21_000.0, 28_000.0, 38_000.0, 50_000.0],
+                              throughput_host="estimated from the 2-layer d=128 measurement (21k tok/s, AMD EPYC Zen 4)",
+                              scaling_divisors=[3, 9], scaling_seeds=[0], finetune_token_ratio=0.0625),
+        pretrain=TrainConfig(model="nano", max_steps=1, global_batch_size=16, micro_batch_size=16, seq_len=256,
+                             warmup_steps=1, lr=1e-3, seeds=[0, 1]),
+        finetune=TrainConfig(model="nano", max_steps=1, global_batch_size=16, micro_batch_size=16, seq_len=256,
+                             lr=1e-4, warmup_steps=1, weight_decay=0.01, seeds=[0, 1]),
         # every problem of both benchmarks for every model (loss, greedy pass@1); 10 samples per HumanEval
         # problem for the first seed of B and C (pass@10 and C - B; generate() prefills every sample)
         # the teacher's Table 1 row from the committed `evaluate` summary of all 164 problems (evals/,
@@ -1006,7 +1108,24 @@ def resolve_config(profile: str, config_files: list[str | Path] = (), sets: list
     if seed is not None:
         cfg.seed = seed
     validate(cfg)
+    if cfg.compute.minutes_per_run > 0:
+        given = {**{d: v for f in config_files for d, v in read_overrides_file(f).items()},
+                 **dict(parse_set(i) for i in sets)}
+        _refuse_sized_overrides(cfg, given)
     return cfg
+
+
+def _refuse_sized_overrides(cfg: ProfileConfig, given: dict[str, Any]) -> None:
+    """One error for an override of a field that compute sizing sets to another value (a run's own
+    run.json, whose values are the sized ones, passes)."""
+    for dotted, value in given.items():
+        section, _, leaf = dotted.partition(".")
+        if section in ("pretrain", "finetune") and leaf in SIZED_FIELDS:
+            have = getattr(getattr(cfg, section), leaf)
+            if _coerce(dotted, field_type(cfg, dotted), value) != have:
+                raise ConfigError(f"{dotted} is set by compute sizing ({have!r} with compute.minutes_per_run = "
+                                  f"{cfg.compute.minutes_per_run:g}); change compute.* instead, or set "
+                                  "compute.minutes_per_run=0 to size the runs by hand")
 
 
 def config_from_dict(d: dict[str, Any]) -> ProfileConfig:

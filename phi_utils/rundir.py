@@ -199,12 +199,15 @@ ARM_TEMPLATES: dict[str, tuple[StepSpec, str]] = {
     # One per Figure 2.1 arm (`phi_utils.train.arms`): the step of seed k is `<name>_s<k>`, for every
     # seed in the named config field. A template dependency of a template is the same seed's step
     # (C of seed k reads B of seed k); any other step depending on a template reads every seed.
-    "pretrain_raw": (StepSpec("06", ("pretrain", "seed"), ("tokenizer", "corpus")), "pretrain.seeds"),
-    "pretrain_filtered": (StepSpec("06", ("pretrain", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
-    "pretrain_textbook": (StepSpec("06", ("pretrain", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
-    "finetune": (StepSpec("07", ("finetune", "seed"), ("tokenizer", "exercises", "pretrain_textbook")), "finetune.seeds"),
+    # The budget steps `<name>_div<d>_s<k>` (compute.scaling_divisors x compute.scaling_seeds) are
+    # expanded from the same template; only the scaling step reads them.
+    "pretrain_raw": (StepSpec("06", ("pretrain", "compute", "seed"), ("tokenizer", "corpus")), "pretrain.seeds"),
+    "pretrain_filtered": (StepSpec("06", ("pretrain", "compute", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
+    "pretrain_textbook": (StepSpec("06", ("pretrain", "compute", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
+    "finetune": (StepSpec("07", ("finetune", "compute", "seed"), ("tokenizer", "exercises", "pretrain_textbook")),
+                 "finetune.seeds"),
 }
-"""The training steps, one template per arm; `use_profile` expands them for a profile's seeds."""
+"""The training steps, one template per arm; `use_profile` expands them for a profile's seeds and budgets."""
 
 _TRAINING = tuple(ARM_TEMPLATES)
 
@@ -223,25 +226,42 @@ BASE_GRAPH: dict[str, StepSpec] = {
                                _TRAINING + ("eval",)),
     "contamination": StepSpec("11", ("contamination", "finetune", "eval", "seed"),
                               ("exercises", "textbooks", "tokenizer") + _TRAINING),
+    "scaling": StepSpec("08", ("compute", "eval.loss_problems", "eval.limit", "eval.benchmarks", "eval.mbpp_path",
+                               "eval.dtype", "device", "seed"), ("tokenizer", "eval") + _TRAINING + tuple(f"{t}@budgets" for t in _TRAINING)),
 }
 """Every step that writes a `_COMPLETE.json`, in pipeline order, with the training arms as templates."""
 
 
-def expand_arms(base: dict[str, StepSpec], seeds: dict[str, list[int]]) -> dict[str, StepSpec]:
-    """`base` with each arm template replaced by one step per seed (`seeds`: config field -> seeds)."""
+def expand_arms(base: dict[str, StepSpec], seeds: dict[str, list[int]], divisors: Iterable[int] = (),
+                budget_seeds: Iterable[int] = ()) -> dict[str, StepSpec]:
+    """`base` with each arm template replaced by one step per seed (`seeds`: config field -> seeds) and,
+    for each smaller budget 1/d in `divisors`, one step `<name>_div<d>_s<k>` per seed in `budget_seeds`.
+    A template's template dependency is the same budget and seed; any other step depending on a
+    template reads its main-budget steps, and on `<template>@budgets` its smaller-budget steps."""
+    divisors, budget_seeds = list(divisors), list(budget_seeds)
+
     def arm_seeds(name: str) -> list[int]:
         return list(seeds[ARM_TEMPLATES[name][1]])
+
+    def suffix(d: int, k: int) -> str:
+        return f"_s{k}" if d == 1 else f"_div{d}_s{k}"
+
+    def expand_dep(d: str) -> list[str]:
+        if d in ARM_TEMPLATES:
+            return [f"{d}_s{k}" for k in arm_seeds(d)]
+        if d.endswith("@budgets") and d[:-len("@budgets")] in ARM_TEMPLATES:
+            return [f"{d[:-len('@budgets')]}{suffix(v, k)}" for v in divisors for k in budget_seeds]
+        return [d]
 
     out: dict[str, StepSpec] = {}
     for name, spec in base.items():
         if name in ARM_TEMPLATES:
-            for k in arm_seeds(name):
-                deps = tuple(f"{d}_s{k}" if d in ARM_TEMPLATES else d for d in spec.deps)
-                out[f"{name}_s{k}"] = StepSpec(spec.stage, spec.reads, deps)
+            runs = [(1, k) for k in arm_seeds(name)] + [(v, k) for v in divisors for k in budget_seeds]
+            for v, k in runs:
+                deps = tuple(f"{d}{suffix(v, k)}" if d in ARM_TEMPLATES else d for d in spec.deps)
+                out[f"{name}{suffix(v, k)}"] = StepSpec(spec.stage, spec.reads, deps)
         else:
-            deps = tuple(x for d in spec.deps
-                         for x in ([f"{d}_s{k}" for k in arm_seeds(d)] if d in ARM_TEMPLATES else [d]))
-            out[name] = StepSpec(spec.stage, spec.reads, deps)
+            out[name] = StepSpec(spec.stage, spec.reads, tuple(x for d in spec.deps for x in expand_dep(d)))
     return out
 
 
@@ -258,7 +278,8 @@ def use_profile(cfg: ProfileConfig) -> None:
     if not all(n in STEP_GRAPH for n in fixed):
         return
     graph = expand_arms(BASE_GRAPH, {"pretrain.seeds": list(cfg.pretrain.seeds),
-                                     "finetune.seeds": list(cfg.finetune.seeds)})
+                                     "finetune.seeds": list(cfg.finetune.seeds)},
+                        cfg.compute.scaling_divisors, cfg.compute.scaling_seeds)
     if graph != STEP_GRAPH:
         STEP_GRAPH.clear()
         STEP_GRAPH.update(graph)
@@ -277,6 +298,9 @@ NOT_FINGERPRINTED: frozenset[str] = frozenset({
     # which seeds are trained: each seed is its own step (its seed is in its name), so adding a seed
     # trains only the new one
     "pretrain.seeds", "finetune.seeds",
+    # likewise the smaller budgets and their seeds (each budget step has its divisor in its name), and
+    # the label of where the reference throughput was measured
+    "compute.scaling_divisors", "compute.scaling_seeds", "compute.throughput_host",
 })
 """Fields that change how a step runs but not what it computes: changing them redoes nothing."""
 

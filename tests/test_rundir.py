@@ -214,7 +214,8 @@ def test_committed_figure_sidecars_are_strict_json():
 
 # ------------------------------------------------------------------ overrides
 def test_set_parses_by_the_fields_type_and_names_bad_input():
-    cfg = resolve_config("tiny", sets=["pretrain.max_steps=200", "teacher.base_url=http://127.0.0.1:8000/v1",
+    cfg = resolve_config("tiny", sets=["compute.minutes_per_run=0", "pretrain.max_steps=200",
+                                       "teacher.base_url=http://127.0.0.1:8000/v1",
                                        "pretrain.betas=0.9,0.99", "eval.benchmarks=humaneval",
                                        "contamination.retrain_taus=null", "exercises.decontaminate=false",
                                        "textbooks.near_dup_threshold=0.5"], seed=3)
@@ -229,6 +230,12 @@ def test_set_parses_by_the_fields_type_and_names_bad_input():
         assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))).to_dict() == cfg.to_dict()
     with pytest.raises(ConfigError, match="global_batch_size must be a multiple of micro_batch_size"):
         resolve_config("smoke", sets=["pretrain.global_batch_size=6", "pretrain.micro_batch_size=4"])
+    # with compute sizing on, the sized fields are the rule's: a hand-set value is one error naming it
+    with pytest.raises(ConfigError, match="pretrain.max_steps is set by compute sizing"):
+        resolve_config("tiny", sets=["pretrain.max_steps=200"])
+    sized = resolve_config("tiny", sets=["compute.minutes_per_run=8"])
+    assert sized.pretrain.max_steps > get_profile("tiny").pretrain.max_steps
+    assert resolve_config("tiny", sets=[f"pretrain.max_steps={get_profile('tiny').pretrain.max_steps}"])  # its own value
     for bad, msg in (("pretrain.max_step=3", "unknown config field 'pretrain.max_step' .*did you mean 'max_steps'"),
                      ("pretrain.max_steps=abc", "pretrain.max_steps: expected an integer, got 'abc'"),
                      ("pretrain=3", "'pretrain' is a section"),
@@ -272,9 +279,9 @@ def test_open_stage_loads_the_runs_configuration(tmp_path):
 def test_config_command_prints_every_field_with_value_and_docstring(capsys):
     from phi_utils.cli import main
 
-    assert main(["config", "--profile", "tiny", "--set", "pretrain.max_steps=200"]) == 0
+    assert main(["config", "--profile", "smoke", "--set", "pretrain.max_steps=200"]) == 0
     out = capsys.readouterr().out
-    assert f"pretrain.max_steps = 200  (overridden; profile: {get_profile('tiny').pretrain.max_steps})" in out
+    assert f"pretrain.max_steps = 200  (overridden; profile: {get_profile('smoke').pretrain.max_steps})" in out
     from phi_utils.config import TrainConfig, field_docs
 
     doc = " ".join(field_docs(TrainConfig)["max_steps"].split())

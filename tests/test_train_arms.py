@@ -7,8 +7,8 @@ import json
 import pytest
 
 from phi_utils.config import ConfigError, get_profile
-from phi_utils.train.arms import (ARMS, COMPARISONS, check_seeds, init_step, parse_step, representative_steps,
-                                  step_name, training_steps)
+from phi_utils.train.arms import (ARMS, COMPARISONS, budget_of, check_seeds, init_step, parse_step,
+                                  representative_steps, scaling_steps, step_name, step_train_config, training_steps)
 
 
 def test_every_arm_and_seed_is_one_step():
@@ -16,8 +16,8 @@ def test_every_arm_and_seed_is_one_step():
     steps = training_steps(cfg)
     n_pre = len(cfg.pretrain.seeds) * sum(a.config == "pretrain" for a in ARMS)
     assert len(steps) == n_pre + len(cfg.finetune.seeds) == len(set(steps))
-    assert len(cfg.pretrain.seeds) >= 3 and len(cfg.finetune.seeds) >= 3
-    assert steps[:3] == ["pretrain_raw_s0", "pretrain_raw_s1", "pretrain_raw_s2"]
+    assert len(cfg.pretrain.seeds) >= 2 and len(cfg.finetune.seeds) >= 2
+    assert steps[:2] == ["pretrain_raw_s0", "pretrain_raw_s1"]
     assert "pretrain_filtered_s1" in steps and steps[-1] == f"finetune_s{cfg.finetune.seeds[-1]}"
     for s in steps:  # the names parse back to their arm and seed
         arm, seed = parse_step(s)
@@ -31,8 +31,25 @@ def test_every_arm_and_seed_is_one_step():
                                                        ("textbook", "raw"), ("finetune", "textbook")]
 
 
+def test_smaller_budgets_are_steps_of_their_own_sized_by_the_rule():
+    cfg = get_profile("tiny")
+    steps = scaling_steps(cfg)
+    divs = cfg.compute.scaling_divisors
+    assert len(steps) == len(ARMS) * len(divs) * len(cfg.compute.scaling_seeds) == len(set(steps))
+    assert not set(steps) & set(training_steps(cfg))
+    for s in steps:
+        arm, seed = parse_step(s)
+        assert step_name(arm, seed, budget_of(s)) == s and budget_of(s) in divs
+    d = max(divs)
+    assert init_step(f"finetune_div{d}_s0") == f"pretrain_textbook_div{d}_s0"
+    # a smaller budget trains fewer tokens, each budget at or above the tokens-per-parameter floor
+    main, small = step_train_config(cfg, "pretrain_raw_s0"), step_train_config(cfg, f"pretrain_raw_div{d}_s0")
+    assert main is cfg.pretrain and small.max_steps < main.max_steps
+    assert step_train_config(cfg, f"finetune_div{d}_s0").max_steps < cfg.finetune.max_steps
+
+
 @pytest.mark.parametrize("bad", ["pretrain_raw", "pretrain_textbook", "finetune", "pretrain_raw_sX", "eval_s0",
-                                 "pretrain_raw_s0_s1"])
+                                 "pretrain_raw_s0_s1", "pretrain_raw_div_s0", "pretrain_raw_s0_div3"])
 def test_unknown_steps_are_one_clear_error(bad):
     with pytest.raises(ValueError, match="unknown training step"):
         parse_step(bad)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError
+from ..sizing import MODEL_PRESETS
 
 
 @dataclass
@@ -120,20 +121,14 @@ class ModelConfig:
         )
 
 
-# Shapes from the paper (§2.3) and the released microsoft/phi-1 config.json.
-_PRESETS: dict[str, dict[str, Any]] = {
-    "phi-1": dict(n_layer=24, n_embd=2048, n_head=32, intermediate_size=8192, rotary_dim=32, block_size=2048),
-    "phi-1-small": dict(n_layer=20, n_embd=1024, n_head=16, intermediate_size=4096, rotary_dim=32, block_size=2048),
-    # CPU-sized models of the same family (head_dim 32, half of it rotary, as in phi-1).
-    "tiny": dict(n_layer=4, n_embd=256, n_head=8, intermediate_size=1024, rotary_dim=16, block_size=512),
-    "smoke": dict(n_layer=2, n_embd=128, n_head=4, intermediate_size=512, rotary_dim=16, block_size=256),
-}
+_PRESETS = MODEL_PRESETS  # shapes by name, in phi_utils.sizing (the configuration layer sizes runs with them)
 PRESET_NAMES = tuple(_PRESETS)
 
 
 def get_model_config(name: str, vocab_size: int | None = None, pad_vocab_multiple: int = 64,
                      **overrides: Any) -> ModelConfig:
-    """A fresh `ModelConfig` for preset `name` (`phi-1`, `phi-1-small`, `tiny`, `smoke`).
+    """A fresh `ModelConfig` for preset `name` (`phi-1`, `phi-1-small`, `tiny`, `smoke`, and the
+    compute-sized `micro`, `nano`, `pico`).
 
     `vocab_size` (e.g. `len(tokenizer)`) is rounded up to a multiple of `pad_vocab_multiple`
     (as phi-1's 51200 for a 50295-token tokenizer; 1 disables). Defaults to 51200.

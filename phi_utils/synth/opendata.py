@@ -147,6 +147,32 @@ def split_markdown_sections(text: str, max_chars: int = 6000) -> list[str]:
     return out
 
 
+def _passage_text(r: dict[str, Any]) -> str:
+    """A passage from one open row: `textbook`, `completion` or `text`, or an explained solution
+    (`instruction` + `output`, e.g. evol-codealpaca: a question and a prose-and-code answer)."""
+    text = r.get("textbook") or r.get("completion") or r.get("text")
+    if text:
+        return str(text)
+    if r.get("instruction") and r.get("output"):
+        return f"{str(r['instruction']).strip()}\n\n{str(r['output']).strip()}"
+    return ""
+
+
+PYTHON_ONLY = ":python"
+"""Suffix of a source in a list whose passages must hold a ```python block (`a:python,b`)."""
+
+
+def split_sources(sources: str) -> list[tuple[str, bool]]:
+    """`a:python,b` -> [(`a`, True), (`b`, False)]: several open sources in one setting, read in order,
+    each with whether only its passages holding Python code are taken."""
+    out = []
+    for item in (x.strip() for x in sources.split(",")):
+        if item:
+            python_only = item.endswith(PYTHON_ONLY)
+            out.append((item[:-len(PYTHON_ONLY)] if python_only else item, python_only))
+    return out
+
+
 def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000, require_code: bool = True) -> list[dict[str, Any]]:
     """Open textbook passages as {text, origin, teacher}; Markdown books are split into sections.
     With `require_code`, only passages holding a ```python block are returned (the others could
@@ -158,7 +184,7 @@ def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000, require_co
     if path is not None:
         for f in _files(path, (".md", ".markdown", ".txt", ".json", ".jsonl")):
             if f.suffix.lower() in (".json", ".jsonl"):
-                texts += [str(r.get("textbook") or r.get("completion") or r.get("text") or "") for r in _read_records(f)]
+                texts += [_passage_text(r) for r in _read_records(f)]
             else:
                 try:
                     texts += split_markdown_sections(f.read_text(encoding="utf-8"), max_chars)
@@ -166,7 +192,7 @@ def textbook_rows(source: str, limit: int = 0, max_chars: int = 6000, require_co
                     raise OpenDataError(f"{f}: not UTF-8 ({e})") from e
     else:
         for r in _hub_rows(source, limit * 4 if limit else 0):
-            texts.append(str(r.get("textbook") or r.get("completion") or r.get("text") or ""))
+            texts.append(_passage_text(r))
     texts = [t for t in texts if t.strip()]
     with_code = [t for t in texts if "```python" in t or "```py\n" in t]
     rest = [t for t in texts if t not in set(with_code)]

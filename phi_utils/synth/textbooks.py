@@ -21,6 +21,8 @@ verdict), `metrics.json` (`tokens_by_origin` covers the whole CodeTextbook).
 
 from __future__ import annotations
 
+import re
+
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -290,16 +292,21 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> TextbooksResult:
             notes.append(f"source: open dataset {tc.source} instead of generation")
         topup: list[dict[str, Any]] = []
         if tc.topup_source and tc.topup_max:
-            from .opendata import OpenDataError, missing_local
+            from .opendata import OpenDataError, missing_local, split_sources
 
-            if missing_local(tc.topup_source):
-                notes.append(f"top-up source {tc.topup_source} not found (SHARED_DATA absent?); textbooks are generated only")
-            else:
+            for source, python_only in split_sources(tc.topup_source):  # in order, until topup_max passages
+                left = tc.topup_max - len(topup)
+                if left <= 0:
+                    break
+                if missing_local(source):
+                    notes.append(f"top-up source {source} not found (SHARED_DATA absent?); skipped")
+                    continue
                 try:
-                    topup = _open_rows(tc.topup_source, tc.topup_max, tc.max_passage_chars, tc.topup_require_code)
-                    notes.append(f"top-up: {len(topup)} passages from {tc.topup_source}")
+                    got = _open_rows(source, left, tc.max_passage_chars, python_only or tc.topup_require_code)
+                    topup += got
+                    notes.append(f"top-up: {len(got)} passages from {source}")
                 except OpenDataError as e:
-                    notes.append(f"top-up source unavailable ({e}); textbooks are generated only")
+                    notes.append(f"top-up source unavailable ({e}); skipped")
 
         _check_rows(rows, tc.run_timeout_s, "running passages")
         _check_rows(topup, tc.run_timeout_s, "running top-up passages", prose_ok=not tc.topup_require_code)
@@ -398,6 +405,14 @@ def tokens_by_origin(origins: Sequence[str], n_tokens: Sequence[int]) -> dict[st
     return out
 
 
+_PY_FENCE = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.S)
+
+
+def python_code_tokens(text: str) -> int:
+    """Tokens (the same approximate unit as `n_tokens`) inside ```python blocks of a passage."""
+    return sum(approx_tokens(m.group(1)) for m in _PY_FENCE.finditer(text))
+
+
 def synthetic_share(by_origin: dict[str, int]) -> float | None:
     """Share of tokens not from `filtered_code` (None for an empty dataset)."""
     total = sum(by_origin.values())
@@ -461,6 +476,7 @@ def build_code_textbook(rd: Any, kept: list[dict[str, Any]], out_dir: Path, tc: 
                                     "n_tokens": [code_tok[i] for i in alone]}), out_dir / "filtered_code")
     by_origin = tokens_by_origin(origins, ntok)
     share = synthetic_share(by_origin)
+    syn_code = sum(python_code_tokens(r["text"]) for r in kept)
     notes = []
     if tc.synthetic_share > 0 and share is not None and share + 1e-9 < tc.synthetic_share:
         notes.append(f"synthetic share {share:.2%} is below the target {tc.synthetic_share:.2%}: only {sum(syn_tok)} "
@@ -477,6 +493,7 @@ def build_code_textbook(rd: Any, kept: list[dict[str, Any]], out_dir: Path, tc: 
             "rows_by_origin": {o: origins.count(o) for o in by_origin},
             "tokens_by_source": tokens_by_origin(sources, ntok),
             "filtered_code_alone": {"rows": len(alone), "tokens": alone_tokens},
+            "synthetic_python_code_share": (syn_code / sum(syn_tok)) if sum(syn_tok) else None,
             "token_unit": "approx (word-and-symbol pieces)", "notes": notes}
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..config import ProfileConfig, TrainConfig
+from ..config import ProfileConfig, TrainConfig, sized_train_config
 
 
 @dataclass(frozen=True)
@@ -69,29 +69,48 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
 )
 """The paired differences reported (first arm minus second), over the same problems."""
 
-_STEP_RE = re.compile(r"^(?P<prefix>[a-z_]+?)_s(?P<seed>\d+)$")
+_STEP_RE = re.compile(r"^(?P<prefix>[a-z_]+?)(?:_div(?P<div>\d+))?_s(?P<seed>\d+)$")
 
 
-def step_name(arm: str | Arm, seed: int) -> str:
-    """The run-directory step of `arm` trained with `seed`, e.g. `pretrain_raw_s0`."""
+def step_name(arm: str | Arm, seed: int, divisor: int = 1) -> str:
+    """The run-directory step of `arm` trained with `seed` at the budget 1/`divisor`, e.g.
+    `pretrain_raw_s0` (the main budget) or `pretrain_raw_div16_s0` (1/16 of it)."""
     a = arm if isinstance(arm, Arm) else ARM_BY_KEY[arm]
-    return f"{a.prefix}_s{int(seed)}"
+    return f"{a.prefix}_s{int(seed)}" if divisor == 1 else f"{a.prefix}_div{int(divisor)}_s{int(seed)}"
 
 
-def parse_step(step: str) -> tuple[Arm, int]:
-    """(arm, seed) of a training step name; one clear error for anything else."""
+def parse_budget_step(step: str) -> tuple[Arm, int, int]:
+    """(arm, budget divisor, seed) of a training step name; one clear error for anything else."""
     m = _STEP_RE.match(step)
     if m:
         for a in ARMS:
             if a.prefix == m.group("prefix"):
-                return a, int(m.group("seed"))
-    known = ", ".join(f"{a.prefix}_s<seed>" for a in ARMS)
+                return a, int(m.group("div") or 1), int(m.group("seed"))
+    known = ", ".join(f"{a.prefix}[_div<d>]_s<seed>" for a in ARMS)
     raise ValueError(f"unknown training step {step!r}; training steps are {known}")
 
 
-def train_config(cfg: ProfileConfig, arm: str | Arm) -> TrainConfig:
+def parse_step(step: str) -> tuple[Arm, int]:
+    """(arm, seed) of a training step name (any budget); one clear error for anything else."""
+    arm, _, seed = parse_budget_step(step)
+    return arm, seed
+
+
+def budget_of(step: str) -> int:
+    """The budget divisor of a training step (1 = the main budget)."""
+    return parse_budget_step(step)[1]
+
+
+def train_config(cfg: ProfileConfig, arm: str | Arm, divisor: int = 1) -> TrainConfig:
+    """The TrainConfig `arm` is trained with at the budget 1/`divisor` (compute sizing, `phi_utils.sizing`)."""
     a = arm if isinstance(arm, Arm) else ARM_BY_KEY[arm]
-    return getattr(cfg, a.config)
+    return sized_train_config(cfg, a.config, divisor)
+
+
+def step_train_config(cfg: ProfileConfig, step: str) -> TrainConfig:
+    """The TrainConfig of one training step (its arm and budget)."""
+    arm, div, _ = parse_budget_step(step)
+    return train_config(cfg, arm, div)
 
 
 def seeds(cfg: ProfileConfig, arm: str | Arm) -> list[int]:
@@ -110,9 +129,21 @@ def training_steps(cfg: ProfileConfig, arms: tuple[str, ...] | None = None) -> l
 
 
 def init_step(step: str) -> str | None:
-    """The step whose final model `step` starts from (C of seed k: B of seed k), else None."""
-    arm, seed = parse_step(step)
-    return step_name(arm.init_from, seed) if arm.init_from else None
+    """The step whose final model `step` starts from (C of seed k: B of seed k, same budget), else None."""
+    arm, div, seed = parse_budget_step(step)
+    return step_name(arm.init_from, seed, div) if arm.init_from else None
+
+
+def scaling_steps(cfg: ProfileConfig, arms: tuple[str, ...] | None = None) -> list[str]:
+    """The smaller-budget steps of the scaling figure: every arm at each `compute.scaling_divisors`
+    budget for each `compute.scaling_seeds` seed, pretraining before finetuning."""
+    keys = arms or tuple(x.key for x in ARMS)
+    return [step_name(a, s, d) for a in keys for d in cfg.compute.scaling_divisors for s in cfg.compute.scaling_seeds]
+
+
+def budget_divisors(cfg: ProfileConfig) -> list[int]:
+    """Every training budget of the profile as divisors of the main one, largest budget first."""
+    return [1] + sorted(cfg.compute.scaling_divisors)
 
 
 def representative_steps(cfg: ProfileConfig) -> list[tuple[str, str]]:

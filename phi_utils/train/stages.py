@@ -21,10 +21,12 @@ from typing import Any
 
 from ..config import ProfileConfig, TrainConfig, get_profile, set_dotted
 from ..rundir import RunDir
+from ..sizing import count_params
 from ..model.config import training_model_config
 from ..model.flops import flops_per_token
 from ..model.tokenizer import load_tokenizer
-from .arms import ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, check_seeds, init_step, parse_step, training_steps
+from .arms import (ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, budget_of, check_seeds, init_step, parse_step, scaling_steps,
+                   step_train_config, training_steps)
 from .data import PackedData
 from .prepare import prepare_packed
 from .dist import DistEnv, barrier, broadcast_object, init_distributed
@@ -43,13 +45,23 @@ def tokenizer_dir(rd: RunDir) -> Path:
 
 
 def train_config_for(cfg: ProfileConfig, stage: str) -> TrainConfig:
-    return getattr(cfg, parse_step(stage)[0].config)
+    """The TrainConfig of a training step: its arm's section, sized for the step's budget."""
+    return step_train_config(cfg, stage)
 
 
 def _other_seed_packings(rd: RunDir, stage: str) -> list[Path]:
-    """Packed-data folders of the same arm's other seeds: the packing does not depend on the seed."""
-    arm, seed = parse_step(stage)
-    return [p / "data" for p in sorted(rd.path.glob(f"{arm.prefix}_s*")) if p.name != stage and p.is_dir()]
+    """Packed-data folders of the same arm's other seeds and budgets: the packing depends on neither
+    (`prepare_packed` reuses one only when its fingerprint, sequence length included, matches)."""
+    arm = parse_step(stage)[0]
+    out = []
+    for p in sorted(rd.path.glob(f"{arm.prefix}_*")):
+        try:
+            same_arm = parse_step(p.name)[0] == arm
+        except ValueError:
+            same_arm = False
+        if same_arm and p.name != stage and p.is_dir():
+            out.append(p / "data")
+    return out
 
 
 def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, parallel: str = "ddp",
@@ -107,7 +119,8 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
             "final_loss": result.final_loss, "final_val_loss": result.final_val_loss,
             "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "n_params": result.n_params,
             "world_size": env.world_size, "resumed_from_step": result.resumed_from_step,
-            "skipped_steps": result.skipped_steps,
+            "skipped_steps": result.skipped_steps, "budget_divisor": budget_of(stage),
+            **_param_counts(tc.model, len(tok), result.tokens_seen, cfg.compute.count_embeddings),
         }
         rd.mark_complete(stage, counts=counts, config=tc, started=started, input_dataset=arm.dataset,
                          arm=arm.key, arm_letter=arm.letter, seed=seed,
@@ -118,13 +131,24 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
     return counts
 
 
+def _param_counts(preset: str, vocab_size: int, tokens: int, count_embeddings: bool) -> dict[str, Any]:
+    """Embedding and non-embedding parameters of the trained model, and tokens per counted parameter."""
+    n = count_params(preset, vocab_size)
+    counted = n.total if count_embeddings else n.non_embedding
+    return {"n_params_embedding": n.embedding, "n_params_non_embedding": n.non_embedding,
+            "tokens_per_param": round(tokens / counted, 2),
+            "tokens_per_param_counts": "all parameters" if count_embeddings else "non-embedding parameters"}
+
+
 def run_pretraining(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int | None = None,
                     parallel: str | None = None) -> dict[str, dict[str, Any]]:
     """Figure 2.1 (A) raw corpus, (B') filtered code, (B) CodeTextbook: same model and token budget,
-    each for every seed of `cfg.pretrain.seeds`. `nproc` None = one process per visible GPU up to
+    each for every seed of `cfg.pretrain.seeds`, then each at the smaller budgets of the scaling figure
+    (`compute.scaling_divisors` x `compute.scaling_seeds`). `nproc` None = one process per visible GPU up to
     `cfg.n_gpus` (else 1); `parallel` None = `train.parallel`."""
     check_seeds(cfg)
-    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in training_steps(cfg, PRETRAIN_ARMS)}
+    steps = training_steps(cfg, PRETRAIN_ARMS) + scaling_steps(cfg, PRETRAIN_ARMS)
+    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in steps}
 
 
 def run_finetuning(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: int | None = None,
@@ -132,7 +156,8 @@ def run_finetuning(cfg: ProfileConfig, rd: RunDir, force: bool = False, nproc: i
     """Figure 2.1 (C): B of each seed in `cfg.finetune.seeds` finetuned on CodeExercises
     (`nproc`, `parallel` as in `run_pretraining`)."""
     check_seeds(cfg)
-    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in training_steps(cfg, FINETUNE_ARMS)}
+    steps = training_steps(cfg, FINETUNE_ARMS) + scaling_steps(cfg, FINETUNE_ARMS)
+    return {s: _run(cfg, rd, s, force, nproc, parallel) for s in steps}
 
 
 def default_nproc(cfg: ProfileConfig) -> int:
