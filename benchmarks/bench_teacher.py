@@ -21,6 +21,9 @@ FLOPs per token, and the memory bandwidth (measured here, a large numpy copy) di
 bytes one decoding step reads. Absolute numbers are inflated by other work on the machine (the load
 average is printed); the ratios are measured in one run.
 
+The baseline needs llama-cpp-python, which set-up compiles only on demand:
+`PHI_LLAMA_CPP_PYTHON=1 bash scripts/setup.sh`.
+
     .venv/bin/python benchmarks/bench_teacher.py [--model qwen2.5-coder-1.5b] [--parallel 4,8] [--gen-n 4]
         [--draft qwen2.5-coder-0.5b] [--other-build ENGINE_DIR]
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -204,6 +208,10 @@ def main() -> int:
     args = p.parse_args()
     if llama_server_binary() is None:
         print("llama-server is not built: run `bash scripts/build_teacher_engine.sh` first", file=sys.stderr)
+        return 1
+    if importlib.util.find_spec("llama_cpp") is None:
+        print("the baseline, llama-cpp-python, is not installed (set-up compiles it only as the fallback): run "
+              "`PHI_LLAMA_CPP_PYTHON=1 bash scripts/setup.sh` first", file=sys.stderr)
         return 1
     path, _, label = resolve_model(args.model)
     b = bounds(path, os.cpu_count() or 1)
