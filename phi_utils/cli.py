@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = _resolved(args)
     if args.dry_run:
-        print(make_plan(cfg))
+        print(make_plan(cfg, Path(args.run_dir) if args.run_dir else cfg.default_run_dir()))
         print(dry_run_steps(cfg, args.run_dir, args.stages, force=args.force))
         from .corpus import corpus_plan
 

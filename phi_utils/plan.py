@@ -43,8 +43,9 @@ def count_parameters(mc: Any) -> int:
         return sum(p.numel() for p in PhiForCausalLM(mc).parameters())
 
 
-def make_plan(cfg: ProfileConfig) -> Plan:
-    """Data sizes, steps, tokens, estimated GPU-hours and teacher API cost of a profile."""
+def make_plan(cfg: ProfileConfig, run_dir: Any = None) -> Plan:
+    """Data sizes, steps, tokens, estimated GPU-hours and teacher API cost of a profile; with
+    `run_dir`, the epochs of the runs whose data that run directory has packed already."""
     from .model import get_model_config
     from .model.flops import PAPER_A100_MFU, PEAK_FLOPS, flops_per_token
 
@@ -100,6 +101,18 @@ def make_plan(cfg: ProfileConfig) -> Plan:
             hours = flops / a100_rate / 3600
             plan.gpu_hours += hours * runs
             gpu_hours_b += hours
+    if cfg.compute.minutes_per_run > 0:
+        from .train.budget import rule_summary, run_rows
+
+        plan.rows += [("compute sizing", line) for line in rule_summary(cfg)]
+        rows = run_rows(cfg, run_dir)
+        plan.rows += [(f"  {r.step}", f"{r.arm} budget {r.budget}: {r.model}, params {human(r.params_embedding)} "
+                                      f"embedding + {human(r.params_non_embedding)} non-embedding, "
+                                      f"{human(r.tokens)} tokens, {r.tokens_per_param:.1f} tokens/param, "
+                                      f"epochs {'-' if r.epochs is None else f'{r.epochs:.2f}'}, "
+                                      f"~{r.est_minutes:.1f} min") for r in rows]
+        plan.rows.append(("training minutes (est.)", f"{sum(r.est_minutes or 0 for r in rows):.1f} at the reference "
+                                                     "throughput, without packing and evaluation"))
     if cfg.n_gpus:
         base = cfg.pretrain
         base_tokens = min(base.max_steps, 24_000) * base.global_batch_size * base.seq_len

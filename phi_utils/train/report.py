@@ -62,7 +62,10 @@ def budget_table(rd: RunDir, stages: list[str]) -> pd.DataFrame:
         m = rd.manifest(s)
         c = m["counts"]
         arm, seed = parse_step(s)
-        rows.append({"model": s, "arm": arm.letter, "seed": seed, "input": m.get("input_dataset"), "steps": c["steps"], "tokens seen": c["tokens_seen"],
+        rows.append({"model": s, "arm": arm.letter, "seed": seed, "budget": _budget_label(c.get("budget_divisor", 1)),
+                     "preset": m.get("model_preset"), "non-embedding params": c.get("n_params_non_embedding"),
+                     "tokens/param": c.get("tokens_per_param"),
+                     "input": m.get("input_dataset"), "steps": c["steps"], "tokens seen": c["tokens_seen"],
                      "loss tokens seen": c["loss_tokens_seen"], "epochs over data": c["epochs_over_data"],
                      "unique train tokens": c["train_unique_tokens"], "train docs": c["train_documents"],
                      "final train loss": c["final_loss"], "final val loss": c["final_val_loss"],
@@ -70,6 +73,18 @@ def budget_table(rd: RunDir, stages: list[str]) -> pd.DataFrame:
                      "loss on": "solution only" if m.get("loss_on_solution_only") else "all tokens",
                      "wall s": m.get("wall_time_s")})
     return pd.DataFrame(rows).set_index("model")
+
+
+def _budget_label(divisor: int) -> str:
+    return "1" if int(divisor) == 1 else f"1/{int(divisor)}"
+
+
+def sizes_frame(rows: list[Any]) -> pd.DataFrame:
+    """`phi_utils.train.budget.run_rows` as a table: one row per training step."""
+    from dataclasses import asdict
+
+    df = pd.DataFrame([asdict(r) for r in rows]).set_index("step")
+    return df.round({"tokens_per_param": 1, "epochs": 2, "est_minutes": 2})
 
 
 def curves(rd: RunDir, stages: list[str]) -> dict[str, dict[str, list[float]]]:
