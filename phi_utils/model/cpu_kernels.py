@@ -104,6 +104,14 @@ def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return _PhiloxDropout.apply(x, p)
 
 
+def chunked_dropout_attention() -> Callable[..., torch.Tensor] | None:
+    """`dropout_at(x, p, seed, offset) -> y`: elements [offset, offset + x.numel()) of the masks
+    `dropout(., p, seed)` draws for a larger tensor (offset a multiple of 128), for attention computed
+    a chunk at a time (`fast.causal_attention_dropout_cpu`); None where the kernels are off or cannot
+    be built."""
+    return torch.ops.phi_utils.dropout_at if _load() else None
+
+
 def fused_gelu_tanh() -> Callable[[torch.Tensor], torch.Tensor] | None:
     """`gelu_tanh(x) -> y` (autograd-aware, CPU, fp32 only: callers check), or None where the kernels
     are off or cannot be built. Equals `F.gelu(x, approximate="tanh")` within a few float ulps."""

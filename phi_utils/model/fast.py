@@ -8,11 +8,14 @@ which computes what its base class computes, faster where it can:
   and concatenations: a faster backward on CPU), then `attention()`: FlashAttention for fp16/bf16
   CUDA tensors when `flash_attn` is installed, the C++ decoding kernels on CPU (`cpu_kernels`: a
   decoding step's rotary + cache write + attention in one op), causal attention with Philox
-  dropout on CPU, fp16 upcast to fp32 off CUDA (SDPA's math kernel would overflow, transformers
+  dropout on CPU (fp32: a chunk of heads at a time, backward recomputing the probabilities, the
+  masks those of the unchunked path), fp16 upcast to fp32 off CUDA (SDPA's math kernel would overflow, transformers
   issue 28163), else SDPA;
 - `FastRotary`: the (cos, sin, R) tables that form needs;
 - `PhiloxDropout`: CPU dropout masks from the Philox kernel (PyTorch's CPU `bernoulli_` is serial);
 - `FusedGELU`: the C++ tanh-GELU on CPU;
+- `linear_cross_entropy`: the LM head and the loss in one pass, chunk by chunk, without the
+  logits (the Trainer's CPU fp32 path; a function, not a module: the model still returns logits);
 - `TransposableLinear`: multiplies by a contiguous copy of weightᵀ inside `transposed_weights(model)`
   (CPU generation).
 
@@ -30,7 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cpu_kernels import fused_decode_attention, fused_decode_step, fused_dropout, fused_gelu_tanh, transposed_copy
+from .cpu_kernels import (chunked_dropout_attention, fused_decode_attention, fused_decode_step, fused_dropout,
+                          fused_gelu_tanh, transposed_copy)
 from .model import FAST_PATHS, CausalSelfAttention, KVCache, Rotary
 
 try:  # optional fast path on GPUs
@@ -150,6 +154,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
                                           is_causal=is_causal and mask is None)
 
 
+CHUNK_ELEMENTS = 1 << 18
+"""Attention scores per chunk in `causal_attention_dropout_cpu` (1 MiB of fp32: a core's L2 holds it)."""
+
+
 def causal_attention_dropout_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
     """Training-time causal attention on CPU: what SDPA's math kernel computes when dropout is on
     (the only CPU kernel that supports it), with the probabilities dropped by the Philox kernel
@@ -157,11 +165,66 @@ def causal_attention_dropout_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     to the end of the keys (T <= S)."""
     B, H, T, D = q.shape
     S = k.size(2)
+    if chunked_dropout_attention() is not None and q.dtype == torch.float32:
+        heads = max(1, CHUNK_ELEMENTS // (T * S))
+        if heads < B * H and (T * S) % 128 == 0:  # chunk offsets on the Philox stream's 128-word blocks
+            return _ChunkedCausalAttention.apply(q.reshape(B * H, T, D), k.reshape(B * H, S, D),
+                                                 v.reshape(B * H, S, D), dropout_p, heads).view(B, H, T, D)
     causal = torch.full((T, S), float("-inf"), dtype=q.dtype, device=q.device).triu_(S - T + 1)
     scores = torch.baddbmm(causal, q.reshape(B * H, T, D), k.reshape(B * H, S, D).transpose(1, 2),
                            alpha=D ** -0.5)                                                  # (B*H, T, S)
     probs = fused_dropout()(torch.softmax(scores, dim=-1), dropout_p)
     return torch.bmm(probs, v.reshape(B * H, S, D)).view(B, H, T, D)
+
+
+class _ChunkedCausalAttention(torch.autograd.Function):
+    """`causal_attention_dropout_cpu` (fp32) `heads` (batch x head) rows at a time, so each chunk's
+    scores, probabilities and dropped probabilities stay in cache, and backward recomputes them
+    (one q·kᵀ product per chunk) instead of keeping B·H·T·S probabilities alive from forward. The
+    dropout masks are the slices of the mask the unchunked path draws (`dropout_at`: the same
+    seed, offset by the chunk's first element), so both paths compute the same function."""
+
+    @staticmethod
+    def _probs(q: torch.Tensor, k: torch.Tensor, causal: torch.Tensor, scale: float) -> torch.Tensor:
+        return torch.softmax(torch.baddbmm(causal, q, k.transpose(1, 2), alpha=scale), dim=-1)
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,  # type: ignore[override]
+                heads: int) -> torch.Tensor:
+        BH, T, D = q.shape
+        S = k.size(1)
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))            # as `fused_dropout` draws it
+        causal = torch.full((T, S), float("-inf"), dtype=q.dtype, device=q.device).triu_(S - T + 1)
+        scale = D ** -0.5
+        out = torch.empty_like(q)
+        drop = torch.ops.phi_utils.dropout_at
+        for c in range(0, BH, heads):
+            sl = slice(c, c + heads)
+            probs = _ChunkedCausalAttention._probs(q[sl], k[sl], causal, scale)
+            torch.bmm(drop(probs, p, seed, c * T * S), v[sl], out=out[sl])
+        ctx.save_for_backward(q, k, v)
+        ctx.p, ctx.seed, ctx.heads, ctx.causal, ctx.scale = p, seed, heads, causal, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        q, k, v = ctx.saved_tensors
+        p, seed, heads, causal, scale = ctx.p, ctx.seed, ctx.heads, ctx.causal, ctx.scale
+        BH, T, _ = q.shape
+        S = k.size(1)
+        grad = grad.contiguous()
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        drop = torch.ops.phi_utils.dropout_at
+        for c in range(0, BH, heads):
+            sl, off = slice(c, c + heads), c * T * S
+            probs = _ChunkedCausalAttention._probs(q[sl], k[sl], causal, scale)
+            torch.bmm(drop(probs, p, seed, off).transpose(1, 2), grad[sl], out=dv[sl])
+            dprobs = drop(torch.bmm(grad[sl], v[sl].transpose(1, 2)), p, seed, off)
+            dscores = torch._softmax_backward_data(dprobs, probs, -1, probs.dtype)
+            torch.baddbmm(dq[sl], dscores, k[sl], beta=0, alpha=scale, out=dq[sl])
+            torch.baddbmm(dk[sl], dscores.transpose(1, 2), q[sl], beta=0, alpha=scale, out=dk[sl])
+        return dq, dk, dv, None, None
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -187,6 +250,71 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
         scores = torch.baddbmm(mask.float().expand(B, H, 1, S).reshape(B * H, 1, S), qf, kf, alpha=D ** -0.5)
     probs = torch.softmax(scores, dim=-1).to(v.dtype)
     return torch.bmm(probs, v.reshape(B * H, S, D)).view(B, H, 1, D).to(q.dtype)
+
+
+# --------------------------------------------------------------------------- LM head + cross-entropy
+def linear_cross_entropy(hidden: torch.Tensor, head: nn.Linear, labels: torch.Tensor, ignore_index: int = -100,
+                         reduction: str = "sum", chunk_rows: int = 512) -> torch.Tensor:
+    """`causal_lm_loss(head(hidden), labels, ignore_index, reduction)` without the (B, T, V) logits.
+
+    hidden (B, T, C) final-LayerNorm states, labels (B, T) aligned with the inputs (shifted inside).
+    The logits are formed `chunk_rows` rows at a time; with autograd on, each chunk's gradient
+    (softmax - one-hot) is turned into the gradients of `hidden`, the head's weight and bias on the
+    spot, so backward only scales them by the incoming gradient. The logits, their log-softmax
+    and their gradient (3 x B*T*V floats, most of a small model's activation traffic) never
+    exist whole; every chunk stays in cache. Same function, same fp32 math as `causal_lm_loss`
+    (sums in another order: equal within float rounding). fp32 only: callers check."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    shifted = F.pad(labels[:, 1:], (0, 1), value=ignore_index).flatten()            # (N,)
+    h = hidden.flatten(0, 1)                                                         # (N, C)
+    bias = head.bias if head.bias is not None else torch.zeros(head.out_features, device=h.device, dtype=h.dtype)
+    loss = _LinearCrossEntropy.apply(h, head.weight, bias, shifted, ignore_index, chunk_rows)
+    if reduction == "mean":
+        loss = loss / (shifted != ignore_index).sum().clamp_min(1)
+    return loss
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,  # type: ignore[override]
+                targets: torch.Tensor, ignore_index: int, chunk_rows: int) -> torch.Tensor:
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        N = h.size(0)
+        h = h.contiguous()
+        gh = torch.empty_like(h) if need_h else None
+        gw = torch.zeros_like(weight) if need_w else None
+        gb = torch.zeros_like(bias) if need_b else None
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        wt = weight.t()
+        for s in range(0, N, chunk_rows):
+            hc, tc = h[s:s + chunk_rows], targets[s:s + chunk_rows]
+            logits = torch.addmm(bias, hc, wt)                                      # (n, V)
+            valid = tc != ignore_index
+            safe = tc.masked_fill(~valid, 0)[:, None]
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)                     # (n, 1)
+            picked = logits.gather(1, safe)                                          # (n, 1)
+            total += ((lse - picked).squeeze(1) * valid).sum()
+            if not any((need_h, need_w, need_b)):
+                continue
+            g = logits.sub_(lse).exp_()                                              # softmax, in place
+            g.scatter_add_(1, safe, torch.full_like(picked, -1.0))                   # - one-hot
+            if not bool(valid.all()):
+                g.mul_(valid[:, None])
+            if need_h:
+                torch.mm(g, weight, out=gh[s:s + chunk_rows])
+            if need_w:
+                gw.addmm_(g.t(), hc)
+            if need_b:
+                gb += g.sum(0)
+        ctx.save_for_backward(gh, gw, gb)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        gh, gw, gb = ctx.saved_tensors
+        return (None if gh is None else gh * grad, None if gw is None else gw * grad,
+                None if gb is None else gb * grad, None, None, None)
 
 
 # --------------------------------------------------------------------------- modules

@@ -27,6 +27,7 @@ from ..progress import tqdm
 from ..config import TrainConfig
 from ..model import PhiForCausalLM, causal_lm_loss, load_checkpoint, save_checkpoint
 from ..model import flops
+from ..model.fast import linear_cross_entropy
 from ..rundir import write_json_atomic
 from . import checkpoint as ckpt
 from .data import IGNORE_INDEX, BatchSampler, PackedData
@@ -77,8 +78,15 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device
 
 
 def micro_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
-                   autocast_dtype: torch.dtype | None, device: torch.device) -> torch.Tensor:
-    """Summed next-token cross-entropy over the labelled positions of one micro-batch (fp32)."""
+                   autocast_dtype: torch.dtype | None, device: torch.device, fused_head: bool = False) -> torch.Tensor:
+    """Summed next-token cross-entropy over the labelled positions of one micro-batch (fp32).
+
+    `fused_head`: `model` is a bare `PhiForCausalLM` (no DDP/FSDP wrapper, not compiled) in fp32;
+    the LM head and the loss are then computed together, chunk by chunk, without materialising the
+    logits (`fast.linear_cross_entropy`: the same loss and gradients within float rounding)."""
+    if fused_head:
+        return linear_cross_entropy(model.hidden_states(input_ids), model.lm_head, labels,
+                                    ignore_index=IGNORE_INDEX, reduction="sum")
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     with ctx:
         logits = model(input_ids)  # (B, T, V): our model returns plain logits
@@ -139,6 +147,11 @@ class Trainer:
         # compile the wrapped model; `self.wrapped` stays reachable for DDP's no_sync
         self.model = torch.compile(self.wrapped) if tc.compile else self.wrapped
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # The LM head + cross-entropy fused (no logits tensor): on CPU in fp32, for the bare model. On a
+        # small CPU model with a 2k vocabulary the head is most of the FLOPs and, unfused, the (B, T, V)
+        # logits, log-softmax and gradient are most of the memory traffic.
+        self.fused_head = (env.device.type == "cpu" and self.autocast is None and self.model is self.raw_model
+                           and isinstance(self.raw_model, PhiForCausalLM))
         self.optimizer = make_optimizer(self.model, tc, env.device)
         self.scheduler = make_scheduler(self.optimizer, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
         self.scaler = DynamicLossScaler(enabled=tc.precision == "fp16")
@@ -260,7 +273,7 @@ class Trainer:
             chunk = idx[i:i + mb]
             x, y = self.val.batch(chunk)
             x, y = x.to(self.env.device), y.to(self.env.device)
-            tot[0] += micro_loss_sum(self.model, x, y, self.autocast, self.env.device).double()
+            tot[0] += micro_loss_sum(self.model, x, y, self.autocast, self.env.device, self.fused_head).double()
             tot[1] += int((y[:, 1:] != IGNORE_INDEX).sum())
         if was_training:
             self.model.train()
@@ -281,7 +294,7 @@ class Trainer:
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
             last = j == len(micro) - 1
             with no_grad_sync(self.wrapped, self.parallel, active=not last):
-                ce = micro_loss_sum(self.model, x, y, self.autocast, env.device)
+                ce = micro_loss_sum(self.model, x, y, self.autocast, env.device, self.fused_head)
                 loss = ce * (env.world_size / max(1, n_glob))
                 self.scaler.scale_loss(loss).backward()
             loss_sum += ce.detach().double()

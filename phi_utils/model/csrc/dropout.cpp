@@ -90,8 +90,12 @@ inline void keep_mask(const uint32_t* words, uint32_t thr, float* keep) {
   }
 }
 
-at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) {
+// Elements [offset, offset + x.numel()) of the mask that `dropout` draws for `seed` (offset a multiple
+// of kBlock): a slice of a large tensor dropped piece by piece gets the masks it would get whole.
+at::Tensor dropout_at(const at::Tensor& x, double p, int64_t seed, int64_t offset) {
   TORCH_CHECK(x.is_contiguous(), "dropout: x must be contiguous");
+  TORCH_CHECK(offset >= 0 && offset % kBlock == 0, "dropout_at: offset must be a non-negative multiple of ", kBlock);
+  const int64_t blk0 = offset / kBlock;
   const uint32_t thr = threshold(p);
   const uint64_t key = static_cast<uint64_t>(seed);
   const int64_t n = x.numel();
@@ -106,7 +110,7 @@ at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) {
       alignas(32) uint32_t words[kBlock];
       alignas(32) float keep[kBlock];
       for (int64_t blk = begin; blk < end; ++blk) {
-        philox_blocks(blk * kGroups, key, words);
+        philox_blocks((blk0 + blk) * kGroups, key, words);
         keep_mask(words, thr, keep);
         const int64_t i0 = blk * kBlock, m = std::min<int64_t>(kBlock, n - i0);
         for (int64_t j = 0; j < m; ++j)  // branch-free: the mask is random, a branch would mispredict
@@ -116,6 +120,8 @@ at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) {
   });
   return y;
 }
+
+at::Tensor dropout(const at::Tensor& x, double p, int64_t seed) { return dropout_at(x, p, seed, 0); }
 
 // The raw stream (words 0 .. n-1 for `seed`, as int32 bit patterns): for testing against Philox's
 // published known answers and a reference implementation.
@@ -135,7 +141,11 @@ at::Tensor philox_words(int64_t n, int64_t seed) {
 
 TORCH_LIBRARY_FRAGMENT(phi_utils, m) {
   m.def("dropout(Tensor x, float p, int seed) -> Tensor");
+  m.def("dropout_at(Tensor x, float p, int seed, int offset) -> Tensor");
   m.def("philox_words(int n, int seed) -> Tensor", philox_words);  // no tensor in: not dispatched by device
 }
 
-TORCH_LIBRARY_IMPL(phi_utils, CPU, m) { m.impl("dropout", dropout); }
+TORCH_LIBRARY_IMPL(phi_utils, CPU, m) {
+  m.impl("dropout", dropout);
+  m.impl("dropout_at", dropout_at);
+}
