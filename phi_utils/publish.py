@@ -135,7 +135,8 @@ def path_replacements(run_dir: Path, root: Path = REPO_ROOT) -> list[tuple[str, 
              str(root.resolve()): ".", str(REPO_ROOT): ".",
              str(SHARED_DATA.resolve()): "<shared-data>", str(Path(sys.base_prefix)): "<python>",
              str(Path(tempfile.gettempdir()).resolve()): "<tmp>", str(Path.home()): "~"}
-    return sorted(((k, v) for k, v in pairs.items() if k not in ("/", "")), key=lambda kv: -len(kv[0]))
+    system = ("", "/", "/usr", "/usr/local", "/opt")  # too general to stand for one machine's install
+    return sorted(((k, v) for k, v in pairs.items() if k not in system), key=lambda kv: -len(kv[0]))
 
 
 def scrub(text: str, replacements: Sequence[tuple[str, str]]) -> str:
@@ -284,17 +285,21 @@ def headline_sentence(summary: dict[str, Any]) -> str:
 
     bench = "all" if "all" in summary.get("n_problems", {}) else "humaneval"
     diffs = [d for d in summary.get("paired_differences", []) if d["metric"] == LOSS and d["benchmark"] == bench]
-    phrase = lambda d: f"{d['what'].split(': ', 1)[-1]} ({d['name']}, {d['mean']:+.3f} nats/token)"  # noqa: E731
-    lower = [phrase(d) for d in diffs if d["resolved"] and d["mean"] < 0]
-    higher = [phrase(d) for d in diffs if d["resolved"] and d["mean"] > 0]
-    open_ = [phrase(d) for d in diffs if not d["resolved"]]
+
+    def phrase(ds: list[dict[str, Any]]) -> str:
+        items = [f"{re.sub(r' [(].*[)]$', '', d['what'].split(': ', 1)[-1])} ({d['name']}, {d['mean']:+.3f})" for d in ds]
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    lower = [d for d in diffs if d["resolved"] and d["mean"] < 0]
+    higher = [d for d in diffs if d["resolved"] and d["mean"] > 0]
+    open_ = [d for d in diffs if not d["resolved"]]
     parts = []
     if lower:
-        parts.append(f"lowers the loss of the benchmarks' reference solutions, resolved at 95%, for {'; '.join(lower)}")
+        parts.append(f"{phrase(lower)} lower it, resolved at 95%")
     if higher:
-        parts.append(f"raises it, against the paper's direction, for {'; '.join(higher)}")
+        parts.append(f"{phrase(higher)} raise it, resolved at 95%, against the paper's direction")
     if open_:
-        parts.append(f"cannot separate {'; '.join(open_)} from zero")
+        parts.append(f"{phrase(open_)} {'is' if len(open_) == 1 else 'are'} not resolved from zero")
     greedy = [a["metrics"].get(GREEDY, {}).get("humaneval") for a in summary.get("arms", {}).values()]
     greedy = [g for g in greedy if g]
     if greedy and all(g["mean"] == 0 for g in greedy):
@@ -307,8 +312,8 @@ def headline_sentence(summary: dict[str, Any]) -> str:
                 f"{100 * best['ci95'][1]:.1f}]")
     else:
         tail = "no pass@1 was measured"
-    body = "; it ".join(parts) if parts else "shows no paired difference between arms"
-    return f"In this miniature the data recipe {body}; {tail}."
+    body = "; ".join(parts) if parts else "no paired difference between arms was measured"
+    return f"On the loss of the benchmarks' reference solutions (nats/token), {body}; {tail}."
 
 
 def headline_markdown(rd: RunDir, stages: Sequence[Stage] = STAGES) -> str:
@@ -326,8 +331,10 @@ def headline_markdown(rd: RunDir, stages: Sequence[Stage] = STAGES) -> str:
     if summary and summary.get("arms"):
         bench = "all" if "all" in summary.get("n_problems", {}) else "humaneval"
         n = summary["n_problems"].get(bench)
-        diffs = {d["name"].split(" - ")[0]: d for d in summary["paired_differences"]
-                 if d["metric"] == LOSS and d["benchmark"] == bench}
+        diffs: dict[str, dict[str, Any]] = {}
+        for d in summary["paired_differences"]:  # each arm against the arm before it (the first listed)
+            if d["metric"] == LOSS and d["benchmark"] == bench:
+                diffs.setdefault(d["name"].split(" - ")[0], d)
         lines += [f"| arm | loss, nats/token [95% CI], {n} problems | verdict (paired, same problems) |", "|---|---|---|"]
         for letter, a in summary["arms"].items():
             e = a["metrics"].get(LOSS, {}).get(bench)
