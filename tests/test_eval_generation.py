@@ -121,7 +121,24 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     cfg.pretrain.seeds = cfg.finetune.seeds = [0]
     rd = RunDir.open(cfg, tmp_path / "run")
     shutil.copytree(tiny_checkpoint, rd.path / "pretrain_textbook_s0" / "final")
+    # B's packed training data (the checkpoint's tokenizer on HumanEval text): its unigram/bigram baselines
+    from phi_utils.model.tokenizer import eos_id, load_tokenizer
+    from phi_utils.train.data import write_packed_arrays
+
+    tok = load_tokenizer(tiny_checkpoint)
+    stream = [t for p in load_humaneval()[10:60] for t in tok(p.prompt + p.canonical_solution)["input_ids"] + [eos_id(tok)]]
+    packed = torch.tensor(stream[:len(stream) // 64 * 64]).view(-1, 64).numpy()
+    write_packed_arrays(rd.path / "pretrain_textbook_s0" / "data", {"train": (packed[4:], packed[4:] * 0 + 1),
+                        "val": (packed[:4], packed[:4] * 0 + 1)}, vocab=len(tok), eos=eos_id(tok))
     scores = run_evaluation(cfg, rd)
+    base = scores["baselines"]["textbook"]
+    assert base["steps"] == ["pretrain_textbook_s0"] and base["lambda"] in base["lambda_grid"]
+    assert base["n_train_tokens"] == (len(packed) - 4) * 63
+    with open(rd.path / "eval" / "problem_scores.csv") as f:
+        import csv
+
+        score_rows = list(csv.DictReader(f))
+    assert all(float(r["bigram_loss"]) > 0 and float(r["unigram_loss"]) > 0 for r in score_rows if r["canonical_loss"])
     assert scores["missing_models"] == ["pretrain_raw_s0", "pretrain_filtered_s0", "finetune_s0"]
     e = scores["models"]["pretrain_textbook_s0"]
     assert e["humaneval"]["n_problems"] == 3 and 0.0 <= e["humaneval"]["pass@1"] <= 1.0
@@ -140,4 +157,7 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     b = data["arms"]["B"]
     assert b["seeds"] == [0] and b["metrics"]["canonical_loss"]["humaneval"]["mean"] == pytest.approx(e["canonical_loss"]["humaneval"]["mean"])
     assert data["n_problems"]["humaneval"] == 3 and (out / "problem_scores.csv").exists()
+    assert data["baselines"]["B"]["fit"]["lambda"] == base["lambda"] and {g["baseline"] for g in data["baseline_gaps"]} == {
+        "unigram", "bigram"} and any("token statistics" in c for c in data["conclusions"])
+    assert "bigram of own data" in table and table.count(" [") >= 3
     assert run_evaluation(cfg, rd) == json.loads((out / "scores.json").read_text())  # complete: skipped

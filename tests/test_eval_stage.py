@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from phi_utils.evaluation.fig21 import GREEDY, LOSS, conclusions, per_problem_loss, summarize
+from phi_utils.evaluation.fig21 import (BIGRAM, GREEDY, LOSS, UNIGRAM, conclusions, learned_sentences, per_problem_loss,
+                                        summarize)
 from phi_utils.evaluation.generation import LoadedModel, canonical_solution_loss
 from phi_utils.evaluation.problems import load_humaneval
 
@@ -133,6 +134,48 @@ def test_figure_sidecar_holds_seeds_means_intervals_and_differences(rows):
     measured = [r for r in table1_rows(scores) if r["source"].startswith("measured")]
     assert [r["model"].split(":")[0] for r in measured] == ["A", "B"]
     assert all(r["humaneval_ci95_%"] == "[0.0, 24.2]" and r["seeds"] == 2 for r in measured)
+
+
+def _with_baselines(rows, offsets):
+    """Rows with an arm-level unigram/bigram column: seed 0's loss per problem plus the arm's offset
+    (the same for every seed of the arm, as a baseline fit on the arm's data is)."""
+    seed0 = {(r["arm"], r["task_id"]): r[LOSS] for r in rows if r["seed"] == 0}
+    return [{**r, BIGRAM: seed0[(r["arm"], r["task_id"])] + offsets[r["arm"]],
+             UNIGRAM: seed0[(r["arm"], r["task_id"])] + offsets[r["arm"]] + 0.5} for r in rows]
+
+
+def test_baselines_per_arm_with_gaps_and_generated_sentences(rows):
+    from phi_utils.evaluation.stage import figure_2_1, table1_rows
+
+    assert summarize(rows, n_boot=500)["baseline_gaps"] == []  # no baseline columns: nothing added
+    based = _with_baselines(rows, {"raw": -1.0, "textbook": +1.0})
+    s = summarize(based, n_boot=2000)
+    for letter, arm, off in (("A", "raw", -1.0), ("B", "textbook", +1.0)):
+        a = s["arms"][letter]
+        e, loss = a["metrics"][BIGRAM]["humaneval"], a["metrics"][LOSS]["humaneval"]
+        seed0 = np.array([r[LOSS] for r in rows if r["arm"] == arm and r["seed"] == 0])
+        assert e["mean"] == pytest.approx(seed0.mean() + off) and e["n_seeds"] == 1 and e["n_problems"] == N_PROBLEMS
+        assert e["ci95"][0] < e["mean"] < e["ci95"][1]
+        gaps = {g["baseline"]: g for g in s["baseline_gaps"] if g["arm"] == letter}
+        assert set(gaps) == {"unigram", "bigram"}
+        assert gaps["bigram"]["mean"] == pytest.approx(loss["mean"] - e["mean"])
+        assert gaps["unigram"]["mean"] == pytest.approx(gaps["bigram"]["mean"] - 0.5)
+        assert gaps["bigram"]["n_problems"] == N_PROBLEMS and gaps["bigram"]["n_seeds"] == 2
+    # A sits a nat above its bigram, B a nat below: resolved both ways, said in words
+    said = learned_sentences(s)
+    assert said[0].startswith("(A) did not learn more than token statistics") and "(higher)" in said[0]
+    assert said[1].startswith("(B) learned more than token statistics") and "(lower)" in said[1]
+    assert said == [c for c in conclusions(s) if c.startswith("(A) did") or c.startswith("(B) learned")]
+    scores = {"profile": "smoke", "fig21": s, "baselines": {"raw": {"lambda": 0.3}},
+              "models": {f"{a}_s{k}": {"arm": a, "n_params": 1000} for a in ("raw", "textbook") for k in (0, 1)}}
+    fig, data = figure_2_1(scores)
+    assert data["baselines"]["A"]["bigram"]["humaneval"] == s["arms"]["A"]["metrics"][BIGRAM]["humaneval"]
+    assert data["baselines"]["A"]["fit"] == {"lambda": 0.3} and data["baselines"]["B"]["fit"] is None
+    assert len(data["baseline_gaps"]) == 4 and any("token statistics" in c for c in data["conclusions"])
+    measured = [r for r in table1_rows(scores) if r["source"].startswith("measured")]
+    a_bigram = s["arms"]["A"]["metrics"][BIGRAM]["humaneval"]
+    assert measured[0]["bigram_loss"] == f"{a_bigram['mean']:.3f} [{a_bigram['ci95'][0]:.3f}, {a_bigram['ci95'][1]:.3f}]"
+    assert all(r["canonical_loss"] and r["unigram_loss"] for r in measured)
 
 
 def test_duplicate_completions_run_once_and_score_alike(tmp_path):

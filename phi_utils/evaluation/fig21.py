@@ -12,7 +12,12 @@ from n samples. Per arm (`summarize`):
   an upper bound (0 of 164: [0, 2.3%]);
 - paired differences B'-A, B-B', B-A, C-B (`arms.COMPARISONS`): `stats.paired_difference_seeds` over
   the same problems, each arm's seeds resampled independently; `stats.verdict` says whether each is
-  resolved at 95%.
+  resolved at 95%;
+- reference lines (`baselines.py`): per arm the canonical-solution loss of a unigram and a bigram count
+  model fit on the arm's own training tokens (one fit per arm: the data is the same for every seed),
+  with a problem-bootstrap interval, and the arm's gap to each (arm minus baseline, paired over
+  problems, the arm's seeds resampled: `stats.paired_difference_seeds`). An arm below its bigram
+  baseline, resolved at 95%, learned more than token statistics (`learned_sentences`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from ..stats import Estimate, bootstrap_mean_seeds, paired_difference_seeds, rat
 from ..train.arms import ARM_BY_KEY, ARMS, COMPARISONS
 
 LOSS = "canonical_loss"
+UNIGRAM = "unigram_loss"
+BIGRAM = "bigram_loss"
+BASELINES = {"unigram": UNIGRAM, "bigram": BIGRAM}
+"""The reference lines for "learned" (`baselines.py`): per problem, the canonical solution's loss under a
+unigram / bigram count model fit on the arm's own training tokens, same tokens as `LOSS`."""
 GREEDY = "greedy_passed"
 SAMPLED = ("pass@1_sampled", "pass@10")
 POOLED = "all"
@@ -32,6 +42,28 @@ POOLED = "all"
 
 
 # --------------------------------------------------------------------------- per-problem loss
+def model_max_len(model: Any) -> int:
+    """The context length `per_problem_loss` scores within: the model's `block_size`
+    (`max_position_embeddings` for other Hugging Face models), 2048 when it states neither."""
+    mcfg = getattr(model, "config", None)
+    return int(getattr(mcfg, "block_size", None) or getattr(mcfg, "max_position_embeddings", 2048))
+
+
+def canonical_sequences(tokenizer: Any, problems: Sequence[Any], max_len: int) -> list[tuple[list[int], int]]:
+    """(token ids, length of the prompt part) of each problem's prompt + canonical solution, as
+    `per_problem_loss` scores them: prompt and solution tokenised separately and joined, the solution
+    cut to `max_len - 1` tokens, the prompt's tail kept when the two do not fit in `max_len`.
+    Scored are positions `max(n_prompt, 1)` to the end, each given every token before it."""
+    seqs: list[tuple[list[int], int]] = []
+    for p in problems:
+        a = tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
+        b = tokenizer(p.canonical_solution, add_special_tokens=False)["input_ids"][:max_len - 1]
+        if len(a) + len(b) > max_len:
+            a = a[-(max_len - len(b)):]
+        seqs.append((list(a) + list(b), len(a)))
+    return seqs
+
+
 def per_problem_loss(lm: Any, problems: Sequence[Any], max_len: int | None = None,
                      batch_tokens: int = 8192) -> list[tuple[int, float]]:
     """(scored tokens, nats/token) of each problem's canonical solution given its prompt.
@@ -44,16 +76,7 @@ def per_problem_loss(lm: Any, problems: Sequence[Any], max_len: int | None = Non
     import torch.nn.functional as F
 
     tok, model = lm.tokenizer, lm.model
-    if max_len is None:
-        mcfg = getattr(model, "config", None)
-        max_len = getattr(mcfg, "block_size", None) or getattr(mcfg, "max_position_embeddings", 2048)
-    seqs: list[tuple[list[int], int]] = []  # (ids, length of the prompt part)
-    for p in problems:
-        a = tok(p.prompt, add_special_tokens=False)["input_ids"]
-        b = tok(p.canonical_solution, add_special_tokens=False)["input_ids"][:max_len - 1]
-        if len(a) + len(b) > max_len:
-            a = a[-(max_len - len(b)):]
-        seqs.append((list(a) + list(b), len(a)))
+    seqs = canonical_sequences(tok, problems, model_max_len(model) if max_len is None else max_len)
     out: list[tuple[int, float]] = [(0, float("nan"))] * len(seqs)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
     device = next(model.parameters()).device
@@ -162,13 +185,79 @@ def summarize(rows: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int = 
                           "resolved": d.excludes(0.0), "both_zero": bool(ma.max() == 0 and mb.max() == 0),
                           "verdict": verdict(d, f"{name} ({what.split(': ', 1)[-1]}), {_metric_words(metric, bench)}",
                                              _unit(metric))})
+    gaps = _baseline_gaps(rows, arms, matrices, pairs, n_boot, seed)
     n_problems = {}
     for r in rows:
         n_problems.setdefault(r["benchmark"], set()).add(r["task_id"])
     counts = {b: len(v) for b, v in n_problems.items()}
     if len(counts) > 1:
         counts[POOLED] = sum(counts.values())
-    return {"arms": arms, "paired_differences": diffs, "n_problems": counts}
+    return {"arms": arms, "paired_differences": diffs, "baseline_gaps": gaps, "n_problems": counts}
+
+
+def _baseline_gaps(rows: Sequence[dict[str, Any]], arms: dict[str, Any],
+                   matrices: dict[tuple[str, str, str], tuple[list[str], np.ndarray]],
+                   pairs: Sequence[tuple[str, str]], n_boot: int, seed: int) -> list[dict[str, Any]]:
+    """Adds each arm's baseline losses to its `metrics` (`UNIGRAM`, `BIGRAM`, per loss benchmark) and
+    returns the gaps arm minus baseline, paired over problems, with their verdicts. A baseline fit once
+    for the arm repeats across its seeds' rows; it is reduced to one row (a fixed function of the data,
+    no seed spread). Seeds whose data differ keep one baseline row each, paired seed by seed."""
+    out = []
+    for letter, entry in arms.items():
+        for bench in [b for b, m in pairs if m == LOSS]:
+            if (entry["key"], bench, LOSS) not in matrices:
+                continue
+            ids_a, ma = matrices[(entry["key"], bench, LOSS)]
+            for kind, col in BASELINES.items():
+                seeds, ids, mb = _by_arm(rows, entry["key"], bench, col)
+                if not seeds:
+                    continue
+                if ids != ids_a:
+                    raise ValueError(f"arm {entry['key']!r}, {bench}: the {kind} baseline was scored on other "
+                                     "problems than the model")
+                one = np.unique(mb, axis=0)
+                est = bootstrap_mean_seeds(one, n_boot=n_boot, seed=seed)
+                entry["metrics"].setdefault(col, {})[bench] = {**_est(est), "per_seed": mb.mean(axis=1).tolist()}
+                if one.shape[0] == 1:
+                    d = paired_difference_seeds(ma, one, n_boot=n_boot, seed=seed)
+                else:
+                    e = bootstrap_mean_seeds(ma - mb, n_boot=n_boot, seed=seed)
+                    d = Estimate(e.mean, e.lo, e.hi, e.n, "paired-seed-and-unit-bootstrap", e.n_seeds)
+                name = f"{letter} - {kind}({letter})"
+                out.append({"name": name, "arm": letter, "key": entry["key"], "baseline": kind, "benchmark": bench,
+                            "metric": LOSS, **_est(d), "n_seeds": int(ma.shape[0]), "resolved": d.excludes(0.0),
+                            "below": bool(d.excludes(0.0) and d.mean < 0),
+                            "verdict": verdict(d, f"{name}, {_metric_words(LOSS, bench)}", _unit(LOSS))})
+    return out
+
+
+def learned_sentences(summary: dict[str, Any]) -> list[str]:
+    """One generated sentence per arm: did its model learn more than token statistics, i.e. is its
+    canonical-solution loss below that of a bigram model of its own training tokens, resolved at 95%?
+    On the pooled problems when there are several benchmarks, else per benchmark."""
+    gaps = summary.get("baseline_gaps") or []
+    benches = {g["benchmark"] for g in gaps}
+    main = [POOLED] if POOLED in benches else sorted(benches, key=lambda b: (b != "humaneval", b))
+    out = []
+    for letter in summary["arms"]:
+        for bench in main:
+            by = {g["baseline"]: g for g in gaps if g["arm"] == letter and g["benchmark"] == bench}
+            g = by.get("bigram")
+            if g is None:
+                continue
+            if g["below"]:
+                head = f"({letter}) learned more than token statistics: below its own bigram baseline, resolved at 95%"
+            elif g["resolved"]:
+                head = (f"({letter}) did not learn more than token statistics: above its own bigram baseline, "
+                        "resolved at 95%")
+            else:
+                head = (f"({letter}) is not resolved from its own bigram baseline at 95%: whether it learned more "
+                        "than token statistics is open")
+            u = by.get("unigram")
+            uni = (f" Against its unigram baseline: {u['mean']:+.4f} nats/token [{u['ci95'][0]:+.4f}, "
+                   f"{u['ci95'][1]:+.4f}].") if u else ""
+            out.append(f"{head}. {g['verdict']}{uni}")
+    return out
 
 
 def _metric_words(metric: str, bench: str) -> str:
@@ -184,9 +273,12 @@ def _unit(metric: str) -> str:
 def conclusions(summary: dict[str, Any], metrics: Sequence[str] = (LOSS, GREEDY, "pass@10")) -> list[str]:
     """The notebook's conclusions, generated: one verdict per paired difference (pass-rate differences
     between two arms that both solve nothing are left to the next lines), then for pass rates that are
-    0 everywhere the interval that says how much a tiny model could still solve."""
+    0 everywhere the interval that says how much a tiny model could still solve; with the loss among
+    `metrics`, whether each arm learned more than token statistics (`learned_sentences`)."""
     out = [d["verdict"] for d in summary["paired_differences"]
            if d["metric"] in metrics and not (d["metric"] != LOSS and d.get("both_zero"))]
+    if LOSS in metrics:
+        out += learned_sentences(summary)
     for letter, a in summary["arms"].items():
         for metric in (GREEDY, "pass@10"):
             for bench, e in a["metrics"].get(metric, {}).items():

