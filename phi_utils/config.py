@@ -711,10 +711,16 @@ def run_size(cfg: ProfileConfig, divisor: int = 1) -> sizing.RunSize:
 
 def sized_train_config(cfg: ProfileConfig, which: str, divisor: int = 1) -> TrainConfig:
     """`cfg.pretrain` or `cfg.finetune` (`which`) as a run of budget 1/`divisor` trains it. The main
-    budget (1) is the profile's own section; without compute sizing every budget is that section."""
+    budget (1) is the profile's own section; without compute sizing a smaller budget trains the same
+    model for 1/`divisor` of its steps."""
     base = getattr(cfg, which)
-    if cfg.compute.minutes_per_run <= 0 or divisor == 1:
+    if divisor == 1:
         return base
+    if cfg.compute.minutes_per_run <= 0:
+        steps = max(1, base.max_steps // divisor)
+        return dataclasses.replace(base, max_steps=steps, warmup_steps=min(base.warmup_steps, steps),
+                                   eval_interval=max(1, min(base.eval_interval, steps)),
+                                   checkpoint_interval=max(1, min(base.checkpoint_interval, steps)))
     return dataclasses.replace(base, **_sized_fields(cfg, which, divisor))
 
 
@@ -763,6 +769,8 @@ def _smoke() -> ProfileConfig:
                                                "chat_pyplot_ta"],
                                       n_graded=2, n_reliability=4, grade_max_tokens=48),
         contamination=ContaminationConfig(retrain_steps=3, retrain_taus=[0.8], eval_limit=6, max_seq_length=128),
+        # one smaller budget (1/3 of the steps, same model: no compute sizing) so the scaling step runs
+        compute=ComputeConfig(scaling_divisors=[3], scaling_seeds=[0]),
     )
 
 
