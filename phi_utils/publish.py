@@ -34,7 +34,7 @@ from . import rundir as _rundir
 from .config import REPO_ROOT, SHARED_DATA, get_profile
 from .pipeline import NOTEBOOKS_DIR, STAGES, Stage, plan_steps, stage_marker
 from .report import END, START, results_markdown
-from .rundir import MARKER, RunDir, read_json, write_json_atomic
+from .rundir import MARKER, RunDir, read_json, read_result, write_json_atomic
 
 NOTEBOOKS_START, NOTEBOOKS_END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 PUBLISHED_DIR = Path("docs") / "notebooks"
@@ -335,7 +335,10 @@ def headline_markdown(rd: RunDir, stages: Sequence[Stage] = STAGES) -> str:
         for d in summary["paired_differences"]:  # each arm against the arm before it (the first listed)
             if d["metric"] == LOSS and d["benchmark"] == bench:
                 diffs.setdefault(d["name"].split(" - ")[0], d)
-        lines += [f"| arm | loss, nats/token [95% CI], {n} problems | verdict (paired, same problems) |", "|---|---|---|"]
+        gaps = {g["arm"]: g for g in summary.get("baseline_gaps", [])
+                if g["baseline"] == "bigram" and g["benchmark"] == bench}
+        lines += [f"| arm | loss, nats/token [95% CI], {n} problems | minus its own bigram model | "
+                  "verdict (paired, same problems) |", "|---|---|---|---|"]
         for letter, a in summary["arms"].items():
             e = a["metrics"].get(LOSS, {}).get(bench)
             if not e:
@@ -344,14 +347,39 @@ def headline_markdown(rd: RunDir, stages: Sequence[Stage] = STAGES) -> str:
             verdict = "the baseline" if d is None else (
                 f"{d['name']}: {_fmt_ci(d['mean'], d['ci95'], signed=True)}, "
                 + ("resolved, " + ("lower" if d["mean"] < 0 else "higher") if d["resolved"] else "not resolved"))
-            lines.append(f"| {letter}: {a['label'].split(': ', 1)[-1]} | {_fmt_ci(e['mean'], e['ci95'])} | {verdict} |")
+            g = gaps.get(letter)
+            gap = "-" if g is None else (f"{_fmt_ci(g['mean'], g['ci95'], signed=True)}"
+                                         + (", resolved" if g["resolved"] else ", not resolved"))
+            lines.append(f"| {letter}: {a['label'].split(': ', 1)[-1]} | {_fmt_ci(e['mean'], e['ci95'])} | {gap} | "
+                         f"{verdict} |")
         lines += ["", headline_sentence(summary)]
+        lines += scaling_lines(rd)
     else:
         lines.append("This run has no Figure 2.1 scores (notebook 08).")
     lines += ["", f"Profile `{rd.profile}`, commit `{sha}`, started {info.get('created')}, "
               f"{stage_minutes(rd, stages):.1f} min of notebook time. Every table of the run: "
               f"[docs/results.md]({RESULTS_DOC.as_posix()})."]
     return "\n".join(lines)
+
+
+def scaling_lines(rd: RunDir) -> list[str]:
+    """The scaling figure and one generated line per paired difference (how it moves with compute),
+    when the run has the scaling step."""
+    path = rd.path / "scaling" / "scaling.json"
+    if not path.exists():
+        return []
+    from .evaluation.scaling import ScalingResult
+
+    result = read_result(ScalingResult, path)
+    out = [""]
+    if (rd.path / "figures" / "08_scaling.png").exists():
+        out += ["![How the differences move with compute](figures/08_scaling.png)", ""]
+    budgets = ", ".join("1" if d == 1 else f"1/{d}" for d in result.budgets)
+    out.append(f"At budgets {budgets} of the main one (each compute-sized by the same rule; loss in nats/token, "
+               "paired over the same problems):")
+    out += [f"- {line}" for line in result.trends]
+    out += ["", result.not_covered]
+    return out
 
 
 def notebooks_table(stages: Sequence[Stage] = STAGES, root: Path = REPO_ROOT) -> str:
