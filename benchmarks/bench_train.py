@@ -262,7 +262,7 @@ class NanoGPTStyle(Runner):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        float(loss)  # nanoGPT logs loss.item() (here every step, as the other loops)
+        float(loss.detach())  # nanoGPT logs loss.item() (here every step, as the other loops)
 
 
 def n_params(r: Runner) -> int:
@@ -351,11 +351,16 @@ def main() -> None:
             med = {k: statistics.median(v) for k, v in tps.items()}
             mc = runners[0].mfu_cfg
             results.append(dict(preset=preset, tps=tps, med=med, compile_s=compile_s,
-                                params={r.name: n_params(r) for r in runners},
-                                mfu={k: mfu(v, mc, args.seq, peak_flops=peak) for k, v in med.items()}))
+                                params={r.name: n_params(r) for r in runners}, mc=mc))
             print(f"{preset}: " + ", ".join(f"{k} {v:,.0f}" for k, v in med.items()) + " tokens/s", flush=True)
             del runners
 
+    from phi_utils.model.flops import measure_peak_flops
+
+    peak = max(peak, measure_peak_flops("cpu", torch.float32, n=512, seconds=0.5))  # again: a busy start reads low
+    for r in results:
+        mc = r["mc"]
+        r["mfu"] = {k: mfu(v, mc, args.seq, peak_flops=peak) for k, v in r["med"].items()}
     print(f"\nhost: {cpu_name()}; torch {torch.__version__}, {args.threads} threads; fp32, dropout {DROPOUT}, "
           f"vocab {args.vocab}, seq {args.seq}, global batch {args.batch}; measured fp32 matmul peak "
           f"{peak / 1e9:.0f} GFLOP/s; medians of {args.rounds} interleaved rounds of {args.steps} steps\n")
