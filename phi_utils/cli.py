@@ -26,6 +26,8 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "fetch-teacher": ("phi_utils.teacher.models", "cli_fetch", "fetch a local teacher model and verify its sha256"),
     "evaluate": ("phi_utils.evaluation.evaluate", "cli_evaluate",
                  "score a checkpoint, hub model or OpenAI-compatible endpoint on HumanEval/MBPP(+)"),
+    "calibrate": ("phi_utils.train.calibrate", "cli_calibrate",
+                  "measure the training tokens/s of the compute-sizing presets on this machine"),
     "publish": ("phi_utils.publish", "cli_publish",
                 "write a finished run's figures, README results and executed notebooks (docs/notebooks/)"),
 }

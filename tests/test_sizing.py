@@ -99,3 +99,13 @@ def test_epoch_accounting_of_a_real_run(tmp_path):
     result = trainer.fit(resume=False)
     assert result.tokens_seen == 7 * 4 * seq
     assert result.epochs == pytest.approx(7 * 4 / rows)  # 28 sequences drawn from 10: 2.8 epochs
+
+
+def test_calibrate_measures_the_trainer_and_prints_the_set_line(capsys):
+    from phi_utils.cli import main
+
+    assert main(["calibrate", "--profile", "tiny", "--steps", "2", "--set", "compute.presets=femto",
+                 "--set", "compute.tokens_per_s=50000", "--set", "pretrain.seq_len=64"]) == 0
+    out = capsys.readouterr().out
+    rate = float(out.split("femto: ")[1].split(" tokens/s")[0].replace(",", ""))
+    assert rate > 0 and f"--set compute.tokens_per_s={rate:.0f}" in out and "host: " in out
