@@ -81,12 +81,16 @@ def test_missing_filtered_code_gives_passages_only(tmp_path):
 @pytest.mark.skipif(not (SHARED_DATA / "synthetic" / "library-of-phi-textbooks").exists(), reason="shared data absent")
 def test_tiny_topups_reach_the_share():
     """The tiny profile's open top-ups hold enough tokens for a 1/7 share above its filtered-code floor."""
-    from phi_utils.synth.textbooks import _open_rows
+    from phi_utils.synth.textbooks import python_code_tokens, topup_rows
 
     tc = get_profile("tiny").textbooks
-    rows = _open_rows(tc.topup_source, tc.topup_max, tc.max_passage_chars, tc.topup_require_code)
+    rows, notes = topup_rows(tc)
     syn = sum(approx_tokens(r["text"]) for r in rows)
     assert len(rows) == tc.topup_max and code_token_budget(syn, tc.synthetic_share, 0) >= tc.min_filtered_tokens
+    # the first source gives only passages with Python code, the second fills up with prose sections
+    first = [r for r in rows if r["origin"] == "open:evol-codealpaca-2k"]
+    assert first and all("```python" in r["text"] or "```py\n" in r["text"] for r in first)
+    assert len(notes) == 2 and sum(python_code_tokens(r["text"]) for r in rows) > 0.2 * syn
 
 
 def test_finetune_epochs_over_code_exercises():

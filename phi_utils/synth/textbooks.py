@@ -179,6 +179,32 @@ def _open_rows(source: str, limit: int, max_chars: int, require_code: bool = Tru
              "finish_reason": None, "error": None, **r} for r in rows]
 
 
+def topup_rows(tc: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The open top-up passages of `tc.topup_source` (sources in order, `:python` ones only with Python
+    code, until `tc.topup_max`), and a note per source; a missing source is skipped with its note."""
+    from .opendata import OpenDataError, missing_local, split_sources
+
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if not (tc.topup_source and tc.topup_max):
+        return rows, notes
+    for source, python_only in split_sources(tc.topup_source):
+        left = tc.topup_max - len(rows)
+        if left <= 0:
+            break
+        if missing_local(source):
+            notes.append(f"top-up source {source} not found (SHARED_DATA absent?); skipped")
+            continue
+        try:
+            got = _open_rows(source, left, tc.max_passage_chars, python_only or tc.topup_require_code)
+        except OpenDataError as e:
+            notes.append(f"top-up source unavailable ({e}); skipped")
+            continue
+        rows += got
+        notes.append(f"top-up: {len(got)} passages from {source}")
+    return rows, notes
+
+
 def _funnel(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """How many passages survive each filter in order."""
     st = [r["status"] for r in rows]
@@ -290,23 +316,8 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> TextbooksResult:
         else:
             rows = _open_rows(tc.source, tc.n_passages, tc.max_passage_chars)
             notes.append(f"source: open dataset {tc.source} instead of generation")
-        topup: list[dict[str, Any]] = []
-        if tc.topup_source and tc.topup_max:
-            from .opendata import OpenDataError, missing_local, split_sources
-
-            for source, python_only in split_sources(tc.topup_source):  # in order, until topup_max passages
-                left = tc.topup_max - len(topup)
-                if left <= 0:
-                    break
-                if missing_local(source):
-                    notes.append(f"top-up source {source} not found (SHARED_DATA absent?); skipped")
-                    continue
-                try:
-                    got = _open_rows(source, left, tc.max_passage_chars, python_only or tc.topup_require_code)
-                    topup += got
-                    notes.append(f"top-up: {len(got)} passages from {source}")
-                except OpenDataError as e:
-                    notes.append(f"top-up source unavailable ({e}); skipped")
+        topup, topup_notes = topup_rows(tc)
+        notes += topup_notes
 
         _check_rows(rows, tc.run_timeout_s, "running passages")
         _check_rows(topup, tc.run_timeout_s, "running top-up passages", prose_ok=not tc.topup_require_code)
