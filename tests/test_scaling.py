@@ -24,6 +24,8 @@ def test_trends_are_generated_from_the_numbers():
     assert "flips sign (resolved both ways)" in _trend(_d(9, -0.05, True), _d(1, 0.04, True))
     assert "changes sign with compute (not resolved both ways)" in _trend(_d(9, -0.05, True), _d(1, 0.01, False))
     assert "is not resolved at any budget" in _trend(_d(9, -0.01, False), _d(1, 0.01, False))
+    assert "grows in size with compute (0.020 -> 0.050 nats/token), resolved at budget 1/9 only" in \
+        _trend(_d(9, -0.02, True), _d(1, -0.05, False))
     one = _trend(_d(1, -0.03, True))
     assert "one budget only" in one and "1/1: -0.030" in one
     # smallest budget first in the sentence

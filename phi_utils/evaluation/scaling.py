@@ -248,6 +248,9 @@ def trend_sentences(diffs: Sequence[Difference]) -> list[str]:
             move = "changes sign with compute (not resolved both ways)"
         else:
             move = f"shrinks with compute ({abs(lo.mean):.3f} -> {abs(hi.mean):.3f} nats/token)"
+        where = [("1" if d.divisor == 1 else f"1/{d.divisor}") for d in ds if d.resolved]
+        if where and len(where) < len(ds):
+            move += f", resolved at budget{'s' if len(where) > 1 else ''} {', '.join(where)} only"
         out.append(f"{label} {move}: {steps} (main budget = 1/1; negative = the first arm has the lower loss).")
     return out
 
