@@ -174,8 +174,10 @@ def test_executor_settings_and_plan(tmp_path):
     assert "Ray at auto" in plan(stages, DataConfig(executor="ray", ray_address="auto"))[0]
     from phi_utils.corpus import corpus_plan
 
-    lines = corpus_plan(get_profile("tiny"), tmp_path / "run")  # `run --dry-run`: builds nothing
-    assert "first 3000 candidates" in lines[0] and len(lines) == 8 and "minhash-buckets: 8 task(s), 0/8 done" in lines[5]
+    tiny = get_profile("tiny")
+    lines = corpus_plan(tiny, tmp_path / "run")  # `run --dry-run`: builds nothing
+    examined = int(tiny.corpus.max_files * tiny.corpus.examine_factor)
+    assert f"first {examined} candidates" in lines[0] and len(lines) == 8 and "minhash-buckets: 8 task(s), 0/8 done" in lines[5]
     assert not (tmp_path / "run").exists()
 
 

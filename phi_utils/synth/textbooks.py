@@ -555,4 +555,8 @@ def conclusions(metrics: TextbooksResult) -> list[str]:
         met = "meets" if target is None or share + 1e-9 >= target else "falls short of"
         out.append(f"CodeTextbook: {ct['tokens']:,} tokens ({by}); synthetic share {share:.1%}, which {met} the "
                    f"target {target:.1%} (paper-reported: <1B of ~7B, ~14%).")
+    py = ct.get("synthetic_python_code_share")
+    if py is not None:
+        out.append(f"{py:.1%} of the synthetic tokens sit in ```python blocks (the paper's textbooks interleave "
+                   "prose with Python code; the rest here is prose).")
     return out
