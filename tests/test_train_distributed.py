@@ -57,8 +57,11 @@ def _compare(single: Path, multi: Path) -> None:
             assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
     wa = load_file(str(single / "pretrain_textbook_s0" / "final" / "model.safetensors"))
     wb = load_file(str(multi / "pretrain_textbook_s0" / "final" / "model.safetensors"))
+    # One process computes the LM head and loss fused (phi_utils.model.fast.linear_cross_entropy), the
+    # DDP ranks unfused: the same sums in another order, which Adam can turn into weight steps of ~lr size
+    # on near-zero gradients after a few steps (losses above agree to 1e-5).
     for k in wa:
-        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-4)
     assert (multi / "pretrain_textbook_s0" / "_COMPLETE.json").exists()
 
 

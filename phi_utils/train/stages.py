@@ -38,8 +38,10 @@ STAGES: dict[str, tuple[str, str, str, bool]] = {
 
 
 def tokenizer_dir(rd: RunDir) -> Path:
-    """The run's tokenizer (notebook 05's step), refused when missing or stale."""
-    return rd.require("tokenizer")
+    p = rd.path / "tokenizer"
+    if not p.exists():
+        raise FileNotFoundError(f"tokenizer {p} is missing; run notebook 05 (it trains the run's tokenizer) first")
+    return p
 
 
 def train_config_for(cfg: ProfileConfig, stage: str) -> TrainConfig:
