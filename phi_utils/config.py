@@ -799,12 +799,14 @@ def _tiny() -> ProfileConfig:
         # the throughput of a 2-layer d=128 model)
         tokenizer=TokenizerConfig(vocab_size=2048, train_chars=20_000_000),
         # The sizing rule (phi_utils.sizing) picks each run's preset and steps: 4 min per main-budget run
-        # at the measured throughput, >= 20 tokens per non-embedding parameter; 1/3 and 1/9 of it for the
-        # scaling figure. 2 seeds per arm at the main budget (a third would add ~13 min).
+        # at the measured throughput, >= 20 tokens per non-embedding parameter (nano, ~30); 1/3 and 1/9 of
+        # it for the scaling figure (pico, femto). 2 seeds per arm at the main budget (a third would add
+        # ~13 min).
         compute=ComputeConfig(minutes_per_run=4.0, tokens_per_param=20.0, count_embeddings=False,
                               presets=["micro", "nano", "pico", "femto"],
-                              tokens_per_s=[21_000.0, 28_000.0, 38_000.0, 50_000.0],
-                              throughput_host="estimated from the 2-layer d=128 measurement (21k tok/s, AMD EPYC Zen 4)",
+                              tokens_per_s=[19_525.0, 28_240.0, 39_828.0, 54_682.0],
+                              throughput_host="`python -m phi_utils calibrate`, AMD EPYC Zen 4 (family 25 model 17), "
+                                              "2 threads, quiet, 2026-12-07",
                               scaling_divisors=[3, 9], scaling_seeds=[0], finetune_token_ratio=0.0625),
         pretrain=TrainConfig(model="nano", max_steps=1, global_batch_size=16, micro_batch_size=16, seq_len=256,
                              warmup_steps=1, lr=1e-3, seeds=[0, 1]),
