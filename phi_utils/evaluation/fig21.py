@@ -108,7 +108,7 @@ def per_problem_loss(lm: Any, problems: Sequence[Any], max_len: int | None = Non
 
 
 # --------------------------------------------------------------------------- pooling per arm
-def _by_arm(rows: Iterable[dict[str, Any]], arm: str, benchmark: str, metric: str) -> tuple[list[int], list[str], np.ndarray]:
+def arm_matrix(rows: Iterable[dict[str, Any]], arm: str, benchmark: str, metric: str) -> tuple[list[int], list[str], np.ndarray]:
     """(seeds, task ids, seeds x problems matrix) of `metric` for one arm; problems in a fixed order."""
     cells: dict[int, dict[str, float]] = {}
     for r in rows:
@@ -161,7 +161,7 @@ def summarize(rows: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int = 
     for a in present:
         entry: dict[str, Any] = {"key": a.key, "label": a.label, "prefix": a.prefix, "metrics": {}}
         for bench, metric in pairs:
-            seeds, ids, m = _by_arm(rows, a.key, bench, metric)
+            seeds, ids, m = arm_matrix(rows, a.key, bench, metric)
             if not seeds:
                 continue
             matrices[(a.key, bench, metric)] = (ids, m)
@@ -209,7 +209,7 @@ def _baseline_gaps(rows: Sequence[dict[str, Any]], arms: dict[str, Any],
                 continue
             ids_a, ma = matrices[(entry["key"], bench, LOSS)]
             for kind, col in BASELINES.items():
-                seeds, ids, mb = _by_arm(rows, entry["key"], bench, col)
+                seeds, ids, mb = arm_matrix(rows, entry["key"], bench, col)
                 if not seeds:
                     continue
                 if ids != ids_a:

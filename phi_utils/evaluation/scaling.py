@@ -33,7 +33,7 @@ from ..sizing import count_params
 from ..stats import Estimate, bootstrap_mean_seeds, paired_difference_seeds
 from ..train.arms import ARM_BY_KEY, ARMS, COMPARISONS, budget_divisors, init_step, parse_budget_step, scaling_steps, \
     step_name, step_train_config
-from .fig21 import BIGRAM, LOSS, UNIGRAM, per_problem_loss
+from .fig21 import BIGRAM, LOSS, POOLED, UNIGRAM, arm_matrix, per_problem_loss
 
 STEP = "scaling"
 
@@ -120,21 +120,6 @@ NOT_COVERED = ("The intervals resample problems and training seeds only. The dat
                "and with them every difference, by an amount these intervals do not include.")
 
 
-def _matrix(rows: Sequence[dict[str, Any]], metric: str = LOSS) -> tuple[list[int], list[str], np.ndarray]:
-    """(seeds, problem ids, seeds x problems) of one model set's rows; every seed on the same problems."""
-    cells: dict[int, dict[str, float]] = {}
-    for r in rows:
-        v = r.get(metric)
-        if v is None or v == "" or (isinstance(v, float) and np.isnan(v)):
-            continue
-        cells.setdefault(int(r["seed"]), {})[f"{r['benchmark']}:{r['task_id']}"] = float(v)
-    if not cells:
-        return [], [], np.zeros((0, 0))
-    seeds = sorted(cells)
-    ids = sorted(set.intersection(*(set(c) for c in cells.values())))
-    return seeds, ids, np.array([[cells[s][t] for t in ids] for s in seeds])
-
-
 def _flops(cfg: ProfileConfig, rd: RunDir, step: str, vocab_size: int) -> tuple[float, int]:
     """(training FLOPs up to this model, its own tokens) from the step's manifest and its config."""
     tc = step_train_config(cfg, step)
@@ -201,7 +186,7 @@ def summarize(cfg: ProfileConfig, rd: RunDir, rows: Sequence[dict[str, Any]], vo
             if not got:
                 notes.append(f"no {a.letter} model at budget 1/{div}")
                 continue
-            seeds, ids, m = _matrix(got)
+            seeds, ids, m = arm_matrix(got, a.key, POOLED, LOSS)
             e = bootstrap_mean_seeds(m, seed=seed)
             step = step_name(a, seeds[0], div)
             tc = step_train_config(cfg, step)
@@ -212,8 +197,8 @@ def summarize(cfg: ProfileConfig, rd: RunDir, rows: Sequence[dict[str, Any]], vo
         for first, second, name in COMPARISONS:
             if (first, div) not in by or (second, div) not in by:
                 continue
-            _, ids_a, ma = _matrix(by[(first, div)])
-            _, ids_b, mb = _matrix(by[(second, div)])
+            _, ids_a, ma = arm_matrix(by[(first, div)], first, POOLED, LOSS)
+            _, ids_b, mb = arm_matrix(by[(second, div)], second, POOLED, LOSS)
             common = sorted(set(ids_a) & set(ids_b))
             ma = ma[:, [ids_a.index(t) for t in common]]
             mb = mb[:, [ids_b.index(t) for t in common]]
