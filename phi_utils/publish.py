@@ -267,9 +267,19 @@ def finished_at(rd: RunDir) -> str | None:
 
 
 def stage_minutes(rd: RunDir, stages: Sequence[Stage]) -> float:
-    """The stages' wall time as the runner recorded it (each stage's last execution)."""
-    walls = [read_json(stage_marker(rd, st)).get("wall_s") or 0 for st in stages if stage_marker(rd, st).exists()]
-    return sum(walls) / 60
+    """The stages' wall time: per stage, its last execution as the runner recorded it, or the time its
+    steps took when they were made, whichever is longer (a notebook re-executed over finished steps
+    takes seconds; the work it shows took its steps' time)."""
+    from . import rundir as _rundir
+
+    total = 0.0
+    for st in stages:
+        marker = stage_marker(rd, st)
+        notebook = (read_json(marker).get("wall_s") or 0) if marker.exists() else 0
+        steps = sum(read_json(rd.path / s / MARKER).get("wall_time_s") or 0 for s in _rundir.steps_of_stage(st.id)
+                    if (rd.path / s / MARKER).exists())
+        total += max(notebook, steps)
+    return total / 60
 
 
 # ------------------------------------------------------------------------------ text blocks
@@ -295,9 +305,10 @@ def headline_sentence(summary: dict[str, Any]) -> str:
     open_ = [d for d in diffs if not d["resolved"]]
     parts = []
     if lower:
-        parts.append(f"{phrase(lower)} lower it, resolved at 95%")
+        parts.append(f"{phrase(lower)} {'lowers' if len(lower) == 1 else 'lower'} it, resolved at 95%")
     if higher:
-        parts.append(f"{phrase(higher)} raise it, resolved at 95%, against the paper's direction")
+        parts.append(f"{phrase(higher)} {'raises' if len(higher) == 1 else 'raise'} it, resolved at 95%, "
+                     "against the paper's direction")
     if open_:
         parts.append(f"{phrase(open_)} {'is' if len(open_) == 1 else 'are'} not resolved from zero")
     greedy = [a["metrics"].get(GREEDY, {}).get("humaneval") for a in summary.get("arms", {}).values()]
@@ -357,7 +368,7 @@ def headline_markdown(rd: RunDir, stages: Sequence[Stage] = STAGES) -> str:
     else:
         lines.append("This run has no Figure 2.1 scores (notebook 08).")
     lines += ["", f"Profile `{rd.profile}`, commit `{sha}`, started {info.get('created')}, "
-              f"{stage_minutes(rd, stages):.1f} min of notebook time. Every table of the run: "
+              f"{stage_minutes(rd, stages):.1f} min of stage time. Every table of the run: "
               f"[docs/results.md]({RESULTS_DOC.as_posix()})."]
     return "\n".join(lines)
 

@@ -182,8 +182,8 @@ def test_headline_sentence_is_generated_from_the_scores():
     for a in arms.values():
         a["metrics"] = {GREEDY: a["metrics"]["greedy_pass@1"]}
     s = headline_sentence({"arms": arms, "paired_differences": diffs, "n_problems": {"all": 664}})
-    assert "the filter's effect (B' - A, -0.066) lower it, resolved at 95%" in s
-    assert "the synthetic textbooks' effect (B - B', +0.146) raise it, resolved at 95%, against the paper's" in s
+    assert "the filter's effect (B' - A, -0.066) lowers it, resolved at 95%" in s
+    assert "the synthetic textbooks' effect (B - B', +0.146) raises it, resolved at 95%, against the paper's" in s
     assert "finetuning on CodeExercises (C - B, -0.010) is not resolved from zero" in s
     assert "no model solves any of the 164 HumanEval problems (95% upper bound 2.3%)" in s
     assert s.count(".") >= 1 and "\n" not in s
