@@ -1102,7 +1102,14 @@ def read_overrides_file(path: str | Path) -> dict[str, Any]:
 def resolve_config(profile: str, config_files: list[str | Path] = (), sets: list[str] = (),
                    seed: int | None = None) -> ProfileConfig:
     """The profile, then each `--config` file, then each `--set`, then `--seed` (later wins)."""
-    cfg = get_profile(profile)
+    return apply_overrides(get_profile(profile), config_files, sets, seed)
+
+
+def apply_overrides(cfg: ProfileConfig, config_files: list[str | Path] = (), sets: list[str] = (),
+                    seed: int | None = None) -> ProfileConfig:
+    """`cfg` with each `--config` file, then each `--set`, then `--seed` applied (later wins), checked
+    together; an override of a field that compute sizing sets is one error. Every entry point
+    (`run`, `config`, `python -m phi_utils.train`) goes through here."""
     for f in config_files:
         for dotted, value in read_overrides_file(f).items():
             try:

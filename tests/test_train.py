@@ -315,7 +315,7 @@ def _train_cmd(rd: Path, *extra: str) -> list[str]:
     sets = ["pretrain.max_steps=12", "pretrain.micro_batch_size=2", "pretrain.global_batch_size=4",
             "pretrain.seq_len=64", "pretrain.warmup_steps=2", "pretrain.checkpoint_interval=3",
             "pretrain.eval_interval=4", "pretrain.eval_batches=1"]
-    cmd = [sys.executable, "-m", "phi_utils.train", "--run-dir", str(rd), "--stage", "pretrain_textbook_s0", "--no-progress"]
+    cmd = [sys.executable, "-m", "phi_utils.train", "--run-dir", str(rd), "--step", "pretrain_textbook_s0", "--no-progress"]
     for s in sets:
         cmd += ["--set", s]
     return cmd + list(extra)

@@ -95,5 +95,13 @@ def test_torchrun_entry_point_rejects_an_unknown_step(tmp_path, capsys):
     from phi_utils.train.__main__ import main
 
     with pytest.raises(SystemExit):
-        main(["--stage", "pretrain_textbook", "--run-dir", str(tmp_path), "--profile", "smoke"])
+        main(["--step", "pretrain_textbook", "--run-dir", str(tmp_path), "--profile", "smoke"])
     assert "unknown training step 'pretrain_textbook'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the deprecated name still works, with a warning
+        main(["--stage", "pretrain_textbook", "--run-dir", str(tmp_path), "--profile", "smoke"])
+    err = capsys.readouterr().err
+    assert "--stage is deprecated, use --step" in err and "unknown training step" in err
+    with pytest.raises(SystemExit):  # overrides are typed and checked as `run` checks them
+        main(["--step", "pretrain_textbook_s0", "--run-dir", str(tmp_path), "--profile", "smoke",
+              "--set", "pretrain.max_steps=abc"])
+    assert "pretrain.max_steps: expected an integer, got 'abc'" in capsys.readouterr().err

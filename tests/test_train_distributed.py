@@ -34,7 +34,7 @@ def fake_run(tmp_path_factory):
 def _run(rd: Path, nproc: int, parallel: str = "ddp") -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
-    cmd = launcher + ["-m", "phi_utils.train", "--run-dir", str(rd), "--stage", "pretrain_textbook_s0", "--no-progress",
+    cmd = launcher + ["-m", "phi_utils.train", "--run-dir", str(rd), "--step", "pretrain_textbook_s0", "--no-progress",
                       "--parallel", parallel]
     for s in SETS:
         cmd += ["--set", s]

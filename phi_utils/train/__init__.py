@@ -7,7 +7,7 @@ Public API::
     from phi_utils.train import Trainer, FitResult, PackedData, pack_documents, prepare_packed
     from phi_utils.train import lr_at, estimate_wall_time, torchrun_command, paper_commands, read_metrics
 
-Launch under torchrun: `torchrun --nproc_per_node=N -m phi_utils.train --run-dir R --stage S`.
+Launch under torchrun: `torchrun --nproc_per_node=N -m phi_utils.train --run-dir R --step S`.
 """
 
 from .data import BatchSampler, PackedData, pack_documents

@@ -9,7 +9,6 @@ The same code runs in-process (notebooks, world size 1) and under `torchrun` (`p
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shlex
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import ProfileConfig, TrainConfig, get_profile, set_dotted
+from ..config import ProfileConfig, TrainConfig, get_profile
 from ..rundir import RunDir
 from ..sizing import count_params
 from ..model.config import training_model_config
@@ -200,7 +199,7 @@ def torchrun_command(config: str | Path, run_dir: str | Path, stage: str, nproc_
     else:
         parts += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}",
                   "--rdzv_id=phi1-" + stage]
-    parts += ["-m", "phi_utils.train", "--config", str(config), "--run-dir", str(run_dir), "--stage", stage,
+    parts += ["-m", "phi_utils.train", "--config", str(config), "--run-dir", str(run_dir), "--step", stage,
               "--parallel", parallel]
     if force:
         parts.append("--force")
@@ -226,19 +225,3 @@ def throughput_at_mfu(model_name: str, seq_len: int, mfu: float, peak_flops: flo
     """Tokens/s per device a model reaches at a given MFU (to turn a measured MFU into a wall time)."""
     mc = training_model_config(model_name, vocab_size=vocab_size, min_block_size=seq_len)
     return mfu * peak_flops / flops_per_token(mc, seq_len, training=True)
-
-
-# ---------------------------------------------------------------------------- configs from JSON
-def profile_from_dict(d: dict[str, Any]) -> ProfileConfig:
-    """Rebuild a ProfileConfig from `cfg.to_dict()` (e.g. a run directory's run.json `config`)."""
-    cfg = get_profile(d["name"])
-    for key, val in d.items():
-        cur = getattr(cfg, key, None)
-        if dataclasses.is_dataclass(cur) and isinstance(val, dict):
-            names = {f.name for f in dataclasses.fields(cur)}
-            for k, v in val.items():
-                if k in names:
-                    set_dotted(cfg, f"{key}.{k}", v)
-        elif key in {f.name for f in dataclasses.fields(cfg)} and not dataclasses.is_dataclass(cur):
-            setattr(cfg, key, val)
-    return cfg
