@@ -150,8 +150,10 @@ class Trainer:
         # The LM head + cross-entropy fused (no logits tensor): on CPU in fp32, for the bare model. On a
         # small CPU model with a 2k vocabulary the head is most of the FLOPs and, unfused, the (B, T, V)
         # logits, log-softmax and gradient are most of the memory traffic.
-        self.fused_head = (env.device.type == "cpu" and self.autocast is None and self.model is self.raw_model
-                           and isinstance(self.raw_model, PhiForCausalLM))
+        # One process only: FSDP2's fully_shard wraps the model in place (`self.model is self.raw_model`
+        # still holds), and `hidden_states` would bypass the root module's unsharding hook.
+        self.fused_head = (env.device.type == "cpu" and self.autocast is None and not env.distributed
+                           and self.model is self.raw_model and isinstance(self.raw_model, PhiForCausalLM))
         self.optimizer = make_optimizer(self.model, tc, env.device)
         self.scheduler = make_scheduler(self.optimizer, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
         self.scaler = DynamicLossScaler(enabled=tc.precision == "fp16")
