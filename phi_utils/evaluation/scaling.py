@@ -157,16 +157,12 @@ def _main_rows(rd: RunDir) -> list[dict[str, Any]]:
 
 
 def _problems(cfg: ProfileConfig) -> dict[str, list[Any]]:
-    from .problems import ProblemsUnavailable, load_problems
+    """The eval step's problems (same benchmarks and limit), cut to `eval.loss_problems` as its loss is."""
+    from .stage import _load_benchmarks
 
-    out = {}
-    for b in cfg.eval.benchmarks:
-        try:
-            probs = load_problems(b, limit=cfg.eval.limit, mbpp_path=cfg.eval.mbpp_path)
-        except ProblemsUnavailable:
-            continue
-        out[b] = probs[:cfg.eval.loss_problems] if cfg.eval.loss_problems else probs
-    return out
+    problems, _ = _load_benchmarks(cfg, cfg.eval.limit)
+    n = cfg.eval.loss_problems
+    return {b: (probs[:n] if n else probs) for b, probs in problems.items()}
 
 
 def _est(e: Estimate) -> list[float]:
@@ -253,14 +249,14 @@ def _baselines(main_rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float
 
 def run_scaling(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> ScalingResult:
     """Score the smaller-budget models and compare every arm across budgets; writes
-    `scaling/problem_scores.csv` and `scaling/scaling.json`."""
+    `scaling/problem_scores.csv` (the eval step's columns) and `scaling/scaling.json`."""
     out = rd.path / STEP
     with rd.step(STEP, force, config=cfg.compute) as rec:
         if rec is None:
             return read_result(ScalingResult, out / "scaling.json")
         t0 = time.time()
         from ..model.tokenizer import load_tokenizer
-        from .stage import write_problem_scores
+        from .stage import SCORE_FIELDS, write_problem_scores
 
         vocab_size = len(load_tokenizer(rd.require("tokenizer")))
         main = _main_rows(rd)
@@ -270,21 +266,12 @@ def run_scaling(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> ScalingR
                                baselines=_baselines(main), trends=trend_sentences(diffs), not_covered=NOT_COVERED,
                                n_problems=max((p.n_problems for p in points), default=0),
                                wall_s=round(time.time() - t0, 1), notes=notes)
-        write_problem_scores_budget(budget_rows, out / "problem_scores.csv")
+        # the budget is in each model's step name (`<arm>_div<d>_s<k>`)
+        write_problem_scores([{k: v for k, v in r.items() if k in SCORE_FIELDS} for r in budget_rows],
+                             out / "problem_scores.csv")
         write_json_atomic(out / "scaling.json", asdict(result))
         rec.counts.update({"models": len({r["model"] for r in budget_rows}), "budgets": len(result.budgets)})
     return result
-
-
-def write_problem_scores_budget(rows: Sequence[dict[str, Any]], path: Any) -> None:
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["model", "arm", "divisor", "seed", "benchmark", "task_id", "loss_tokens", LOSS]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows({c: r.get(c) for c in cols} for r in rows)
 
 
 def scaling_figure(result: ScalingResult) -> tuple[Any, dict[str, Any]]:
@@ -332,7 +319,3 @@ def scaling_figure(result: ScalingResult) -> tuple[Any, dict[str, Any]]:
     ax_d.legend(fontsize=7)
     fig.tight_layout()
     return fig, asdict(result)
-
-
-def load_scaling(rd: RunDir) -> ScalingResult:
-    return read_result(ScalingResult, rd.require(STEP) / "scaling.json")

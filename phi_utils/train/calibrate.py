@@ -21,8 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..config import TrainConfig
 
-def measure_tokens_per_s(preset: str, vocab_size: int, tc: object, steps: int = 20, warmup: int = 3) -> float:
+
+def measure_tokens_per_s(preset: str, vocab_size: int, tc: TrainConfig, steps: int = 20, warmup: int = 3) -> float:
     """Tokens/s of `steps` Trainer steps of `preset` with `tc`'s batch settings, after `warmup` steps."""
     import dataclasses
 
@@ -31,8 +33,8 @@ def measure_tokens_per_s(preset: str, vocab_size: int, tc: object, steps: int = 
     from .dist import DistEnv, resolve_device
     from .loop import Trainer
 
-    seq = tc.seq_len  # type: ignore[attr-defined]
-    rows = 2 * tc.global_batch_size  # type: ignore[attr-defined]
+    seq = tc.seq_len
+    rows = 2 * tc.global_batch_size
     tok = np.random.default_rng(0).integers(0, vocab_size, size=(rows, seq))
     mask = np.ones_like(tok, dtype=np.uint8)
     run_tc = dataclasses.replace(tc, model=preset, max_steps=warmup + steps + 1, warmup_steps=1, eval_interval=10**9,
