@@ -610,6 +610,7 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> CorpusSta
     from .datapipe.dedup import minhash_bands, read_drops, read_shards
     from .datapipe.executor import run_stages
 
+    cfg = rd.view(STEP, cfg)
     with rd.step(STEP, force, config=cfg.corpus) as rec:
         if rec is None:
             return CorpusStageResult.from_dict(rd.manifest(STEP)["counts"])

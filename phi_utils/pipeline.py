@@ -2,7 +2,7 @@
 
 `python -m phi_utils run --profile tiny` takes the run directory's lock, records the resolved
 configuration (profile + `--config` files + `--set`s + `--seed`) in `run.json`, prints the plan
-(which steps are redone and why, from their fingerprints: `rundir.STEP_GRAPH`), executes every
+(which steps are redone and why, from their fingerprints over `steps.step_graph(cfg)`), executes every
 notebook with a step to redo in a real kernel, injecting `profile`, `run_dir`, `seed` and `force`
 into its `parameters` cell (the notebook loads the rest from run.json), writes the executed copy
 into the run directory, stops at the first failure naming the notebook and cell, and ends with a
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import rundir as _rundir
 from .config import REPO_ROOT, ProfileConfig, environ_restored, flatten, get_profile
 from .progress import HEADLESS_ENV
 from .readiness import NOTEBOOK_ENV
-from .rundir import RunDir, RunLock, field_changes, read_json, strict, write_json_atomic
+from .rundir import RunDir, RunLock, StepGraph, field_changes, read_json, strict, write_json_atomic
+from .steps import GraphOf, step_graph
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -204,6 +204,9 @@ def _teacher_for(cfg: ProfileConfig, rd: RunDir, stages: Sequence[Stage]) -> Ite
 class StepPlan:
     """What a run will do to each step of the graph."""
 
+    graph: StepGraph
+    """The steps the plan covers."""
+
     redo: dict[str, list[str]] = field(default_factory=dict)
     """Step -> why it is (re)done; steps not listed are kept."""
     stale_unselected: dict[str, list[str]] = field(default_factory=dict)
@@ -214,7 +217,7 @@ class StepPlan:
     def lines(self, stages: Sequence[Stage]) -> list[str]:
         out = []
         for st in stages:
-            steps = _rundir.steps_of_stage(st.id)
+            steps = self.graph.of_stage(st.id)
             if st.notebook not in self.stage_reasons:
                 out.append(f"  {st.notebook}: kept" + (f" ({', '.join(steps)})" if steps else ""))
                 continue
@@ -234,9 +237,9 @@ class StepPlan:
 def plan_steps(rd: RunDir, selected: Sequence[Stage], forced: bool) -> StepPlan:
     """Which steps the run redoes and why: a missing or stale fingerprint, `--force` on its stage, or
     an upstream step that is redone; and which selected notebooks execute."""
-    plan = StepPlan()
+    plan = StepPlan(graph=rd.graph)
     chosen = {st.id for st in selected}
-    for name, spec in _rundir.STEP_GRAPH.items():
+    for name, spec in rd.graph.items():
         reasons = ["--force"] if forced and spec.stage in chosen else rd.redo_reasons(name)
         upstream = [d for d in spec.deps if d in plan.redo or d in plan.stale_unselected]
         if upstream and not any(r.startswith("upstream") or r == "not done yet" for r in reasons):
@@ -248,7 +251,7 @@ def plan_steps(rd: RunDir, selected: Sequence[Stage], forced: bool) -> StepPlan:
         else:
             plan.stale_unselected[name] = reasons
     for st in selected:
-        steps = _rundir.steps_of_stage(st.id)
+        steps = rd.graph.of_stage(st.id)
         marker = stage_marker(rd, st)
         if any(s in plan.redo for s in steps):
             plan.stage_reasons[st.notebook] = ["its steps are redone"]
@@ -267,11 +270,11 @@ def plan_steps(rd: RunDir, selected: Sequence[Stage], forced: bool) -> StepPlan:
 def check_selection(plan: StepPlan, selected: Sequence[Stage]) -> None:
     """A selected stage must not read a stale step of a stage left out of the selection."""
     chosen = {st.id for st in selected}
-    for name, spec in _rundir.STEP_GRAPH.items():
+    for name, spec in plan.graph.items():
         if spec.stage not in chosen or name not in plan.redo:
             continue
         for d in spec.deps:
-            if d in plan.stale_unselected and (rd_stage := _rundir.STEP_GRAPH[d].stage) not in chosen:
+            if d in plan.stale_unselected and (rd_stage := plan.graph[d].stage) not in chosen:
                 raise PipelineError(f"{name} (stage {spec.stage}) reads {d}, which is stale "
                                     f"({'; '.join(plan.stale_unselected[d])}); add stage {rd_stage} to --stages "
                                     f"(e.g. --stages {rd_stage}-{spec.stage})")
@@ -280,9 +283,10 @@ def check_selection(plan: StepPlan, selected: Sequence[Stage]) -> None:
 def run_pipeline(profile: str | ProfileConfig, run_dir: str | Path | None = None, stages: str | None = None,
                  force: bool = False, seed: int | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
                  stage_table: Sequence[Stage] = STAGES, echo: Callable[[str], None] = print,
-                 ) -> list[StageResult]:
+                 graph: GraphOf = step_graph) -> list[StageResult]:
     """Run the selected stages of `profile` (a name, or a resolved configuration from
-    `config.resolve_config`); raise `PipelineError` (after printing the summary) on the first failure."""
+    `config.resolve_config`) over its steps (`graph(cfg)`); raise `PipelineError` (after printing the
+    summary) on the first failure."""
     cfg = get_profile(profile) if isinstance(profile, str) else profile
     if seed is not None:
         cfg.seed = seed
@@ -291,12 +295,11 @@ def run_pipeline(profile: str | ProfileConfig, run_dir: str | Path | None = None
         check_notebook(notebooks_dir / f"{st.notebook}.ipynb")
     path = Path(run_dir) if run_dir else cfg.default_run_dir()
     with RunLock(path):
-        return _run_locked(cfg, path, selected, force, notebooks_dir, stage_table, echo)
+        return _run_locked(cfg, RunDir.open(cfg, path, graph=graph(cfg)), selected, force, notebooks_dir, echo)
 
 
-def _run_locked(cfg: ProfileConfig, path: Path, selected: list[Stage], force: bool, notebooks_dir: Path,
-                stage_table: Sequence[Stage], echo: Callable[[str], None]) -> list[StageResult]:
-    rd = RunDir.open(cfg, path)
+def _run_locked(cfg: ProfileConfig, rd: RunDir, selected: list[Stage], force: bool, notebooks_dir: Path,
+                echo: Callable[[str], None]) -> list[StageResult]:
     rd.record_config()  # the notebooks load it from run.json
     results = [StageResult(st) for st in selected]
     echo(f"profile {cfg.name} -> run directory {rd.path}")
@@ -343,11 +346,11 @@ def _run_locked(cfg: ProfileConfig, path: Path, selected: list[Stage], force: bo
 
 
 def dry_run_steps(cfg: ProfileConfig, run_dir: str | Path | None = None, stages: str | None = None,
-                  force: bool = False, stage_table: Sequence[Stage] = STAGES) -> str:
+                  force: bool = False, stage_table: Sequence[Stage] = STAGES, graph: GraphOf = step_graph) -> str:
     """What `run` would redo in the run directory and why, without touching it."""
     path = Path(run_dir) if run_dir else cfg.default_run_dir()
     selected = select_stages(stages, stage_table)
-    rd = RunDir(path, cfg.name, cfg)
+    rd = RunDir(path, cfg.name, cfg, graph(cfg))
     if (path / "run.json").exists():
         info = read_json(path / "run.json")
         if info.get("profile") != cfg.name:

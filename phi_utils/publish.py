@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import rundir as _rundir
 from .config import REPO_ROOT, SHARED_DATA, get_profile
 from .pipeline import NOTEBOOKS_DIR, STAGES, Stage, plan_steps, stage_marker
 from .report import END, START, results_markdown
 from .rundir import MARKER, RunDir, read_json, read_result, write_json_atomic
+from .steps import GraphOf, step_graph
 
 NOTEBOOKS_START, NOTEBOOKS_END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 PUBLISHED_DIR = Path("docs") / "notebooks"
@@ -64,7 +64,7 @@ def step_commits(rd: RunDir, stages: Sequence[Stage]) -> dict[str, str | None]:
     the run's own run.json entry stands in when the stages have no steps."""
     chosen = {st.id for st in stages}
     out = {name: read_json(rd.path / name / MARKER).get("git_sha")
-           for name, spec in _rundir.STEP_GRAPH.items()
+           for name, spec in rd.graph.items()
            if spec.stage in chosen and (rd.path / name / MARKER).exists()}
     return out or {"run.json": read_json(rd.path / "run.json").get("git_sha")}
 
@@ -89,13 +89,15 @@ def notebook_problem(source: Path, executed: Path) -> str | None:
     return None
 
 
-def check_publishable(run_dir: Path, stages: Sequence[Stage] = STAGES, notebooks_dir: Path = NOTEBOOKS_DIR) -> RunDir:
+def check_publishable(run_dir: Path, stages: Sequence[Stage] = STAGES, notebooks_dir: Path = NOTEBOOKS_DIR,
+                      graph: GraphOf = step_graph) -> RunDir:
     """The run directory, opened against its profile's current definition, or PublishError naming the
     first reason it cannot be published (incomplete, stale, dirty)."""
     if not (run_dir / "run.json").exists():
         raise PublishError(f"{run_dir} is not a run directory (no run.json); run `python -m phi_utils run` first")
     profile = read_json(run_dir / "run.json").get("profile")
-    rd = RunDir(run_dir, profile, get_profile(profile))  # fingerprints against the profile as defined now
+    cfg = get_profile(profile)  # fingerprints against the profile as defined now
+    rd = RunDir(run_dir, profile, cfg, graph(cfg))
     plan = plan_steps(rd, stages, forced=False)
     why_all = {**plan.redo, **plan.stale_unselected,
                **{nb: why for nb, why in plan.stage_reasons.items() if why != ["its steps are redone"]}}
@@ -270,13 +272,11 @@ def stage_minutes(rd: RunDir, stages: Sequence[Stage]) -> float:
     """The stages' wall time: per stage, its last execution as the runner recorded it, or the time its
     steps took when they were made, whichever is longer (a notebook re-executed over finished steps
     takes seconds; the work it shows took its steps' time)."""
-    from . import rundir as _rundir
-
     total = 0.0
     for st in stages:
         marker = stage_marker(rd, st)
         notebook = (read_json(marker).get("wall_s") or 0) if marker.exists() else 0
-        steps = sum(read_json(rd.path / s / MARKER).get("wall_time_s") or 0 for s in _rundir.steps_of_stage(st.id)
+        steps = sum(read_json(rd.path / s / MARKER).get("wall_time_s") or 0 for s in rd.graph.of_stage(st.id)
                     if (rd.path / s / MARKER).exists())
         total += max(notebook, steps)
     return total / 60
@@ -419,9 +419,9 @@ def replace_block(path: Path, start: str, end: str, body: str) -> None:
 
 # ------------------------------------------------------------------------------ the command
 def publish(run_dir: str | Path, root: Path = REPO_ROOT, stages: Sequence[Stage] = STAGES,
-            notebooks_dir: Path = NOTEBOOKS_DIR) -> Published:
+            notebooks_dir: Path = NOTEBOOKS_DIR, graph: GraphOf = step_graph) -> Published:
     """Publish a finished run into the repository at `root` (see the module docstring)."""
-    rd = check_publishable(Path(run_dir), stages, notebooks_dir)
+    rd = check_publishable(Path(run_dir), stages, notebooks_dir, graph)
     for text in (root / "README.md", root / RESULTS_DOC):  # refuse before writing anything
         body = text.read_text(encoding="utf-8") if text.exists() else ""
         if START not in body or END not in body:

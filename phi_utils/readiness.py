@@ -2,8 +2,8 @@
 
 A notebook opened out of order (in JupyterLab, or `run --stages 08` on a fresh run directory)
 stops at its set-up cell with one line naming the stage to run first, instead of failing deep in a
-stage function. The step graph and the run directory are passed in (this module imports nothing of
-phi_utils, so `rundir` can call it).
+stage function. The run directory, holding its step graph, is passed in (this module imports nothing
+of phi_utils).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Mapping, Protocol
 
 NOTEBOOK_ENV = "PHI_NOTEBOOK"
 """The running notebook's name, set by the runner for its kernels (`JPY_SESSION_NAME`, which Jupyter
@@ -25,6 +25,9 @@ class _Spec(Protocol):
 
 class _RunDir(Protocol):
     path: Path
+
+    @property
+    def graph(self) -> Mapping[str, _Spec]: ...
 
     def redo_reasons(self, step: str) -> list[str]: ...
 
@@ -45,9 +48,10 @@ def current_stage(env: Mapping[str, str] = os.environ) -> str | None:
     return None
 
 
-def missing_upstream(stage: str, rd: _RunDir, graph: Mapping[str, _Spec]) -> list[str]:
+def missing_upstream(stage: str, rd: _RunDir) -> list[str]:
     """The steps of other stages that `stage`'s unfinished steps read, directly or through another
     missing step, and that are not done or are stale; in graph order. Empty when the stage can run."""
+    graph = rd.graph
     own = [name for name, spec in graph.items() if spec.stage == stage]
     todo = [name for name in own if rd.redo_reasons(name)]
     missing: set[str] = set()
@@ -63,12 +67,12 @@ def missing_upstream(stage: str, rd: _RunDir, graph: Mapping[str, _Spec]) -> lis
     return [name for name in graph if name in missing]
 
 
-def readiness_message(stage: str, rd: _RunDir, graph: Mapping[str, _Spec], profile: str | None = None) -> str | None:
+def readiness_message(stage: str, rd: _RunDir, profile: str | None = None) -> str | None:
     """One line naming the stage to run first (the earliest one with a missing step), or None."""
-    missing = missing_upstream(stage, rd, graph)
+    missing = missing_upstream(stage, rd)
     if not missing:
         return None
-    first = min(graph[s].stage for s in missing)
+    first = min(rd.graph[s].stage for s in missing)
     before = f"{int(stage) - 1:02d}"
     steps = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
     cmd = f"python -m phi_utils run{f' --profile {profile}' if profile else ''} --run-dir {rd.path} --stages " \
@@ -76,8 +80,8 @@ def readiness_message(stage: str, rd: _RunDir, graph: Mapping[str, _Spec], profi
     return f"stage {stage} reads {steps}, not done (or stale) in {rd.path}: run stage {first} first (`{cmd}`)"
 
 
-def check_ready(stage: str, rd: Any, graph: Mapping[str, _Spec], profile: str | None = None) -> None:
+def check_ready(stage: str, rd: _RunDir, profile: str | None = None) -> None:
     """Raise StageNotReady (one line) when `stage` reads upstream steps that are not done."""
-    message = readiness_message(stage, rd, graph, profile)
+    message = readiness_message(stage, rd, profile)
     if message:
         raise StageNotReady(message)

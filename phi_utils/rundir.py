@@ -11,9 +11,9 @@ Layout (`runs/<profile>/` by default)::
     stages/<notebook>.metric.json the notebook's key metric for the summary table
     notebooks/<notebook>.ipynb    executed copies
 
-Every step is in `STEP_GRAPH` (below): the configuration fields it reads and the steps whose
-outputs it reads. Its fingerprint hashes those fields' values and the `run_id`s of its upstream
-steps' manifests, so a step is current only when its marker exists, its fields still have the
+A `RunDir` holds the run's `StepGraph` (`phi_utils.steps.step_graph(cfg)`: every step with the
+configuration fields it reads and the steps whose outputs it reads). A step's fingerprint hashes
+those fields' values and the `run_id`s of its upstream steps' manifests, so a step is current only when its marker exists, its fields still have the
 values it ran with, and no upstream step was redone since. Anything else redoes it (and, through
 the `run_id`s, everything downstream); `RunDir.step` says why. A killed step has no marker and is
 redone (resuming from its partial files only when they were made under the same fingerprint).
@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from .config import REPO_ROOT, ConfigError, ProfileConfig, config_from_dict, flatten
 
@@ -87,6 +87,8 @@ def strict(obj: Any) -> Any:
         return {str(k) if not isinstance(k, (str, int, float, bool)) else k: strict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [strict(v) for v in obj]
+    if isinstance(obj, ConfigView):
+        return obj.declared()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return strict(dataclasses.asdict(obj))
     if isinstance(obj, Path):
@@ -195,156 +197,121 @@ class StepSpec:
     """Steps whose outputs it reads (also those it uses only when present: they count when complete)."""
 
 
-ARM_TEMPLATES: dict[str, tuple[StepSpec, str]] = {
-    # One per Figure 2.1 arm (`phi_utils.train.arms`): the step of seed k is `<name>_s<k>`, for every
-    # seed in the named config field. A template dependency of a template is the same seed's step
-    # (C of seed k reads B of seed k); any other step depending on a template reads every seed.
-    # The budget steps `<name>_div<d>_s<k>` (compute.scaling_divisors x compute.scaling_seeds) are
-    # expanded from the same template; only the scaling step reads them.
-    "pretrain_raw": (StepSpec("06", ("pretrain", "compute", "seed"), ("tokenizer", "corpus")), "pretrain.seeds"),
-    "pretrain_filtered": (StepSpec("06", ("pretrain", "compute", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
-    "pretrain_textbook": (StepSpec("06", ("pretrain", "compute", "seed"), ("tokenizer", "textbooks")), "pretrain.seeds"),
-    "finetune": (StepSpec("07", ("finetune", "compute", "seed"), ("tokenizer", "exercises", "pretrain_textbook")),
-                 "finetune.seeds"),
-}
-"""The training steps, one template per arm; `use_profile` expands them for a profile's seeds and budgets."""
-
-_TRAINING = tuple(ARM_TEMPLATES)
-
-BASE_GRAPH: dict[str, StepSpec] = {
-    "corpus": StepSpec("01", ("corpus", "seed")),
-    "annotation": StepSpec("01", ("annotation", "teacher", "seed"), ("corpus",)),
-    "filtering": StepSpec("02", ("filter", "seed"), ("annotation", "corpus")),
-    "textbooks": StepSpec("03", ("textbooks", "teacher", "seed"), ("filtering",)),
-    "exercises": StepSpec("04", ("exercises", "teacher", "eval.benchmarks", "eval.mbpp_path", "seed")),
-    "tokenizer": StepSpec("05", ("tokenizer",), ("corpus", "textbooks", "exercises")),
-    "model_card": StepSpec("05", ("pretrain.model", "pretrain.seq_len", "seed"), ("tokenizer",)),
-    **{name: spec for name, (spec, _) in ARM_TEMPLATES.items()},
-    "eval": StepSpec("08", ("eval", "teacher", "seed"), ("tokenizer",) + _TRAINING),
-    "qualitative": StepSpec("09", ("qualitative", "eval.dtype", "eval.timeout_s", "seed"), _TRAINING),
-    "unconventional": StepSpec("10", ("qualitative", "teacher", "eval.dtype", "eval.timeout_s", "seed"),
-                               _TRAINING + ("eval",)),
-    "contamination": StepSpec("11", ("contamination", "finetune", "eval", "seed"),
-                              ("exercises", "textbooks", "tokenizer") + _TRAINING),
-    "scaling": StepSpec("08", ("compute", "eval.loss_problems", "eval.limit", "eval.benchmarks", "eval.mbpp_path",
-                               "eval.dtype", "device", "seed"), ("tokenizer", "eval") + _TRAINING + tuple(f"{t}@budgets" for t in _TRAINING)),
-}
-"""Every step that writes a `_COMPLETE.json`, in pipeline order, with the training arms as templates."""
+class UndeclaredRead(RunDirError):
+    """A step read a configuration field its `StepSpec` does not declare: its fingerprint would miss
+    a change of that field."""
 
 
-def expand_arms(base: dict[str, StepSpec], seeds: dict[str, list[int]], divisors: Iterable[int] = (),
-                budget_seeds: Iterable[int] = ()) -> dict[str, StepSpec]:
-    """`base` with each arm template replaced by one step per seed (`seeds`: config field -> seeds) and,
-    for each smaller budget 1/d in `divisors`, one step `<name>_div<d>_s<k>` per seed in `budget_seeds`.
-    A template's template dependency is the same budget and seed; any other step depending on a
-    template reads its main-budget steps, and on `<template>@budgets` its smaller-budget steps."""
-    divisors, budget_seeds = list(divisors), list(budget_seeds)
+class ConfigView:
+    """A step's read-only view of the configuration: the fields its `StepSpec` declares (and those no
+    fingerprint covers) read as usual, any other is one `UndeclaredRead` naming the step and field. So a
+    step that starts reading a new field fails in the smoke run instead of keeping stale outputs."""
 
-    def arm_seeds(name: str) -> list[int]:
-        return list(seeds[ARM_TEMPLATES[name][1]])
+    __slots__ = ("_obj", "_readable", "_step", "_prefix")
 
-    def suffix(d: int, k: int) -> str:
-        return f"_s{k}" if d == 1 else f"_div{d}_s{k}"
+    def __init__(self, obj: Any, readable: frozenset[str], step: str, prefix: str = "") -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_readable", readable)
+        object.__setattr__(self, "_step", step)
+        object.__setattr__(self, "_prefix", prefix)
 
-    def expand_dep(d: str) -> list[str]:
-        if d in ARM_TEMPLATES:
-            return [f"{d}_s{k}" for k in arm_seeds(d)]
-        if d.endswith("@budgets") and d[:-len("@budgets")] in ARM_TEMPLATES:
-            return [f"{d[:-len('@budgets')]}{suffix(v, k)}" for v in divisors for k in budget_seeds]
-        return [d]
+    def _covers(self, dotted: str) -> bool:
+        return any(dotted == r or dotted.startswith(r + ".") for r in self._readable)
 
-    out: dict[str, StepSpec] = {}
-    for name, spec in base.items():
-        if name in ARM_TEMPLATES:
-            runs = [(1, k) for k in arm_seeds(name)] + [(v, k) for v in divisors for k in budget_seeds]
-            for v, k in runs:
-                deps = tuple(f"{d}{suffix(v, k)}" if d in ARM_TEMPLATES else d for d in spec.deps)
-                out[f"{name}{suffix(v, k)}"] = StepSpec(spec.stage, spec.reads, deps)
-        else:
-            out[name] = StepSpec(spec.stage, spec.reads, tuple(x for d in spec.deps for x in expand_dep(d)))
-    return out
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy/pickle protocols look these up; a view has none of its own
+            raise AttributeError(name)
+        dotted = self._prefix + name
+        value = getattr(self._obj, name)
+        if self._covers(dotted):
+            return value
+        if dataclasses.is_dataclass(value) and any(r.startswith(dotted + ".") for r in self._readable):
+            return ConfigView(value, self._readable, self._step, dotted + ".")
+        raise UndeclaredRead(f"step {self._step!r} read {dotted!r}, which its StepSpec does not declare: add it to "
+                             "the step's reads in phi_utils.steps.step_graph (or to NOT_FINGERPRINTED there if it "
+                             "cannot change the step's outputs)")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError(f"step {self._step!r}: the configuration is read-only inside a step "
+                        f"(tried to set {self._prefix + name!r})")
 
-STEP_GRAPH: dict[str, StepSpec] = expand_arms(BASE_GRAPH, {"pretrain.seeds": [0], "finetune.seeds": [0]})
-"""Every step of the current profile, in pipeline order (`use_profile` expands the arms for its
-seeds). A step not listed here cannot be opened (`RunDir.step` raises), so a new step is one line
-in `BASE_GRAPH` (a new arm: one template in `ARM_TEMPLATES`)."""
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ConfigView, (self._obj, self._readable, self._step, self._prefix)
 
+    def __repr__(self) -> str:
+        return f"ConfigView(step={self._step!r}{', ' + self._prefix.rstrip('.') if self._prefix else ''})"
 
-def use_profile(cfg: ProfileConfig) -> None:
-    """Make STEP_GRAPH the steps of `cfg`: one training step per arm and seed of its profile. A graph
-    that is not built from BASE_GRAPH (a test's own) is left as it is."""
-    fixed = [n for n in BASE_GRAPH if n not in ARM_TEMPLATES]
-    if not all(n in STEP_GRAPH for n in fixed):
-        return
-    graph = expand_arms(BASE_GRAPH, {"pretrain.seeds": list(cfg.pretrain.seeds),
-                                     "finetune.seeds": list(cfg.finetune.seeds)},
-                        cfg.compute.scaling_divisors, cfg.compute.scaling_seeds)
-    if graph != STEP_GRAPH:
-        STEP_GRAPH.clear()
-        STEP_GRAPH.update(graph)
+    def declared(self) -> dict[str, Any]:
+        """The readable fields under this view, dotted from its root (what a manifest records)."""
+        flat = flatten(strict(dataclasses.asdict(self._obj)))
+        return {k: v for k, v in flat.items() if self._covers(self._prefix + k)}
 
 
-NOT_FINGERPRINTED: frozenset[str] = frozenset({
-    # where and how fast a request is served, not what it asks: the model names identify the teacher
-    "teacher.base_url", "teacher.api_key_env", "teacher.concurrency", "teacher.requests_per_minute",
-    "teacher.tokens_per_minute", "teacher.rating_requests_per_minute", "teacher.rating_tokens_per_minute",
-    "teacher.request_timeout_s", "teacher.max_retries", "teacher.price_per_1k_prompt",
-    "teacher.price_per_1k_completion", "teacher.budget_usd", "teacher.use_batch_api",
-    # parallelism and bookkeeping of a process, not its results
-    "filter.batch_size", "filter.num_proc", "eval.workers", "qualitative.run_workers",
-    "pretrain.num_threads", "pretrain.keep_checkpoints", "pretrain.parallel",
-    "finetune.num_threads", "finetune.keep_checkpoints", "finetune.parallel",
-    # which seeds are trained: each seed is its own step (its seed is in its name), so adding a seed
-    # trains only the new one
-    "pretrain.seeds", "finetune.seeds",
-    # likewise the smaller budgets and their seeds (each budget step has its divisor in its name), and
-    # the label of where the reference throughput was measured
-    "compute.scaling_divisors", "compute.scaling_seeds", "compute.throughput_host",
-})
-"""Fields that change how a step runs but not what it computes: changing them redoes nothing."""
+class StepGraph(Mapping[str, StepSpec]):
+    """Every step of one run, in pipeline order (each step after the steps it reads), and the fields
+    that change how a step runs but not what it computes. An immutable value: the policy
+    (`phi_utils.steps.step_graph(cfg)`) builds it, a `RunDir` holds it."""
 
+    def __init__(self, steps: Mapping[str, StepSpec], unfingerprinted: Iterable[str] = ()) -> None:
+        self._steps = dict(steps)
+        self.unfingerprinted: frozenset[str] = frozenset(unfingerprinted)
+        """Fields no fingerprint includes (parallelism, rate limits, which seeds exist): changing them
+        redoes nothing, and any step may read them."""
+        seen: set[str] = set()
+        for name, spec in self._steps.items():
+            missing = [d for d in spec.deps if d not in seen]
+            if missing:
+                raise RunDirError(f"step {name!r} depends on {', '.join(map(repr, missing))}, which "
+                                  f"{'is' if len(missing) == 1 else 'are'} not an earlier step of the graph")
+            seen.add(name)
 
-def add_step(name: str, spec: StepSpec) -> None:
-    """Register a step (e.g. a further pretraining arm or seed); its dependencies must exist already."""
-    missing = [d for d in spec.deps if d not in STEP_GRAPH]
-    if missing:
-        raise RunDirError(f"step {name!r} depends on unknown step(s) {', '.join(missing)}")
-    STEP_GRAPH[name] = spec
+    def __getitem__(self, step: str) -> StepSpec:
+        return self._steps[step]
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._steps)
 
-def step_spec(step: str) -> StepSpec:
-    """The step's entry in `STEP_GRAPH`; an unknown step is an error, never an unfingerprinted step."""
-    try:
-        return STEP_GRAPH[step]
-    except KeyError:
-        raise RunDirError(f"step {step!r} is not in phi_utils.rundir.STEP_GRAPH (steps: {', '.join(STEP_GRAPH)}); "
-                          f"add it there with the config fields it reads and the steps it reads from") from None
+    def __len__(self) -> int:
+        return len(self._steps)
 
+    def __repr__(self) -> str:
+        return f"StepGraph({len(self)} steps: {', '.join(self._steps)})"
 
-def steps_of_stage(stage_id: str) -> list[str]:
-    return [name for name, spec in STEP_GRAPH.items() if spec.stage == stage_id]
+    def spec(self, step: str) -> StepSpec:
+        """The step's entry; an unknown step is an error, never an unfingerprinted step."""
+        try:
+            return self._steps[step]
+        except KeyError:
+            raise RunDirError(f"step {step!r} is not in the run's step graph (steps: {', '.join(self._steps)}); "
+                              "declare it in phi_utils.steps.step_graph with the config fields it reads and the "
+                              "steps it reads from") from None
 
+    def of_stage(self, stage_id: str) -> list[str]:
+        """The steps the notebook `stage_id` does, in graph order."""
+        return [name for name, spec in self._steps.items() if spec.stage == stage_id]
 
-def downstream(steps: Iterable[str]) -> list[str]:
-    """The given steps and every step that depends on them, transitively, in graph order."""
-    hit = set(steps)
-    for name, spec in STEP_GRAPH.items():  # graph order is topological
-        if any(d in hit for d in spec.deps):
-            hit.add(name)
-    return [n for n in STEP_GRAPH if n in hit]
+    def downstream(self, steps: Iterable[str]) -> list[str]:
+        """The given steps and every step that depends on them, transitively, in graph order."""
+        hit = set(steps)
+        for name, spec in self._steps.items():  # graph order is topological
+            if any(d in hit for d in spec.deps):
+                hit.add(name)
+        return [n for n in self._steps if n in hit]
 
+    def fields(self, cfg: ProfileConfig, step: str) -> dict[str, Any]:
+        """The dotted configuration fields `step`'s fingerprint covers, with their values (JSON-ready)."""
+        flat = flatten(strict(cfg.to_dict()))
+        out: dict[str, Any] = {}
+        for read in self.spec(step).reads:
+            keys = [k for k in flat if k == read or k.startswith(read + ".")]
+            if not keys:
+                raise RunDirError(f"step {step!r} reads {read!r}, which is not a configuration field")
+            out.update({k: flat[k] for k in keys if k not in self.unfingerprinted})
+        return dict(sorted(out.items()))
 
-def fingerprint_fields(cfg: ProfileConfig, step: str) -> dict[str, Any]:
-    """The dotted configuration fields `step` reads, with their values (JSON-ready)."""
-    flat = flatten(strict(cfg.to_dict()))
-    out: dict[str, Any] = {}
-    for read in step_spec(step).reads:
-        keys = [k for k in flat if k == read or k.startswith(read + ".")]
-        if not keys:
-            raise RunDirError(f"STEP_GRAPH[{step!r}] reads {read!r}, which is not a configuration field")
-        out.update({k: flat[k] for k in keys if k not in NOT_FINGERPRINTED})
-    return dict(sorted(out.items()))
+    def view(self, cfg: ProfileConfig, step: str) -> ConfigView:
+        """`cfg` as `step` may read it: its declared fields and the unfingerprinted ones."""
+        return ConfigView(cfg, frozenset(self.spec(step).reads) | self.unfingerprinted, step)
 
 
 def fingerprint(fields: dict[str, Any], inputs: dict[str, str | None]) -> str:
@@ -407,13 +374,13 @@ class RunLock:
 class RunDir:
     """A run directory bound to one profile and its resolved configuration."""
 
-    def __init__(self, path: Path, profile: str, cfg: ProfileConfig | None = None) -> None:
+    def __init__(self, path: Path, profile: str, cfg: ProfileConfig | None = None,
+                 graph: StepGraph | None = None) -> None:
         self.path = Path(path)
         self.profile = profile
         self._cfg = cfg
+        self._graph = graph
         self._told: set[str] = set()
-        if cfg is not None:
-            use_profile(cfg)
 
     @property
     def cfg(self) -> ProfileConfig:
@@ -422,14 +389,32 @@ class RunDir:
             self._cfg = self.stored_config()
             if self._cfg is None:
                 raise RunDirError(f"{self.path / 'run.json'} is missing; open the run directory with its config")
-            use_profile(self._cfg)
         return self._cfg
+
+    @property
+    def graph(self) -> StepGraph:
+        """The run's steps (`phi_utils.steps.step_graph(cfg)`); a RunDir opened without one (the
+        teacher's cache, an embedder's paths) has no steps."""
+        if self._graph is None:
+            raise RunDirError(f"{self.path} was opened without a step graph; open it with "
+                              "phi_utils.steps.open_run(cfg, run_dir) to do or read steps")
+        return self._graph
+
+    def view(self, step: str, cfg: ProfileConfig | None = None) -> Any:
+        """The configuration (`cfg`, else the run's) as `step` may read it: a step function's first line
+        is `cfg = rd.view("<step>", cfg)`, so reading a field the step graph does not declare for it fails."""
+        cfg = self.cfg if cfg is None else cfg
+        if isinstance(cfg, ConfigView):
+            cfg = cfg._obj
+        return self.graph.view(cfg, step)
 
     # ---------------------------------------------------------------- opening
     @classmethod
-    def open(cls, cfg: ProfileConfig, run_dir: str | Path | None = None, create: bool = True) -> "RunDir":
+    def open(cls, cfg: ProfileConfig, run_dir: str | Path | None = None, create: bool = True,
+             graph: StepGraph | None = None) -> "RunDir":
         """Open (or create, recording `cfg` in run.json) the run directory for `cfg`; refuse one
-        written by another profile. Steps opened through it are fingerprinted against `cfg`."""
+        written by another profile. Steps opened through it are fingerprinted against `cfg` over
+        `graph` (`phi_utils.steps.open_run` passes the profile's)."""
         path = Path(run_dir) if run_dir else cfg.default_run_dir()
         info_path = path / "run.json"
         if info_path.exists():
@@ -444,7 +429,7 @@ class RunDir:
                                           "git_sha": git_sha(), "config": cfg.to_dict()})
         else:
             raise RunDirError(f"run directory {path} does not exist; run the earlier stages first")
-        return cls(path, cfg.name, cfg)
+        return cls(path, cfg.name, cfg, graph)
 
     def record_config(self) -> None:
         """Make `cfg` the run's configuration in run.json (the runner does, before any notebook
@@ -478,11 +463,11 @@ class RunDir:
             return None
 
     def current_inputs(self, step: str) -> dict[str, str | None]:
-        return {d: self.run_id(d) for d in step_spec(step).deps}
+        return {d: self.run_id(d) for d in self.graph.spec(step).deps}
 
     def redo_reasons(self, step: str) -> list[str]:
         """Why `step` must be (re)done; empty when its outputs are current."""
-        fields = fingerprint_fields(self.cfg, step)
+        fields = self.graph.fields(self.cfg, step)
         p = self.path / step / MARKER
         if not p.exists():
             return ["interrupted before it finished" if (self.path / step / IN_PROGRESS).exists() else "not done yet"]
@@ -494,7 +479,7 @@ class RunDir:
             return ["its manifest predates fingerprints"]
         reasons = field_changes(m.get("fingerprint_fields", {}), fields)
         old_inputs, inputs = m.get("inputs", {}), self.current_inputs(step)
-        for d in step_spec(step).deps:
+        for d in self.graph.spec(step).deps:
             if old_inputs.get(d) != inputs.get(d):
                 reasons.append(f"upstream {d} was redone" if inputs.get(d) else f"upstream {d} is not done")
         if not reasons and m["fingerprint"] != fingerprint(fields, inputs):
@@ -519,11 +504,11 @@ class RunDir:
         """The outputs of an upstream step, or one clear error saying which notebook makes them."""
         if not (self.path / step / MARKER).exists():
             raise RunDirError(f"{self.path / step} is missing or incomplete; run the stage that writes '{step}' "
-                              f"(notebook {step_spec(step).stage}) first")
+                              f"(notebook {self.graph.spec(step).stage}) first")
         reasons = self.redo_reasons(step)
         if reasons:
             raise RunDirError(f"{self.path / step} is stale ({'; '.join(reasons)}); re-run notebook "
-                              f"{step_spec(step).stage} (or `python -m phi_utils run`) first")
+                              f"{self.graph.spec(step).stage} (or `python -m phi_utils run`) first")
         return self.path / step
 
     def manifest(self, step: str) -> dict[str, Any]:
@@ -533,7 +518,7 @@ class RunDir:
                       started: float | None = None, **extra: Any) -> dict[str, Any]:
         """Write the step's manifest last; its presence means the outputs are complete and made
         under the recorded fingerprint."""
-        fields, inputs = fingerprint_fields(self.cfg, step), self.current_inputs(step)
+        fields, inputs = self.graph.fields(self.cfg, step), self.current_inputs(step)
         manifest = {
             "step": step,
             "profile": self.profile,
@@ -557,7 +542,7 @@ class RunDir:
         """Start (re)doing `step`: drop its marker; partial or old outputs made under another
         fingerprint are wiped, those of a killed attempt under the same one are kept to resume from."""
         d = self.path / step
-        fields, inputs = fingerprint_fields(self.cfg, step), self.current_inputs(step)
+        fields, inputs = self.graph.fields(self.cfg, step), self.current_inputs(step)
         fp = fingerprint(fields, inputs)
         previous = None
         for name in (IN_PROGRESS, MARKER):
@@ -616,28 +601,6 @@ class RunDir:
 KEEP_ON_WIPE = frozenset({IN_PROGRESS, "launch_config.json"})
 """Never wiped when a step restarts under a new fingerprint: the launcher writes its config there
 before the ranks start."""
-
-
-def open_stage(profile: str, run_dir: str | Path | None = None, seed: int | None = None
-               ) -> tuple[ProfileConfig, RunDir]:
-    """A notebook's set-up: the run's resolved configuration (run.json in `run_dir`, with every
-    override the runner applied) and its RunDir. Without a run.json (a notebook opened on a fresh
-    directory) the profile's defaults; `seed`, the papermill parameter, wins over both when it differs
-    from the stored one's default of 0."""
-    from .config import get_profile
-
-    path = Path(run_dir) if run_dir else get_profile(profile).default_run_dir()
-    stored = RunDir(path, profile).stored_config() if (path / "run.json").exists() else None
-    if stored is not None and stored.name != profile:
-        raise RunDirError(f"run directory {path} was written by profile {stored.name!r}, not {profile!r}")
-    cfg = stored if stored is not None else get_profile(profile)
-    if seed is not None and seed != cfg.seed and (stored is None or seed != 0):
-        cfg.seed = seed
-    rd = RunDir.open(cfg, path)
-    rd.record_config()  # a notebook run by hand with another seed makes that the run's seed
-    print(f"profile {cfg.name}: {cfg.description}\nrun directory: {rd.path}"
-          + ("" if stored is None else " (configuration from its run.json)"))
-    return cfg, rd
 
 
 class StepRecorder:

@@ -27,7 +27,7 @@ code - beats scale. The recipe, which the numbered notebooks reproduce step by s
 Every number below is either **measured by this run** or labelled **paper-reported**."""),
 params,
 code("""from phi_utils.config import get_profile
-from phi_utils.rundir import open_stage
+from phi_utils.steps import open_stage
 from phi_utils import overview
 from phi_utils.plan import make_plan
 

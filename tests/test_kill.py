@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from phi_utils.config import REPO_ROOT, SHARED_DATA, get_profile
-from phi_utils.rundir import MARKER, STEP_GRAPH, loads_strict
+from phi_utils.rundir import MARKER, loads_strict
+from phi_utils.steps import step_graph
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
 PROCS: list[subprocess.Popen] = []
@@ -41,7 +42,7 @@ def _no_orphans():
 def manifests(rd: Path) -> dict[str, str]:
     """step -> run_id of every complete step."""
     out = {}
-    for step in STEP_GRAPH:
+    for step in step_graph(get_profile("smoke")):  # the steps of the smoke profile's arms and seeds
         p = rd / step / MARKER
         if p.exists():
             out[step] = json.loads(p.read_text())["run_id"]
@@ -74,9 +75,6 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
     topup = SHARED_DATA / get_profile("smoke").exercises.topup_source
     if not topup.exists():
         pytest.skip(f"the smoke pipeline needs the open exercise set at {topup} (shared data absent)")
-    from phi_utils.rundir import use_profile
-
-    use_profile(get_profile("smoke"))  # the steps of the smoke profile's arms and seeds
     rd = tmp_path / "run"
     in_progress = lambda step: (rd / step / "_IN_PROGRESS.json").exists()  # noqa: E731
 
@@ -114,7 +112,7 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
     log4 = (tmp_path / "run4.log").read_text()
     assert "08_evaluation: eval: interrupted before it finished" in log4
     after = manifests(rd)
-    assert {k: after[k] for k in before} == before and set(after) == set(STEP_GRAPH)
+    assert {k: after[k] for k in before} == before and set(after) == set(step_graph(get_profile("smoke")))
     for p in list(rd.glob("*/_COMPLETE.json")) + list(rd.glob("figures/*.json")) + list(rd.glob("stages/*.json")):
         loads_strict(p.read_text())  # strict JSON throughout
 
@@ -122,7 +120,7 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from phi_utils.rundir import open_stage
+    from phi_utils.steps import open_stage
     from phi_utils.train.stages import run_stage
 
     fresh = tmp_path / "fresh"

@@ -108,3 +108,31 @@ def test_the_sandbox_imports_only_the_progress_bar() -> None:
     outside = sorted({d for m, deps in graph.items() if m.startswith("phi_utils.sandbox") for d in deps
                       if not d.startswith("phi_utils.sandbox")})
     assert outside == ["phi_utils.progress"]
+
+
+def _calls(path: Path, names: set[str]) -> set[str]:
+    """The names in `names` that the module calls (as `Name(...)` or `x.Name(...)`)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if called in names:
+                out.add(called)
+    return out
+
+
+def test_one_step_graph_and_one_arm_registry() -> None:
+    """Steps are declared in one policy module above the stages, arms in one registry; no module below the
+    stages holds a graph or an arm list, and no stage module reaches up into the policy."""
+    graph, mods = _graph()
+    declares_steps = sorted(m for m, p in mods.items() if _calls(p, {"StepSpec", "StepGraph"}))
+    declares_arms = sorted(m for m, p in mods.items() if _calls(p, {"Arm"}))
+    assert declares_steps == ["phi_utils.steps"]
+    assert declares_arms == ["phi_utils.train.arms"]
+    below = BOTTOM + ("phi_utils.rundir", "phi_utils.config", "phi_utils.readiness", "phi_utils.sizing")
+    for m, deps in graph.items():
+        if any(m == b or m.startswith(b + ".") for b in below):
+            assert not deps & {"phi_utils.steps", "phi_utils.train.arms"}, m
+        if any(m == s or m.startswith(s + ".") for s in STAGES) and m not in ("phi_utils.pipeline", "phi_utils.train.__main__"):
+            assert "phi_utils.steps" not in deps, f"{m} imports the step policy; a stage gets its graph from its RunDir"

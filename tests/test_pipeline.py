@@ -10,7 +10,7 @@ import pytest
 
 from phi_utils.config import ConfigError
 from phi_utils.pipeline import PipelineError, Stage, run_pipeline, select_stages
-from phi_utils.rundir import RunDirError
+from phi_utils.rundir import RunDirError, StepGraph, StepSpec
 
 
 def write_notebook(path: Path, body: str, with_parameters: bool = True) -> None:
@@ -31,11 +31,13 @@ with log.open("a") as f:
 """
 
 
-@pytest.fixture
-def three_stages(tmp_path: Path, monkeypatch) -> tuple[Path, list[Stage]]:
-    from phi_utils import rundir
+def no_steps(cfg: object) -> StepGraph:
+    """The graph of the throwaway notebooks that do no steps."""
+    return StepGraph({})
 
-    monkeypatch.setattr(rundir, "STEP_GRAPH", {})  # these notebooks do no steps
+
+@pytest.fixture
+def three_stages(tmp_path: Path) -> tuple[Path, list[Stage]]:
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     stages = [Stage("00", "00_a", "first"), Stage("01", "01_b", "second"), Stage("02", "02_c", "third")]
@@ -52,7 +54,7 @@ def calls(run_dir: Path) -> list[dict]:
 def test_parameters_injected_skip_and_force(three_stages, tmp_path):
     nbdir, stages = three_stages
     rd = tmp_path / "run"
-    results = run_pipeline("smoke", rd, seed=7, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    results = run_pipeline("smoke", rd, seed=7, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None, graph=no_steps)
     assert [r.status for r in results] == ["done", "done", "done"]
     got = calls(rd)
     assert [c["nb"] for c in got] == ["00_a", "01_b", "02_c"]
@@ -61,13 +63,13 @@ def test_parameters_injected_skip_and_force(three_stages, tmp_path):
     assert (rd / "notebooks" / "01_b.ipynb").exists()  # executed copy kept in the run directory
 
     # Re-run with the same configuration: every stage is complete, nothing executes.
-    results = run_pipeline("smoke", rd, seed=7, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    results = run_pipeline("smoke", rd, seed=7, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None, graph=no_steps)
     assert [r.status for r in results] == ["skipped"] * 3
     assert len(calls(rd)) == 3
 
     # --force with a range re-runs just that range, and says so to the notebook.
     results = run_pipeline("smoke", rd, stages="01-02", force=True, seed=7, notebooks_dir=nbdir, stage_table=stages,
-                           echo=lambda s: None)
+                           echo=lambda s: None, graph=no_steps)
     assert [r.stage.notebook for r in results] == ["01_b", "02_c"]
     assert [c["nb"] for c in calls(rd)[3:]] == ["01_b", "02_c"]
     assert all(c["force"] is True for c in calls(rd)[3:])
@@ -79,7 +81,7 @@ def test_failure_names_notebook_and_cell_and_stops(three_stages, tmp_path):
     rd = tmp_path / "run"
     lines: list[str] = []
     with pytest.raises(PipelineError) as err:
-        run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lines.append)
+        run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lines.append, graph=no_steps)
     msg = str(err.value)
     assert "01_b.ipynb" in msg and "cell #3" in msg and "`x = 1`" in msg and "ValueError: bad thing happened" in msg
     assert [c["nb"] for c in calls(rd)] == ["00_a"]  # stage 02 never ran
@@ -87,24 +89,24 @@ def test_failure_names_notebook_and_cell_and_stops(three_stages, tmp_path):
     assert "failed" in summary and "not run" in summary
     # The failed stage is not marked complete: the next run redoes it and skips 00.
     write_notebook(nbdir / "01_b.ipynb", "NAME = '01_b'\n" + RECORD)
-    results = run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    results = run_pipeline("smoke", rd, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None, graph=no_steps)
     assert [r.status for r in results] == ["skipped", "done", "done"]
 
 
 def test_bad_input_gets_one_clear_error(three_stages, tmp_path):
     nbdir, stages = three_stages
     with pytest.raises(ConfigError, match="unknown profile 'huge'"):
-        run_pipeline("huge", tmp_path / "r", notebooks_dir=nbdir, stage_table=stages)
+        run_pipeline("huge", tmp_path / "r", notebooks_dir=nbdir, stage_table=stages, graph=no_steps)
     with pytest.raises(PipelineError, match="unknown stage '07'"):
-        run_pipeline("smoke", tmp_path / "r", stages="07", notebooks_dir=nbdir, stage_table=stages)
+        run_pipeline("smoke", tmp_path / "r", stages="07", notebooks_dir=nbdir, stage_table=stages, graph=no_steps)
     with pytest.raises(PipelineError, match="empty stage range"):
         select_stages("02-00", stages)
-    run_pipeline("smoke", tmp_path / "r", stages="00", notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    run_pipeline("smoke", tmp_path / "r", stages="00", notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None, graph=no_steps)
     with pytest.raises(RunDirError, match="written by profile 'smoke', not 'tiny'"):
-        run_pipeline("tiny", tmp_path / "r", stages="00", notebooks_dir=nbdir, stage_table=stages)
+        run_pipeline("tiny", tmp_path / "r", stages="00", notebooks_dir=nbdir, stage_table=stages, graph=no_steps)
     write_notebook(nbdir / "02_c.ipynb", "print(1)", with_parameters=False)
     with pytest.raises(PipelineError, match="02_c.ipynb has no cell tagged 'parameters'"):
-        run_pipeline("smoke", tmp_path / "r2", notebooks_dir=nbdir, stage_table=stages)
+        run_pipeline("smoke", tmp_path / "r2", notebooks_dir=nbdir, stage_table=stages, graph=no_steps)
     assert not (tmp_path / "r2").exists()  # refused before any work
 
 
@@ -136,7 +138,7 @@ def test_results_block_is_regenerated_from_the_run(three_stages, tmp_path):
 
     nbdir, stages = three_stages
     rd_path = tmp_path / "run"
-    run_pipeline("smoke", rd_path, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None)
+    run_pipeline("smoke", rd_path, notebooks_dir=nbdir, stage_table=stages, echo=lambda s: None, graph=no_steps)
     (rd_path / "eval").mkdir()
     (rd_path / "eval" / "table1.csv").write_text("source,model,humaneval\npaper-reported,phi-1,50.6\nthis run,C,0.0\n")
     readme = tmp_path / "README.md"
@@ -150,9 +152,9 @@ def test_results_block_is_regenerated_from_the_run(three_stages, tmp_path):
 
 def test_step_manifest_is_written_last_and_only_by_the_writer(tmp_path):
     from phi_utils.config import get_profile
-    from phi_utils.rundir import RunDir
+    from phi_utils.steps import open_run
 
-    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
     with pytest.raises(RuntimeError):
         with rd.step("corpus") as rec:
             (rec.path / "part.jsonl").write_text("{}\n")
@@ -176,12 +178,18 @@ GRAPH = {  # a small step graph: stage 02 owns two steps, d depends on b across 
     "c": ["02", ["eval.limit"], []],
     "d": ["02", ["eval.n_samples"], ["b"]],
 }
+
+
+def small_graph(cfg: object) -> StepGraph:
+    return StepGraph({k: StepSpec(v[0], tuple(v[1]), tuple(v[2])) for k, v in GRAPH.items()})
+
+
 STEP_NB = """
 import json, pathlib
-from phi_utils import rundir
-rundir.STEP_GRAPH.clear()
-rundir.STEP_GRAPH.update({k: rundir.StepSpec(v[0], tuple(v[1]), tuple(v[2])) for k, v in GRAPH.items()})
-cfg, rd = rundir.open_stage(profile, run_dir, seed)
+from phi_utils.rundir import StepGraph, StepSpec
+from phi_utils.steps import open_stage
+graph = StepGraph({k: StepSpec(v[0], tuple(v[1]), tuple(v[2])) for k, v in GRAPH.items()})
+cfg, rd = open_stage(profile, run_dir, seed, graph=lambda cfg: graph)
 for step in STEPS:
     with rd.step(step, force) as rec:
         if rec is not None:
@@ -191,11 +199,7 @@ for step in STEPS:
 
 
 @pytest.fixture
-def step_stages(tmp_path: Path, monkeypatch) -> tuple[Path, list[Stage]]:
-    from phi_utils import rundir
-
-    monkeypatch.setattr(rundir, "STEP_GRAPH", {k: rundir.StepSpec(v[0], tuple(v[1]), tuple(v[2]))
-                                               for k, v in GRAPH.items()})
+def step_stages(tmp_path: Path) -> tuple[Path, list[Stage]]:
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     stages = [Stage("00", "00_a", "first"), Stage("01", "01_b", "second"), Stage("02", "02_c", "third")]
@@ -217,7 +221,7 @@ def test_fingerprints_redo_exactly_the_affected_steps_and_say_why(step_stages, t
 
     def run(cfg, **kw) -> tuple[list[str], str]:
         lines: list[str] = []
-        run_pipeline(cfg, rd, notebooks_dir=nbdir, stage_table=stages, echo=lines.append, **kw)
+        run_pipeline(cfg, rd, notebooks_dir=nbdir, stage_table=stages, echo=lines.append, graph=small_graph, **kw)
         p = rd / "steps.jsonl"
         rows = [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
         new = rows[len(done):]
@@ -231,7 +235,7 @@ def test_fingerprints_redo_exactly_the_affected_steps_and_say_why(step_stages, t
 
     # A changed field: its step and everything downstream, nothing else; the value reached the kernel.
     cfg = resolve_config("smoke", sets=[f"pretrain.max_steps={default + 5}"])
-    assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in dry_run_steps(cfg, rd, stage_table=stages)
+    assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in dry_run_steps(cfg, rd, stage_table=stages, graph=small_graph)
     steps, out = run(cfg)
     assert steps == ["a", "b", "d"]
     assert f"00_a: a: pretrain.max_steps {default} -> {default + 5}" in out

@@ -15,14 +15,21 @@ from phi_utils.pipeline import Stage, run_pipeline
 from phi_utils.publish import (NOTEBOOKS_END, NOTEBOOKS_START, PublishError, collapse_progress, headline_sentence,
                                publish)
 from phi_utils.report import END, START
+from phi_utils.rundir import StepGraph, StepSpec
 
 GRAPH = {"a": ("00", ("pretrain.max_steps", "seed"), ()), "b": ("01", ("finetune.max_steps",), ("a",))}
+
+
+def two_steps(cfg: object) -> StepGraph:
+    return StepGraph({k: StepSpec(*v) for k, v in GRAPH.items()})
+
+
 SETUP = """
 from IPython.display import display
-from phi_utils import rundir
-rundir.STEP_GRAPH.clear()
-rundir.STEP_GRAPH.update({k: rundir.StepSpec(v[0], tuple(v[1]), tuple(v[2])) for k, v in GRAPH.items()})
-cfg, rd = rundir.open_stage(profile, run_dir, seed)
+from phi_utils.rundir import StepGraph, StepSpec
+from phi_utils.steps import open_stage
+graph = StepGraph({k: StepSpec(v[0], tuple(v[1]), tuple(v[2])) for k, v in GRAPH.items()})
+cfg, rd = open_stage(profile, run_dir, seed, graph=lambda cfg: graph)
 for step in STEPS:
     with rd.step(step, force) as rec:
         pass
@@ -61,9 +68,6 @@ def write_notebook(path: Path, stage: str, extra: str = "") -> None:
 def site(tmp_path: Path, monkeypatch) -> dict[str, Path]:
     """Two staged notebooks over a two-step graph, a clean git tree for the manifests' commit, and a
     scratch repository root holding the README and docs/results.md with their blocks."""
-    from phi_utils import rundir
-
-    monkeypatch.setattr(rundir, "STEP_GRAPH", {k: rundir.StepSpec(*v) for k, v in GRAPH.items()})
     repo = tmp_path / "tree"
     repo.mkdir()
     (repo / "code.py").write_text("x = 1\n")
@@ -89,12 +93,12 @@ STAGES = [Stage("00", "00_a", "first", section="§1", summary="the first"), Stag
 
 def _run(site: dict[str, Path], name: str, **kw) -> Path:
     path = site["tmp"] / name
-    run_pipeline("smoke", path, notebooks_dir=site["notebooks"], stage_table=STAGES, echo=lambda s: None, **kw)
+    run_pipeline("smoke", path, notebooks_dir=site["notebooks"], stage_table=STAGES, echo=lambda s: None, graph=two_steps, **kw)
     return path
 
 
 def _publish(site: dict[str, Path], run: Path):
-    return publish(run, root=site["root"], stages=STAGES, notebooks_dir=site["notebooks"])
+    return publish(run, root=site["root"], stages=STAGES, notebooks_dir=site["notebooks"], graph=two_steps)
 
 
 def test_publish_writes_notebooks_html_figures_and_blocks_and_refuses_what_it_must(site):

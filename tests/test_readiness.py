@@ -10,30 +10,30 @@ import pytest
 from phi_utils.readiness import StageNotReady, check_ready, current_stage, readiness_message
 
 
-class _Rd:
-    def __init__(self, done: set[str]) -> None:
-        self.path, self.done = "runs/x", done
-
-    def redo_reasons(self, step: str) -> list[str]:
-        return [] if step in self.done else ["not done yet"]
-
-
 GRAPH = {"corpus": SimpleNamespace(stage="01", deps=()), "annotation": SimpleNamespace(stage="01", deps=("corpus",)),
          "filtering": SimpleNamespace(stage="02", deps=("annotation",)),
          "tokenizer": SimpleNamespace(stage="05", deps=("corpus", "filtering")),
          "train": SimpleNamespace(stage="06", deps=("tokenizer",))}
 
 
+class _Rd:
+    def __init__(self, done: set[str]) -> None:
+        self.path, self.done, self.graph = "runs/x", done, GRAPH
+
+    def redo_reasons(self, step: str) -> list[str]:
+        return [] if step in self.done else ["not done yet"]
+
+
 def test_the_earliest_missing_stage_is_named_with_the_command():
-    msg = readiness_message("06", _Rd(set()), GRAPH, "tiny")
+    msg = readiness_message("06", _Rd(set()), "tiny")
     assert msg.startswith("stage 06 reads corpus, annotation, filtering, tokenizer, not done (or stale) in runs/x")
     assert msg.endswith("run stage 01 first (`python -m phi_utils run --profile tiny --run-dir runs/x --stages 01-05`)")
     assert "\n" not in msg
-    assert readiness_message("06", _Rd({"corpus", "annotation", "filtering"}), GRAPH).endswith("--stages 05`)")
-    assert readiness_message("06", _Rd({"train"}), GRAPH) is None  # its own steps are current: it loads them
-    assert readiness_message("01", _Rd(set()), GRAPH) is None  # reads only its own stage
+    assert readiness_message("06", _Rd({"corpus", "annotation", "filtering"})).endswith("--stages 05`)")
+    assert readiness_message("06", _Rd({"train"})) is None  # its own steps are current: it loads them
+    assert readiness_message("01", _Rd(set())) is None  # reads only its own stage
     with pytest.raises(StageNotReady) as err:
-        check_ready("02", _Rd(set()), GRAPH)
+        check_ready("02", _Rd(set()))
     assert err.value._render_traceback_() == [f"StageNotReady: {err.value}"]
 
 

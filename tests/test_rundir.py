@@ -16,77 +16,160 @@ import pytest
 from phi_utils import rundir
 from phi_utils.config import (PROFILE_NAMES, REPO_ROOT, ConfigError, config_from_dict, describe_config,
                               get_profile, read_overrides_file, resolve_config)
-from phi_utils.rundir import (STEP_GRAPH, RunDir, RunDirError, RunLock, RunLockedError, fingerprint_fields,
-                              loads_strict, open_stage, write_json_atomic, write_jsonl_atomic)
+from phi_utils.rundir import (RunDir, RunDirError, RunLock, RunLockedError, StepGraph, StepSpec, UndeclaredRead,
+                              loads_strict, write_json_atomic, write_jsonl_atomic)
+from phi_utils.steps import open_run, open_stage, step_graph
 
 
 # ------------------------------------------------------------------ the step graph
 def test_every_step_the_code_writes_is_in_the_graph():
-    """A step name used by a stage module but missing from STEP_GRAPH would fail at run time; find it here."""
+    """A step name used by a stage module but missing from the step graph would fail at run time; find it here."""
     names: set[str] = set()
     for p in (REPO_ROOT / "phi_utils").rglob("*.py"):
         src = p.read_text(encoding="utf-8")
         names.update(re.findall(r'^STEP = "([a-z_]+)"', src, re.M))
-        names.update(re.findall(r'rd\.(?:step|mark_complete|is_complete|invalidate|require)\("([a-z_]+)"', src))
+        names.update(re.findall(r'rd\.(?:step|mark_complete|is_complete|invalidate|require|view)\("([a-z_]+)"', src))
     from phi_utils.model.tokenizer import RUN_SOURCES
-    from phi_utils.train.arms import training_steps
+    from phi_utils.train.arms import scaling_steps, training_steps
 
     names.update(step for step, _ in RUN_SOURCES)
     for profile in PROFILE_NAMES:
         cfg = get_profile(profile)
-        rundir.use_profile(cfg)
-        steps = names | set(training_steps(cfg))
-        assert {"corpus", "textbooks", "pretrain_raw_s0", "finetune_s0", "eval", "contamination"} <= steps
-        assert steps <= set(STEP_GRAPH), f"steps missing from rundir.STEP_GRAPH: {steps - set(STEP_GRAPH)}"
+        graph = step_graph(cfg)
+        steps = names | set(training_steps(cfg)) | set(scaling_steps(cfg))
+        assert {"corpus", "textbooks", "pretrain_raw_s0", "finetune_s0", "eval", "contamination", "scaling"} <= steps
+        assert steps == set(graph), f"in the code, not the graph: {steps - set(graph)}; the reverse: {set(graph) - steps}"
 
 
-def test_arm_templates_are_the_training_arms():
+def test_training_steps_come_from_the_arm_registry():
     from phi_utils.train.arms import ARMS
 
-    assert set(rundir.ARM_TEMPLATES) == {a.prefix for a in ARMS}
     cfg = get_profile("tiny")
     cfg.pretrain.seeds, cfg.finetune.seeds = [0, 3], [3]
-    rundir.use_profile(cfg)
-    try:
-        assert [s for s in STEP_GRAPH if s.startswith("pretrain_textbook_s")] == ["pretrain_textbook_s0", "pretrain_textbook_s3"]
-        assert STEP_GRAPH["finetune_s3"].deps[-1] == "pretrain_textbook_s3"  # C of seed k reads B of seed k
-        assert {"pretrain_raw_s0", "pretrain_raw_s3", "finetune_s3"} <= set(STEP_GRAPH["eval"].deps)
-        assert "finetune_s0" not in STEP_GRAPH
-        # adding a seed redoes nothing that exists: the seed lists are not fingerprinted
-        assert "pretrain.seeds" not in fingerprint_fields(cfg, "pretrain_raw_s0")
-    finally:
-        rundir.use_profile(get_profile("smoke"))
+    graph = step_graph(cfg)
+    assert [s for s in graph if s.startswith("pretrain_textbook_s")] == ["pretrain_textbook_s0", "pretrain_textbook_s3"]
+    assert graph["finetune_s3"].deps[-1] == "pretrain_textbook_s3"  # C of seed k reads B of seed k
+    assert graph["finetune_div9_s0"].deps[-1] == "pretrain_textbook_div9_s0"  # ... at the same budget
+    assert {"pretrain_raw_s0", "pretrain_raw_s3", "finetune_s3"} <= set(graph["eval"].deps)
+    assert "finetune_s0" not in graph and "pretrain_raw_div3_s0" not in graph["eval"].deps
+    assert {"pretrain_raw_div3_s0", "finetune_div9_s0"} <= set(graph["scaling"].deps)
+    for a in ARMS:  # each arm's step: its notebook, its section, the step that writes its dataset
+        spec = graph[f"{a.prefix}_s3"]
+        assert (spec.stage, spec.reads[0], spec.deps[1]) == (a.stage, a.config, a.dataset.split("/")[0])
+    # adding a seed redoes nothing that exists: the seed lists are not fingerprinted
+    assert "pretrain.seeds" not in graph.fields(cfg, "pretrain_raw_s0")
+    assert step_graph(get_profile("tiny")) != graph and "finetune_s3" not in step_graph(get_profile("tiny"))
 
 
 def test_graph_is_ordered_and_every_read_resolves_in_every_profile():
-    seen: set[str] = set()
-    for name, spec in STEP_GRAPH.items():
-        assert set(spec.deps) <= seen, f"{name} depends on a later step"
-        seen.add(name)
     for profile in PROFILE_NAMES:
         cfg = get_profile(profile)
-        for name in STEP_GRAPH:
-            fields = fingerprint_fields(cfg, name)
+        graph = step_graph(cfg)
+        seen: set[str] = set()
+        for name, spec in graph.items():
+            assert set(spec.deps) <= seen, f"{name} depends on a later step"
+            seen.add(name)
+            fields = graph.fields(cfg, name)
             assert fields and "teacher.base_url" not in fields
-    assert "pretrain.max_steps" in fingerprint_fields(get_profile("tiny"), "pretrain_textbook_s0")
-    assert "pretrain.max_steps" not in fingerprint_fields(get_profile("tiny"), "finetune_s0")
+    graph = step_graph(get_profile("tiny"))
+    assert "pretrain.max_steps" in graph.fields(get_profile("tiny"), "pretrain_textbook_s0")
+    assert "pretrain.max_steps" not in graph.fields(get_profile("tiny"), "finetune_s0")
 
 
-def test_unknown_step_fails_loudly(tmp_path):
-    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
-    with pytest.raises(RunDirError, match="'pretrain_filtered' is not in phi_utils.rundir.STEP_GRAPH"):
+def test_unknown_step_and_bad_graphs_fail_loudly(tmp_path):
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
+    with pytest.raises(RunDirError, match="'pretrain_filtered' is not in the run's step graph"):
         with rd.step("pretrain_filtered"):
             pass
-    with pytest.raises(RunDirError, match="unknown step"):
-        rundir.add_step("x", rundir.StepSpec("06", ("pretrain",), ("no_such_step",)))
+    with pytest.raises(RunDirError, match="'x' depends on 'no_such_step', which is not an earlier step"):
+        StepGraph({"x": StepSpec("06", ("pretrain",), ("no_such_step",))})
+    with pytest.raises(RunDirError, match="'b' depends on 'a', which is not an earlier step"):
+        StepGraph({"b": StepSpec("01", ("seed",), ("a",)), "a": StepSpec("01", ("seed",))})
     with pytest.raises(RunDirError, match="not a configuration field"):
-        saved = dict(STEP_GRAPH)
-        try:
-            rundir.add_step("bad_reads", rundir.StepSpec("06", ("pretrain.max_stepz",)))
-            fingerprint_fields(get_profile("smoke"), "bad_reads")
-        finally:
-            STEP_GRAPH.clear()
-            STEP_GRAPH.update(saved)
+        StepGraph({"bad_reads": StepSpec("06", ("pretrain.max_stepz",))}).fields(get_profile("smoke"), "bad_reads")
+    bare = RunDir.open(get_profile("smoke"), tmp_path / "run")  # the teacher's cache needs no steps; steps do
+    with pytest.raises(RunDirError, match="opened without a step graph"):
+        bare.is_complete("corpus")
+
+
+def test_a_step_reads_only_what_it_declares(tmp_path):
+    """Inside a step the configuration is a view: a declared field (or one no fingerprint covers) reads as
+    usual; any other field is one error naming the step and the field; nothing can be set."""
+    import pickle
+
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
+    cfg = rd.view("model_card")
+    assert (cfg.pretrain.model, cfg.pretrain.seq_len, cfg.seed) == ("smoke", 128, 0)
+    assert cfg.pretrain.num_threads == 0 and cfg.device == "auto"  # not fingerprinted: readable anywhere
+    with pytest.raises(UndeclaredRead, match="step 'model_card' read 'pretrain.lr', which its StepSpec does not declare"):
+        cfg.pretrain.lr
+    with pytest.raises(UndeclaredRead, match="read 'corpus'"):
+        cfg.corpus
+    with pytest.raises(UndeclaredRead, match="read 'to_dict'"):  # a method reads every field
+        cfg.to_dict()
+    with pytest.raises(TypeError, match="read-only"):
+        cfg.seed = 3
+    assert rd.view("tokenizer").tokenizer is rd.cfg.tokenizer  # a declared section is the section itself
+    assert pickle.loads(pickle.dumps(cfg)).pretrain.model == "smoke"  # views cross to worker processes
+    assert rundir.strict(cfg.pretrain) == {"model": "smoke", "seq_len": 128, "keep_checkpoints": 2, "num_threads": 0,
+                                           "parallel": "ddp", "seeds": [0, 1, 2]}
+
+
+def test_changing_each_declared_field_redoes_exactly_its_readers_and_their_dependents(tmp_path):
+    """Every step of the smoke graph marked done; then each field the `textbooks` step declares is changed
+    in turn, and exactly the steps that read it (declared, by the graph's own rule) plus everything
+    downstream of them report a reason to redo."""
+    import copy
+    import dataclasses
+
+    from phi_utils.config import flatten
+
+    base = get_profile("smoke")
+    graph = step_graph(base)
+
+    def done_run(path: Path) -> RunDir:
+        rd = RunDir.open(base, path, graph=graph)
+        for step in graph:
+            rd.mark_complete(step)
+        assert not any(rd.redo_reasons(s) for s in graph)
+        return rd
+
+    def changed(value: object) -> object:
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, (int, float)):
+            return value + 1
+        if isinstance(value, str):
+            return value + "x"
+        if isinstance(value, list):
+            return value + value[:1] if value else [1]
+        return "changed" if value is None else None
+
+    def set_dotted(cfg: object, dotted: str, value: object) -> None:
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            cfg = getattr(cfg, p)
+        object.__setattr__(cfg, leaf, value)
+
+    rd = done_run(tmp_path / "run")
+    declared = graph.fields(base, "textbooks")
+    assert {"textbooks.n_passages", "teacher.model", "seed"} <= set(declared)
+    flat = flatten(rundir.strict(base.to_dict()))
+    for dotted in declared:
+        cfg = copy.deepcopy(base)
+        set_dotted(cfg, dotted, changed(flat[dotted]))
+        readers = [s for s in graph if any(dotted == r or dotted.startswith(r + ".") for r in graph[s].reads)]
+        expected = set(graph.downstream(readers))
+        probe = RunDir(rd.path, base.name, cfg, graph)
+        # a step is redone when its own fields changed, or (once they are redone) an upstream one was
+        own = {s for s in graph if graph.fields(cfg, s) != graph.fields(base, s)}
+        assert own == set(readers), dotted
+        assert {s for s in graph if probe.redo_reasons(s)} == own, dotted
+        assert "textbooks" in own and set(graph.downstream(own)) == expected
+        assert "corpus" not in expected or dotted == "seed"
+    unfingerprinted = copy.deepcopy(base)
+    unfingerprinted.teacher.concurrency += 1
+    assert not any(RunDir(rd.path, base.name, unfingerprinted, graph).redo_reasons(s) for s in graph)
 
 
 # ------------------------------------------------------------------ fingerprints at the step level
@@ -99,7 +182,7 @@ def _do(rd: RunDir, step: str, log: list[str], force: bool = False) -> None:
 
 def test_changed_field_redoes_the_step_and_its_dependents_and_says_why(tmp_path, capsys):
     cfg = get_profile("smoke")
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     log: list[str] = []
     for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw_s0", "pretrain_textbook_s0"):
         _do(rd, s, log)
@@ -108,7 +191,7 @@ def test_changed_field_redoes_the_step_and_its_dependents_and_says_why(tmp_path,
 
     cfg2 = get_profile("smoke")
     cfg2.textbooks.n_passages = cfg.textbooks.n_passages + 1
-    rd2 = RunDir.open(cfg2, tmp_path / "run")
+    rd2 = open_run(cfg2, tmp_path / "run")
     assert rd2.redo_reasons("textbooks") == [f"textbooks.n_passages {cfg.textbooks.n_passages} -> "
                                             f"{cfg.textbooks.n_passages + 1}"]
     assert rd2.redo_reasons("corpus") == []
@@ -125,13 +208,13 @@ def test_changed_field_redoes_the_step_and_its_dependents_and_says_why(tmp_path,
     cfg3 = get_profile("smoke")
     cfg3.textbooks.n_passages = cfg2.textbooks.n_passages
     cfg3.teacher.concurrency = 7
-    rd3 = RunDir.open(cfg3, tmp_path / "run")
+    rd3 = open_run(cfg3, tmp_path / "run")
     assert all(rd3.redo_reasons(s) == [] for s in ("corpus", "textbooks", "tokenizer", "pretrain_raw_s0"))
 
 
 def test_partial_work_is_kept_for_the_same_fingerprint_and_wiped_for_another(tmp_path):
     cfg = get_profile("smoke")
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         with rd.step("exercises") as rec:
             (rec.path / "partial.jsonl").write_text("{}\n")
@@ -140,12 +223,12 @@ def test_partial_work_is_kept_for_the_same_fingerprint_and_wiped_for_another(tmp
     rd.invalidate("exercises")  # restarting under the same configuration: resume from the partial file
     assert (rd.path / "exercises" / "partial.jsonl").exists()
     cfg.exercises.n_exercises += 1
-    RunDir.open(cfg, rd.path).invalidate("exercises")  # another configuration: its partial work is not ours
+    open_run(cfg, rd.path).invalidate("exercises")  # another configuration: its partial work is not ours
     assert not (rd.path / "exercises" / "partial.jsonl").exists()
 
 
 def test_manifest_without_fingerprint_is_redone(tmp_path):
-    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
     write_json_atomic(rd.path / "corpus" / "_COMPLETE.json", {"step": "corpus", "counts": {}})
     assert rd.redo_reasons("corpus") == ["its manifest predates fingerprints"]
     assert not rd.is_complete("corpus")
@@ -197,7 +280,7 @@ def test_sidecars_and_manifests_are_strict_json(tmp_path):
     with pytest.raises(ValueError, match="NaN is not JSON"):
         loads_strict('{"a": NaN}')
 
-    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
     fig = plt.figure()
     save_figure(fig, "99_test", data, rd)
     plt.close(fig)
@@ -253,7 +336,7 @@ def test_config_files_yaml_json_and_run_json(tmp_path):
     j.write_text(json.dumps({"finetune": {"lr": 0.5}}))
     cfg = resolve_config("smoke", [y, j], ["pretrain.max_steps=8"])
     assert (cfg.pretrain.max_steps, cfg.teacher.model, cfg.finetune.lr) == (8, "gpt-4-0613", 0.5)
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     again = resolve_config("smoke", [rd.path / "run.json"])  # a run's run.json reproduces its configuration
     assert again.to_dict() == config_from_dict(json.loads((rd.path / "run.json").read_text())["config"]).to_dict()
     assert again.pretrain.max_steps == 8
@@ -267,7 +350,7 @@ def test_config_files_yaml_json_and_run_json(tmp_path):
 
 def test_open_stage_loads_the_runs_configuration(tmp_path):
     cfg = resolve_config("smoke", sets=["pretrain.max_steps=9"], seed=4)
-    RunDir.open(cfg, tmp_path / "run")
+    open_run(cfg, tmp_path / "run")
     got, rd = open_stage("smoke", tmp_path / "run", 4)
     assert got.pretrain.max_steps == 9 and got.seed == 4 and rd.cfg is got
     got, _ = open_stage("smoke", tmp_path / "run", 0)  # the notebook's default seed keeps the run's

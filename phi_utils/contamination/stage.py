@@ -455,6 +455,7 @@ class ContaminationResult:
 
 def run_contamination(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> ContaminationResult:
     """The stage: analysis, pruning counts, retraining (if `cfg.contamination.retrain`) and Table 3."""
+    cfg = rd.view(STEP, cfg)
     out_dir = rd.path / STEP
     if force or not rd.is_complete(STEP):
         # fail fast, before the analysis, when an input of a later part is missing

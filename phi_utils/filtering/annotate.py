@@ -312,6 +312,7 @@ def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher:
     """
     from ..corpus import load_corpus
 
+    cfg = rd.view(STEP, cfg)
     with rd.step(STEP, force, config=cfg.annotation) as rec:
         if rec is None:
             return read_result(AnnotationStageResult, rd.path / STEP / "summary.json")

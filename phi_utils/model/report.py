@@ -185,6 +185,7 @@ def run_model_card(cfg: ProfileConfig, rd: RunDir, vocab_size: int, force: bool 
     """Step `model_card`: parameter table, parity check and FLOPs for this profile's model, as JSON."""
     from ..rundir import read_result, write_json_atomic
 
+    cfg = rd.view("model_card", cfg)
     out = rd.path / "model_card" / "model_card.json"
     with rd.step("model_card", force, config={"model": cfg.pretrain.model, "vocab_size": vocab_size}) as rec:
         if rec is None:

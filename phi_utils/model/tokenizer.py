@@ -122,6 +122,7 @@ def run_tokenizer(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Any:
     the run's corpus, CodeTextbook and CodeExercises (whichever exist), or, when none exist
     yet, the Python standard library's sources (so notebook 05 also runs on its own).
     """
+    cfg = rd.view("tokenizer", cfg)
     tc = cfg.tokenizer
     out = rd.path / "tokenizer"
     with rd.step("tokenizer", force, config=tc) as rec:

@@ -156,6 +156,7 @@ def _verdict_counts(rows: Sequence[dict[str, Any]], models: Sequence[str]) -> di
 
 def run_qualitative(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> QualitativeResult:
     """Notebook 09: completions of every available model for the §3 prompts, run and API-checked."""
+    cfg = rd.view("qualitative", cfg)
     q = cfg.qualitative
     prompts = get_prompts(q.prompts)
     out_dir = rd.path / "qualitative"
@@ -238,6 +239,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
     """
     from ..sandbox import run_programs
 
+    cfg = rd.view("unconventional", cfg)
     q = cfg.qualitative
     out_dir = rd.path / "unconventional"
     if rd.is_complete("unconventional") and not force:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..config import ConfigError, apply_overrides, config_from_dict, get_profile
 from ..rundir import RunDir, read_json
+from ..steps import open_run, step_graph
 from .dist import destroy, init_distributed
 from .arms import parse_step
 from .stages import run_stage, train_config_for
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     env = init_distributed(cfg.device)
     try:
-        rd = RunDir.open(cfg, args.run_dir, create=env.is_main) if env.is_main else RunDir(Path(args.run_dir), cfg.name)
+        rd = open_run(cfg, args.run_dir) if env.is_main else RunDir(Path(args.run_dir), cfg.name, cfg, step_graph(cfg))
         parallel = args.parallel or train_config_for(cfg, args.step).parallel
         counts = run_stage(cfg, rd, args.step, force=args.force, parallel=parallel,
                            progress=not args.no_progress, env=env)

@@ -36,11 +36,14 @@ class Arm:
     label: str
     """Legend label."""
     dataset: str
-    """Input dataset (a `datasets` directory), relative to the run directory."""
+    """Input dataset (a `datasets` directory), relative to the run directory; its first part is the
+    step that writes it."""
     what: str
     """What the dataset is (error messages, tables)."""
     config: str
     """The ProfileConfig attribute with its TrainConfig: `pretrain` or `finetune`."""
+    stage: str
+    """The notebook that trains it (`06` pretraining, `07` finetuning)."""
     exercises: bool = False
     """The dataset has `prompt`/`solution` columns (packed as exercises)."""
     init_from: str | None = None
@@ -49,13 +52,13 @@ class Arm:
 
 ARMS: tuple[Arm, ...] = (
     Arm("raw", "A", "pretrain_raw", "A: raw code (The Stack+ analog)", "corpus/dataset",
-        "raw corpus (The Stack+ analog, notebook 02's input)", "pretrain"),
+        "raw corpus (The Stack+ analog, notebook 02's input)", "pretrain", "06"),
     Arm("filtered", "B'", "pretrain_filtered", "B': filtered code alone", "textbooks/filtered_code",
-        "classifier-filtered code alone, CodeTextbook's token count (notebook 03)", "pretrain"),
+        "classifier-filtered code alone, CodeTextbook's token count (notebook 03)", "pretrain", "06"),
     Arm("textbook", "B", "pretrain_textbook", "B: CodeTextbook (phi-1-base analog)", "textbooks/code_textbook",
-        "CodeTextbook: filtered code + synthetic textbooks (notebook 03)", "pretrain"),
+        "CodeTextbook: filtered code + synthetic textbooks (notebook 03)", "pretrain", "06"),
     Arm("finetune", "C", "finetune", "C: CodeTextbook -> CodeExercises (phi-1 analog)", "exercises/code_exercises",
-        "CodeExercises (notebook 04)", "finetune", exercises=True, init_from="textbook"),
+        "CodeExercises (notebook 04)", "finetune", "07", exercises=True, init_from="textbook"),
 )
 ARM_BY_KEY: dict[str, Arm] = {a.key: a for a in ARMS}
 PRETRAIN_ARMS: tuple[str, ...] = tuple(a.key for a in ARMS if a.config == "pretrain")
