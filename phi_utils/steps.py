@@ -29,8 +29,9 @@ NOT_FINGERPRINTED: frozenset[str] = frozenset({
     "teacher.tokens_per_minute", "teacher.rating_requests_per_minute", "teacher.rating_tokens_per_minute",
     "teacher.request_timeout_s", "teacher.max_retries", "teacher.price_per_1k_prompt",
     "teacher.price_per_1k_completion", "teacher.budget_usd", "teacher.use_batch_api",
-    # where a model runs and how many processes share the work, not what is computed
-    "device", "n_gpus",
+    # where a model runs and how many processes share the work, not what is computed (the data stages'
+    # pipelines shard in the candidates' global order: any executor and task count keep the same set)
+    "device", "n_gpus", "data",
     "filter.batch_size", "filter.num_proc", "eval.workers", "qualitative.run_workers",
     "pretrain.num_threads", "pretrain.keep_checkpoints", "pretrain.parallel",
     "finetune.num_threads", "finetune.keep_checkpoints", "finetune.parallel",

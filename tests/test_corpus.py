@@ -12,7 +12,7 @@ from phi_utils.config import CorpusConfig, get_profile
 from phi_utils.corpus import (Candidate, CorpusError, Deduplicator, build_corpus, check_file,
                               classify_distribution_licence, estimate_tokens, licence_from_directory,
                               load_corpus, run_corpus, visiting_order, _spdx_permissive)
-from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 
 GOOD = '''def gcd(a: int, b: int) -> int:
     """Greatest common divisor by Euclid's algorithm."""
@@ -137,7 +137,7 @@ def test_local_source_licence_filter_and_stage(tmp_path):
     _write(d, "LICENSE", "Apache License\nVersion 2.0, January 2004")
     _write(d, "mine.py", GOOD)
     cfg = get_profile("smoke", **{"corpus.max_files": 60, "corpus.extra_dirs": [str(d)]})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     counts = run_corpus(cfg, rd)
     assert counts.kept == 60
     assert counts.found > 5000  # stdlib + the venv's site-packages
@@ -154,7 +154,7 @@ def test_local_source_licence_filter_and_stage(tmp_path):
             assert lic[row["distribution"]]["permissive"], row
     assert not any(row["distribution"] in ("tqdm", "certifi", "pygame") for row in ds)
     # Deterministic: the same seed gives the same sample; a complete step is skipped.
-    rd2 = RunDir.open(cfg, tmp_path / "run2")
+    rd2 = open_run(cfg, tmp_path / "run2")
     run_corpus(cfg, rd2)
     assert load_corpus(rd2)["path"] == ds["path"]
     assert run_corpus(cfg, rd) == counts

@@ -15,7 +15,8 @@ from phi_utils.corpus import Candidate, build_corpus, corpus_stages, load_corpus
 from phi_utils.datapipe.dedup import code_shingles, minhash_bands, read_drops, read_shards
 from phi_utils.datapipe.executor import DataPipelineError, PipelineStage, plan, run_stages
 from phi_utils.datapipe.steps import shard_bounds
-from phi_utils.rundir import RunDir, write_jsonl_atomic
+from phi_utils.rundir import write_jsonl_atomic
+from phi_utils.steps import open_run
 
 GOOD = '''def gcd(a: int, b: int) -> int:
     """Greatest common divisor by Euclid's algorithm."""
@@ -81,7 +82,7 @@ def test_run_corpus_1_and_2_tasks_identical_dataset_and_counts(tmp_path):
     out = {}
     for tasks in (1, 2):
         cfg = get_profile("smoke", **{"corpus.max_files": 150, "data.tasks": tasks, "data.workers": tasks})
-        rd = RunDir.open(cfg, tmp_path / f"run{tasks}")
+        rd = open_run(cfg, tmp_path / f"run{tasks}")
         counts = run_corpus(cfg, rd)
         out[tasks] = (load_corpus(rd)["sha256"], counts)
         manifest = rd.manifest("corpus")

@@ -14,7 +14,7 @@ from phi_utils.evaluation.generation import (GenSettings, Placement, canonical_s
                                              load_model, sanitize_completion, teacher_completions)
 from phi_utils.evaluation.problems import load_humaneval
 from phi_utils.evaluation.stage import failure_category, figure_2_1, run_evaluation
-from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     cfg.eval.limit, cfg.eval.teacher_limit, cfg.eval.loss_problems, cfg.eval.max_new_tokens = 3, 0, 4, 16
     cfg.eval.n_samples = 0
     cfg.pretrain.seeds = cfg.finetune.seeds = [0]
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     shutil.copytree(tiny_checkpoint, rd.path / "pretrain_textbook_s0" / "final")
     # B's packed training data (the checkpoint's tokenizer on HumanEval text): its unigram/bigram baselines
     from phi_utils.model.tokenizer import eos_id, load_tokenizer

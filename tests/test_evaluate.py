@@ -251,11 +251,11 @@ def test_teacher_reference_row_for_table1(tmp_path: Path) -> None:
     from phi_utils.config import get_profile
     from phi_utils.evaluation.evaluate import teacher_reference
     from phi_utils.evaluation.stage import table1_rows
-    from phi_utils.rundir import RunDir
+    from phi_utils.steps import open_run
 
     cfg = get_profile("smoke")
     cfg.teacher.local_model = "smollm2-135m"
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     e = teacher_reference(cfg, rd, limit=2, max_new_tokens=48)
     assert "SmolLM2" in e["label"] and e["humaneval"]["n_problems"] == 2 and e["prompt_format"] == "instruct"
     lo, hi = e["humaneval"]["pass@1_ci95"]

@@ -13,7 +13,7 @@ from phi_utils.filtering.classifier import (FilteringError, binary_labels, keep_
                                             run_filtering, train_classifier)
 from phi_utils.filtering.embed import (EmbeddingError, cached_embeddings, embed_texts, load_embedder,
                                        minilm_model_path)
-from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 
 
 def _educational(i: int, rng: random.Random) -> str:
@@ -56,12 +56,12 @@ def test_minilm_embeddings_are_real(minilm):
 def test_unknown_or_missing_embedders(tmp_path):
     with pytest.raises(EmbeddingError, match="pretrain"):
         cfg = get_profile("smoke", **{"filter.embedder": "own"})
-        load_embedder(cfg.filter, RunDir.open(cfg, tmp_path / "run"))
+        load_embedder(cfg.filter, open_run(cfg, tmp_path / "run"))
 
 
 def test_embedding_cache_and_two_processes(tmp_path):
     cfg = get_profile("smoke", **{"filter.batch_size": 4})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     rng = random.Random(0)
     texts = [_educational(i, rng) for i in range(10)] + [_boilerplate(i, rng) for i in range(10)]
     keys = [str(hash(t)) for t in texts]
@@ -110,7 +110,7 @@ def _crafted_run(path, **overrides):
     import datasets
 
     cfg = get_profile("smoke", **{"filter.keep_fraction": 0.5, "filter.n_estimators": 50, **overrides})
-    rd = RunDir.open(cfg, path)
+    rd = open_run(cfg, path)
     rng = random.Random(2)
     texts = [_educational(i, rng) for i in range(30)] + [_boilerplate(i, rng) for i in range(30)]
     rows = [{"path": f"f{i}.py", "source": "extra", "distribution": "crafted", "licence": "MIT", "text": t,
@@ -155,15 +155,15 @@ def test_rank_sharded_embeddings_match_single_process(tmp_path):
     import sys
 
     cfg = get_profile("smoke", **{"filter.batch_size": 4})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     rng = random.Random(3)
     texts = [_educational(i, rng) for i in range(6)] + [_boilerplate(i, rng) for i in range(6)]
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     script = (
         "import json, sys, numpy as np\n"
-        "from phi_utils.config import get_profile\nfrom phi_utils.rundir import RunDir\n"
+        "from phi_utils.config import get_profile\nfrom phi_utils.steps import open_run\n"
         "from phi_utils.filtering.embed import cached_embeddings\n"
-        f"cfg = get_profile('smoke', **{{'filter.batch_size': 4}})\nrd = RunDir.open(cfg, {str(rd.path)!r})\n"
+        f"cfg = get_profile('smoke', **{{'filter.batch_size': 4}})\nrd = open_run(cfg, {str(rd.path)!r})\n"
         f"texts = json.load(open({str(tmp_path / 'texts.json')!r}))\n"
         "e = cached_embeddings(texts, [str(i) for i in range(len(texts))], cfg.filter, rd, wait_timeout_s=300)\n"
         "np.save(sys.argv[1], e)\n")

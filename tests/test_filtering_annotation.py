@@ -12,7 +12,7 @@ from phi_utils.config import AnnotationConfig, get_profile
 from phi_utils.filtering.annotate import (PAPER_PHRASE, PROMPT_VERSION, agreement_stats, annotate, auc_good_bad,
                                           build_prompt, card_snippets, load_labels_jsonl, run_annotation,
                                           stratified_sample)
-from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 
 SNIPPETS = [
     'def is_prime(n):\n    """Return True if n is a prime number."""\n    if n < 2:\n        return False\n'
@@ -62,7 +62,7 @@ def test_agreement_stats():
 
 def test_card_snippets_are_read(tmp_path):
     cfg = get_profile("smoke")
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     (rd.path / "teacher").mkdir()
     (rd.path / "teacher" / "card.json").write_text(json.dumps(
         {"rating_check": {"snippets": [{"name": "gcd", "label": "good", "code": "def gcd(a, b): ..."},
@@ -100,7 +100,7 @@ def test_run_annotation_stage_resumes(tmp_path, local_teacher):
 
     cfg = get_profile("smoke", **{"annotation.reliability_subset": 1, "annotation.n_samples": 3,
                                        "annotation.max_prompt_chars": 300})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     datasets.Dataset.from_list(_rows()).save_to_disk(str(rd.step_dir("corpus") / "dataset"))
     rd.mark_complete("corpus")
     s = run_annotation(cfg, rd, teacher=local_teacher)

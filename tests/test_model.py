@@ -18,7 +18,7 @@ from phi_utils.model.generate import HUMANEVAL_STOP, generate, generate_ids, tru
 from phi_utils.model.fast import FastRotary, TransposableLinear, attention, transposed_weights
 from phi_utils.model.model import apply_rotary
 from phi_utils.model.tokenizer import EOS, _take_chars, load_tokenizer, run_tokenizer, stdlib_texts, train_tokenizer
-from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 
 SHAPES = {
     "smoke": get_model_config("smoke", vocab_size=300),
@@ -429,7 +429,7 @@ def test_tokenizer_round_trip_and_reload(tmp_path: Path, tok) -> None:
 
 def test_run_tokenizer_falls_back_to_stdlib_and_skips(tmp_path: Path) -> None:
     cfg = get_profile("smoke", **{"tokenizer.vocab_size": 400, "tokenizer.train_chars": 200_000})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     tok = run_tokenizer(cfg, rd)
     assert len(tok) == 400 and (rd.path / "tokenizer" / "tokenizer.json").exists()
     man = rd.manifest("tokenizer")
@@ -442,7 +442,7 @@ def test_run_tokenizer_falls_back_to_stdlib_and_skips(tmp_path: Path) -> None:
 def test_run_tokenizer_uses_run_datasets(tmp_path: Path) -> None:
     from datasets import Dataset
     cfg = get_profile("smoke", **{"tokenizer.vocab_size": 300})
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     with rd.step("textbooks") as rec:
         Dataset.from_dict({"text": ["def zebra_quux():\n    return 'zebra_quux'\n"] * 50}).save_to_disk(
             str(rec.path / "code_textbook"))

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from phi_utils.config import get_profile
-from phi_utils.rundir import RunDir, RunDirError
+from phi_utils.rundir import RunDirError
+from phi_utils.steps import open_run
 from phi_utils.qualitative.stages import MODEL_VARIANTS, available_models, run_qualitative, run_unconventional
 
 
@@ -22,7 +23,7 @@ def smoke_run_with_checkpoints(tmp_path_factory):
     from phi_utils.model.tokenizer import stdlib_texts, train_tokenizer
 
     cfg = get_profile("smoke")
-    rd = RunDir.open(cfg, tmp_path_factory.mktemp("qual_run"))
+    rd = open_run(cfg, tmp_path_factory.mktemp("qual_run"))
     tok = train_tokenizer(itertools.islice(stdlib_texts(), 60), vocab_size=2048, show_progress=False)
     torch.manual_seed(0)
     for step, _ in MODEL_VARIANTS:
@@ -32,7 +33,7 @@ def smoke_run_with_checkpoints(tmp_path_factory):
 
 def test_missing_checkpoints_give_one_clear_error(tmp_path):
     cfg = get_profile("smoke")
-    rd = RunDir.open(cfg, tmp_path / "empty")
+    rd = open_run(cfg, tmp_path / "empty")
     assert available_models(rd) == []
     with pytest.raises(RunDirError, match="06_pretraining.*07_finetuning"):
         run_qualitative(cfg, rd)
@@ -57,7 +58,7 @@ def test_run_qualitative_writes_table_and_resumes(smoke_run_with_checkpoints):
 def test_run_unconventional_teacher_parts_run_before_the_model_check(tmp_path, local_teacher):
     cfg = get_profile("smoke")
     cfg.qualitative.n_reliability = 1  # one reference + one broken variant: two grades
-    rd = RunDir.open(cfg, tmp_path / "no_models")
+    rd = open_run(cfg, tmp_path / "no_models")
     with pytest.raises(RunDirError, match="06_pretraining"):
         run_unconventional(cfg, rd, teacher=local_teacher)
     out = rd.path / "unconventional"

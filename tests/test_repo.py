@@ -116,13 +116,13 @@ def test_committed_figures_are_exactly_the_manifest():
 def test_publishing_figures_replaces_stale_ones(tmp_path):
     from phi_utils.config import get_profile
     from phi_utils.publish import publish_figures
-    from phi_utils.rundir import RunDir
+    from phi_utils.steps import open_run
 
     committed = tmp_path / "figures"
     committed.mkdir()
     (committed / "README.md").write_text("kept")
     (committed / "99_stale.png").write_bytes(b"old")
-    rd = RunDir.open(get_profile("tiny"), tmp_path / "run")
+    rd = open_run(get_profile("tiny"), tmp_path / "run")
     (rd.path / "figures").mkdir(exist_ok=True)
     for stem in ("01_a", "08_b"):
         (rd.path / "figures" / f"{stem}.png").write_bytes(stem.encode())

@@ -120,7 +120,6 @@ def test_changing_each_declared_field_redoes_exactly_its_readers_and_their_depen
     in turn, and exactly the steps that read it (declared, by the graph's own rule) plus everything
     downstream of them report a reason to redo."""
     import copy
-    import dataclasses
 
     from phi_utils.config import flatten
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from phi_utils.config import SHARED_DATA, get_profile
-from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 from phi_utils.synth import parsing
 from phi_utils.synth.topics import (draw_exercise, draw_function_name, draw_textbook, function_name_vocab,
                                     sample_seed, topic_taxonomy, vocab_sizes)
@@ -240,7 +240,7 @@ def test_stages_end_to_end_smoke(local_teacher, tmp_path, monkeypatch):
     cfg.textbooks.n_passages, cfg.textbooks.ablation_passages, cfg.textbooks.max_tokens = 2, 2, 64
     cfg.textbooks.topup_max = 3
     cfg.exercises.n_exercises, cfg.exercises.max_tokens, cfg.exercises.topup_max = 2, 96, 10
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     m = run_textbooks(cfg, rd)
     assert m.funnel_generated["generated"] == 2 and m.ablation["n_each"] == 2
     ct = load_from_disk(str(rd.path / "textbooks" / "code_textbook"))

@@ -7,6 +7,7 @@ import pytest
 
 from phi_utils.config import SHARED_DATA, TextbookConfig, get_profile
 from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 from phi_utils.synth.diversity import approx_tokens
 from phi_utils.synth.textbooks import (FILTERED_CODE, build_code_textbook, code_token_budget,
                                        sample_to_budget, synthetic_share, tokens_by_origin)
@@ -43,7 +44,7 @@ def _passages(n: int, origin: str) -> list[dict]:
 
 
 def test_code_textbook_holds_the_synthetic_share(tmp_path):
-    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
     code = _filtered(rd, 400)
     kept = _passages(5, "generated") + _passages(20, "open:library-of-phi-textbooks")
     tc = TextbookConfig(synthetic_share=1 / 7)
@@ -64,7 +65,7 @@ def test_code_textbook_holds_the_synthetic_share(tmp_path):
 
 
 def test_scarce_synthetic_data_reports_the_lower_share(tmp_path):
-    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
     _filtered(rd, 400)
     tc = TextbookConfig(synthetic_share=1 / 7, min_filtered_tokens=5000)
     m = build_code_textbook(rd, _passages(2, "generated"), rd.path / "textbooks", tc, seed=0)
@@ -73,7 +74,7 @@ def test_scarce_synthetic_data_reports_the_lower_share(tmp_path):
 
 
 def test_missing_filtered_code_gives_passages_only(tmp_path):
-    rd = RunDir.open(get_profile("smoke"), tmp_path / "run")
+    rd = open_run(get_profile("smoke"), tmp_path / "run")
     m = build_code_textbook(rd, _passages(3, "generated"), rd.path / "textbooks", TextbookConfig(), seed=0)
     assert m["filtered_code_missing"] and m["synthetic_share"] == 1.0 and m["filtered_code_alone"]["rows"] == 0
 

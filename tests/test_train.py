@@ -163,11 +163,11 @@ def test_sampler_is_a_function_of_the_step():
 
 
 def test_missing_upstream_dataset_is_one_clear_error(tmp_path):
-    from phi_utils.rundir import RunDir
+    from phi_utils.steps import open_run
     from phi_utils.train import run_pretraining
 
     cfg = get_profile("smoke")
-    rd = RunDir.open(cfg, tmp_path / "rd")
+    rd = open_run(cfg, tmp_path / "rd")
     from phi_utils.model.tokenizer import train_tokenizer
 
     train_tokenizer(["def f():\n    pass\n"] * 20, 300, rd.path / "tokenizer", show_progress=False)

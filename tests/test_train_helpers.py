@@ -14,6 +14,7 @@ from pathlib import Path
 
 from phi_utils.config import get_profile
 from phi_utils.rundir import RunDir
+from phi_utils.steps import open_run
 
 
 def _stdlib_files(limit: int) -> list[Path]:
@@ -47,7 +48,7 @@ def make_fake_run(path: Path, profile: str = "smoke", n_files: int = 60, vocab_s
     from phi_utils.model.tokenizer import train_tokenizer
 
     cfg = get_profile(profile, **overrides)
-    rd = RunDir.open(cfg, path)
+    rd = open_run(cfg, path)
     files = _stdlib_files(n_files)
     texts = [p.read_text(encoding="utf-8", errors="replace")[:12_000] for p in files]
     datasets.Dataset.from_dict({"path": [p.name for p in files], "text": texts}).save_to_disk(
