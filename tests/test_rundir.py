@@ -323,6 +323,9 @@ def test_set_parses_by_the_fields_type_and_names_bad_input():
                      ("pretrain=3", "'pretrain' is a section"),
                      ("teacher.temperature=9", r"teacher.temperature must be in \[0, 2\]"),
                      ("exercises.decontaminate=maybe", "expected true or false"),
+                     ("pretrain.precision=fp8", "pretrain.precision must be one of 'fp32', 'bf16', 'fp16'; got 'fp8'"),
+                     ("eval.benchmarks=humaneval,humaneval++", r"eval.benchmarks\[1\] must be one of 'humaneval', .*"
+                                                                r"got 'humaneval\+\+'"),
                      ("nokey", "expected FIELD=VALUE")):
         with pytest.raises(ConfigError, match=msg):
             resolve_config("tiny", sets=[bad])

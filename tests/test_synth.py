@@ -135,6 +135,20 @@ def test_exercise_programs_run_against_their_tests():
 
 
 # --------------------------------------------------------------------------- diversity, dedup, decontamination
+def test_funnel_counts_what_survives_each_check_in_order():
+    from phi_utils.synth.common import funnel
+    from phi_utils.synth.exercises import FILTERS as EXERCISE_FILTERS
+    from phi_utils.synth.textbooks import FILTERS as TEXTBOOK_FILTERS
+
+    rows = [{"status": s} for s in ("kept", "teacher_error", "no_code", "syntax_error", "timeout", "wrong_output",
+                                    "near_duplicate", "kept")]
+    assert funnel(rows, TEXTBOOK_FILTERS) == {"generated": 8, "reply": 7, "valid_code": 5, "code_runs": 4,
+                                              "outputs_consistent": 3, "not_near_duplicate": 2}
+    rows = [{"status": s} for s in ("parse_failed", "failed_tests", "contaminated", "kept")]
+    assert funnel(rows, EXERCISE_FILTERS) == {"generated": 4, "reply": 4, "parsed": 3, "passes_tests": 2,
+                                              "not_contaminated": 1, "not_near_duplicate": 1}
+
+
 def test_distinct_n_and_near_duplicates():
     from phi_utils.synth.diversity import distinct_n, near_duplicate_mask
 

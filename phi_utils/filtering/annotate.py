@@ -331,12 +331,13 @@ def run_annotation(cfg: ProfileConfig, rd: RunDir, force: bool = False, teacher:
         with open(rec.path / "labels.jsonl", "w", encoding="utf-8") as f:
             for row in res.labels:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        summary = {**res.summary, "teacher": res.teacher, "prompt_version": PROMPT_VERSION,
-                   "seconds": round(time.time() - t0, 1)}
-        write_json_atomic(rec.path / "summary.json", summary)
-        rec.counts = {k: summary[k] for k in ("n_rated", "n_scored", "n_failed", "n_truncated")}
+        result = AnnotationStageResult(**res.summary, teacher=res.teacher, prompt_version=PROMPT_VERSION,
+                                       seconds=round(time.time() - t0, 1))
+        write_json_atomic(rec.path / "summary.json", result)
+        rec.counts = {"n_rated": result.n_rated, "n_scored": result.n_scored, "n_failed": result.n_failed,
+                      "n_truncated": result.n_truncated}
         rec.extra = {"teacher": res.teacher, "prompt_version": PROMPT_VERSION}
-    return AnnotationStageResult.from_dict(summary)
+    return result
 
 
 def load_labels_jsonl(rd: RunDir) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -278,27 +278,26 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Filter
         keep = np.flatnonzero((probs >= thr) & eligible)
         filtered = corpus.select(keep).add_column("score", probs[keep].astype(float).tolist())
         n_tok = np.asarray(corpus["n_tokens"], dtype=np.int64)
-        metrics = {
-            "embedder": fcfg.embedder, "teacher": ann.get("teacher"), "prompt_version": ann.get("prompt_version"),
-            "n_corpus": len(corpus), "n_kept": int(len(keep)), "kept_fraction": len(keep) / max(1, len(corpus)),
-            "tokens_corpus_est": int(n_tok.sum()), "tokens_kept_est": int(n_tok[keep].sum()),
-            "score_threshold": thr, "classifier": None if model is None else f"RandomForest({fcfg.n_estimators})",
-            "embedding_s": round(t_emb, 2), "scoring_s": round(t_score, 3), "world_size": cfg.data.tasks,
-            "report": asdict(report), "note": note,
-            "substance_rule": {"n_eligible": int(eligible.sum()),
-                               "dropped": dict(Counter(why for why in reasons if why is not None))},
-        }
+        result = FilteringResult(
+            embedder=fcfg.embedder, teacher=ann.get("teacher"), prompt_version=ann.get("prompt_version"),
+            n_corpus=len(corpus), n_kept=int(len(keep)), kept_fraction=len(keep) / max(1, len(corpus)),
+            tokens_corpus_est=int(n_tok.sum()), tokens_kept_est=int(n_tok[keep].sum()),
+            score_threshold=thr, classifier=None if model is None else f"RandomForest({fcfg.n_estimators})",
+            embedding_s=round(t_emb, 2), scoring_s=round(t_score, 3), world_size=cfg.data.tasks,
+            report=report, note=note,
+            substance_rule={"n_eligible": int(eligible.sum()),
+                            "dropped": dict(Counter(why for why in reasons if why is not None))})
         save_dataset(filtered, rec.path / "filtered")
         with open(rec.path / "scores.jsonl", "w", encoding="utf-8") as f:
             for i, pth in enumerate(corpus["path"]):
                 f.write(json.dumps({"id": i, "path": pth, "score": float(probs[i]),
                                     "kept": bool(probs[i] >= thr and eligible[i]), "no_substance": reasons[i]}) + "\n")
-        write_json_atomic(rec.path / "metrics.json", metrics)
-        rec.counts = {"n_corpus": metrics["n_corpus"], "n_kept": metrics["n_kept"],
-                      "tokens_kept_est": metrics["tokens_kept_est"], "n_labels": report.n_labels}
+        write_json_atomic(rec.path / "metrics.json", result)
+        rec.counts = {"n_corpus": result.n_corpus, "n_kept": result.n_kept,
+                      "tokens_kept_est": result.tokens_kept_est, "n_labels": report.n_labels}
         rec.extra = {"teacher": ann.get("teacher"), "embedder": fcfg.embedder,
                      "pipeline": {"engine": "datatrove", "executor": cfg.data.executor, "tasks": cfg.data.tasks}}
-    return FilteringResult.from_dict(metrics)
+    return result
 
 
 def load_filtered(rd: RunDir) -> "datasets.Dataset":  # noqa: F821

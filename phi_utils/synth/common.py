@@ -1,4 +1,4 @@
-"""Small pieces shared by the textbook and exercise stages: teacher access and sandbox runs."""
+"""Small pieces shared by the textbook and exercise stages: teacher access, sandbox runs, the funnel."""
 
 from __future__ import annotations
 
@@ -25,5 +25,21 @@ def run_sandboxed(codes: Sequence[str], timeout_s: float, desc: str, workers: in
                         env={"MPLBACKEND": "Agg", "SDL_VIDEODRIVER": "dummy"})
 
 
-def share(counts: dict[str, int], total: int) -> dict[str, float]:
-    return {k: (v / total if total else 0.0) for k, v in counts.items()}
+def funnel(rows: Sequence[dict[str, Any]], filters: Sequence[tuple[str, tuple[str, ...]]]) -> dict[str, int]:
+    """How many rows survive each filter in order: `generated` (all rows), then for each (name, statuses
+    it drops) the rows whose `status` none of the filters so far dropped."""
+    statuses = [r["status"] for r in rows]
+    after = {"generated": len(statuses)}
+    dropped: set[str] = set()
+    for name, bad in filters:
+        dropped.update(bad)
+        after[name] = sum(s not in dropped for s in statuses)
+    return after
+
+
+def tokens_by_origin(origins: Sequence[str], n_tokens: Sequence[int]) -> dict[str, int]:
+    """Token count per origin label, in first-seen order."""
+    out: dict[str, int] = {}
+    for o, n in zip(origins, n_tokens):
+        out[o] = out.get(o, 0) + int(n)
+    return out

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..rundir import read_jsonl, save_dataset, write_jsonl_atomic
-from .common import open_teacher, run_sandboxed
+from ..rundir import read_jsonl, save_dataset, write_json_atomic, write_jsonl_atomic
+from .common import funnel, open_teacher, run_sandboxed, tokens_by_origin
 from .diversity import approx_tokens, diversity_report, near_duplicate_mask
 from .parsing import ParsedExercise, parse_exercise
 from .topics import ExerciseDraw, draw_exercise, sample_seed
@@ -36,6 +36,9 @@ from .topics import ExerciseDraw, draw_exercise, sample_seed
 STEP = "exercises"
 SYSTEM = "You are an expert Python teacher who writes programming exercises with correct reference solutions."
 STATUSES = ("kept", "teacher_error", "parse_failed", "failed_tests", "timeout", "contaminated", "near_duplicate")
+FILTERS = (("reply", ("teacher_error",)), ("parsed", ("parse_failed",)), ("passes_tests", ("failed_tests", "timeout")),
+           ("not_contaminated", ("contaminated",)), ("not_near_duplicate", ("near_duplicate",)))
+"""The checks in order, each with the verdicts it drops (the funnel of `ExercisesResult`)."""
 
 
 def exercise_messages(draw: ExerciseDraw) -> list[dict[str, str]]:
@@ -170,19 +173,6 @@ def _open_rows(source: str, limit: int) -> list[dict[str, Any]]:
     return out
 
 
-def _funnel(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    st = [r["status"] for r in rows]
-    n = len(st)
-    after = {"generated": n}
-    dropped = 0
-    for name, bad in (("reply", ("teacher_error",)), ("parsed", ("parse_failed",)),
-                      ("passes_tests", ("failed_tests", "timeout")), ("not_contaminated", ("contaminated",)),
-                      ("not_near_duplicate", ("near_duplicate",))):
-        dropped += sum(s in bad for s in st)
-        after[name] = n - dropped
-    return after
-
-
 # --------------------------------------------------------------------------- stage
 @dataclass
 class ExercisesResult:
@@ -310,67 +300,64 @@ def run_exercises(cfg: Any, rd: Any, force: bool = False) -> ExercisesResult:
                 r["status"], r["detail"] = "near_duplicate", "MinHash Jaccard >= threshold with an earlier exercise"
         kept = [r for r in allrows if r["status"] == "kept"]
 
-        metrics = _measure(rows, topup, kept, flags, ec, gen_wall)
-        metrics["finetune_budget"] = finetune_epochs(sum(metrics["tokens_by_origin"].values()), cfg.finetune)
-        metrics.update(teacher=teacher_label, notes=notes, wall_s=time.time() - t_start,
-                       benchmarks_checked={"humaneval": sum(b.benchmark == "humaneval" for b in refs),
-                                           "mbpp": sum(b.benchmark == "mbpp" for b in refs)})
         if not any(r["status"] == "kept" for r in rows) and rows:
             notes.append("no generated exercise passed its tests" +
                          ("; CodeExercises comes from the open top-up set" if topup else "; CodeExercises is empty"))
+        result = _measure(rows, topup, kept, flags, ec, gen_wall, finetune=cfg.finetune, teacher=teacher_label,
+                          notes=notes, t_start=t_start,
+                          benchmarks_checked={"humaneval": sum(b.benchmark == "humaneval" for b in refs),
+                                              "mbpp": sum(b.benchmark == "mbpp" for b in refs)})
         write_jsonl_atomic(out_dir / "exercises.jsonl", allrows)
         save_code_exercises(kept, out_dir / "code_exercises")
-        from ..rundir import write_json_atomic
-
-        write_json_atomic(out_dir / "metrics.json", metrics)
+        write_json_atomic(out_dir / "metrics.json", result)
         rec.counts = {"generated": len(rows), "topup": len(topup), "kept": len(kept),
                       **{f"dropped_{s}": sum(r["status"] == s for r in allrows) for s in STATUSES if s != "kept"}}
         rec.extra = {"teacher": teacher_label, "notes": notes}
-        return ExercisesResult.from_dict(metrics)
+        return result
 
 
-def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list[dict[str, Any]],
-             flags: list[Any], ec: Any, gen_wall: float) -> dict[str, Any]:
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list[dict[str, Any]], flags: list[Any],
+             ec: Any, gen_wall: float, *, finetune: Any, teacher: str | None, notes: list[str], t_start: float,
+             benchmarks_checked: dict[str, int]) -> ExercisesResult:
+    """The step's result; `wall_s` ends here, after the diversity reports (before the datasets are written)."""
     ran = [r for r in rows if r["status"] not in ("teacher_error", "parse_failed")]
     passed = [r for r in ran if r["status"] not in ("failed_tests", "timeout")]
-    imports: Counter[str] = Counter()
-    for r in kept:
-        imports.update(imports_of(r["prompt"] + r["solution"]))
-    diffs = [difficulty(r["solution"]) for r in kept]
-    m: dict[str, Any] = {
-        "funnel_generated": _funnel(rows), "funnel_topup": _funnel(topup),
-        "status_generated": dict(Counter(r["status"] for r in rows)),
-        "status_topup": dict(Counter(r["status"] for r in topup)),
-        "parse_failures": dict(Counter(r["detail"] for r in rows if r["status"] == "parse_failed")),
-        "parse_rate": (len(ran) / len(rows)) if rows else None,
-        "pass_rate_of_parsed": (len(passed) / len(ran)) if ran else None,
-        "pass_rate_of_generated": (len(passed) / len(rows)) if rows else None,
-        "name_followed_rate": (sum(bool(r.get("name_followed")) for r in ran) / len(ran)) if ran else None,
-        "contamination": {"checked": len(flags), "flagged": sum(f.flagged for f in flags),
-                          "ngram_flagged": sum(bool(f.ngram_matches) for f in flags),
-                          "embedding_flagged": sum(f.max_similarity is not None and f.max_similarity >= ec.embedding_threshold
-                                                   for f in flags),
-                          "excluded": ec.decontaminate,
-                          "max_similarity": max((f.max_similarity for f in flags if f.max_similarity is not None), default=None)},
-        "imports": dict(imports.most_common()),
-        "stdlib_import_share": stdlib_share(dict(imports)),
-        "exercises_with_imports": sum(bool(imports_of(r["prompt"] + r["solution"])) for r in kept),
-        "difficulty": {k: [d[k] for d in diffs] for k in ("lines", "ast_nodes", "decisions")},
-        "tests_per_exercise": [len(r.get("tests") or []) for r in kept],
-        "generation": {"exercises": len(rows), "wall_s": gen_wall,
-                       "cached": sum(bool(r.get("cached")) for r in rows),
-                       "exercises_per_min": (60 * len(rows) / gen_wall) if gen_wall > 0 else None},
-        "kept_by_origin": dict(Counter(r["origin"] for r in kept)),
-        "tokens_by_origin": {},
-    }
-    for r in kept:
-        o = r["origin"]
-        m["tokens_by_origin"][o] = m["tokens_by_origin"].get(o, 0) + approx_tokens(r["prompt"] + r["solution"])
     texts = [r["prompt"] + r["solution"] for r in kept]
-    m["diversity"] = diversity_report(texts, ec.near_dup_threshold) if len(texts) >= 2 else None
-    gen_kept = [r["prompt"] + r["solution"] for r in kept if r["origin"] == "generated"]
-    m["diversity_generated"] = diversity_report(gen_kept, ec.near_dup_threshold) if len(gen_kept) >= 2 else None
-    return m
+    imports: Counter[str] = Counter()
+    for t in texts:
+        imports.update(imports_of(t))
+    diffs = [difficulty(r["solution"]) for r in kept]
+    tokens = tokens_by_origin([r["origin"] for r in kept], [approx_tokens(t) for t in texts])
+    gen_kept = [t for r, t in zip(kept, texts) if r["origin"] == "generated"]
+    diversity = diversity_report(texts, ec.near_dup_threshold) if len(texts) >= 2 else None
+    diversity_generated = diversity_report(gen_kept, ec.near_dup_threshold) if len(gen_kept) >= 2 else None
+    similarities = [f.max_similarity for f in flags if f.max_similarity is not None]
+    return ExercisesResult(
+        funnel_generated=funnel(rows, FILTERS), funnel_topup=funnel(topup, FILTERS),
+        status_generated=dict(Counter(r["status"] for r in rows)),
+        status_topup=dict(Counter(r["status"] for r in topup)),
+        parse_failures=dict(Counter(r["detail"] for r in rows if r["status"] == "parse_failed")),
+        parse_rate=_rate(len(ran), len(rows)), pass_rate_of_parsed=_rate(len(passed), len(ran)),
+        pass_rate_of_generated=_rate(len(passed), len(rows)),
+        name_followed_rate=_rate(sum(bool(r.get("name_followed")) for r in ran), len(ran)),
+        contamination={"checked": len(flags), "flagged": sum(f.flagged for f in flags),
+                       "ngram_flagged": sum(bool(f.ngram_matches) for f in flags),
+                       "embedding_flagged": sum(s >= ec.embedding_threshold for s in similarities),
+                       "excluded": ec.decontaminate, "max_similarity": max(similarities, default=None)},
+        imports=dict(imports.most_common()), stdlib_import_share=stdlib_share(dict(imports)),
+        exercises_with_imports=sum(bool(imports_of(t)) for t in texts),
+        difficulty={k: [d[k] for d in diffs] for k in ("lines", "ast_nodes", "decisions")},
+        tests_per_exercise=[len(r.get("tests") or []) for r in kept],
+        generation={"exercises": len(rows), "wall_s": gen_wall, "cached": sum(bool(r.get("cached")) for r in rows),
+                    "exercises_per_min": (60 * len(rows) / gen_wall) if gen_wall > 0 else None},
+        kept_by_origin=dict(Counter(r["origin"] for r in kept)), tokens_by_origin=tokens,
+        diversity=diversity, diversity_generated=diversity_generated,
+        finetune_budget=finetune_epochs(sum(tokens.values()), finetune),
+        teacher=teacher, notes=notes, wall_s=time.time() - t_start, benchmarks_checked=benchmarks_checked)
 
 
 def finetune_epochs(exercise_tokens: int, ft: Any) -> dict[str, Any]:

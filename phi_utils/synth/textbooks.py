@@ -24,13 +24,15 @@ from __future__ import annotations
 import re
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
-from ..rundir import read_jsonl, save_dataset, write_jsonl_atomic
-from .common import open_teacher, run_sandboxed
-from .diversity import approx_tokens, diversity_report, embed, near_duplicate_mask
+from ..rundir import read_jsonl, save_dataset, write_json_atomic, write_jsonl_atomic
+from .common import funnel, open_teacher, run_sandboxed, tokens_by_origin
+from .diversity import (ablation_interval, approx_tokens, assign_topics, diversity_report, embed,
+                        near_duplicate_mask)
 from .parsing import claim_agrees, parses, passage_program, split_passage, split_stdout
 from .topics import TextbookDraw, draw_textbook, sample_seed, vocab_sizes
 
@@ -40,6 +42,10 @@ FIXED_PROMPT_TOPIC = "a Python programming concept"
 FILTERED_CODE = "filtered_code"
 """Origin label of CodeTextbook rows that come from notebook 02's filtered code."""
 STATUSES = ("kept", "teacher_error", "no_code", "syntax_error", "code_failed", "timeout", "wrong_output", "near_duplicate")
+FILTERS = (("reply", ("teacher_error",)), ("valid_code", ("no_code", "syntax_error")),
+           ("code_runs", ("code_failed", "timeout")), ("outputs_consistent", ("wrong_output",)),
+           ("not_near_duplicate", ("near_duplicate",)))
+"""The checks in order, each with the verdicts it drops (the funnel of `TextbooksResult`)."""
 
 
 def textbook_messages(draw: TextbookDraw, max_words: int = 300) -> list[dict[str, str]]:
@@ -205,21 +211,6 @@ def topup_rows(tc: Any) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, notes
 
 
-def _funnel(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """How many passages survive each filter in order."""
-    st = [r["status"] for r in rows]
-    n = len(st)
-    after = {"generated": n}
-    dropped = 0
-    for name, status in (("reply", "teacher_error"), ("valid_code", ("no_code", "syntax_error")),
-                         ("code_runs", ("code_failed", "timeout")), ("outputs_consistent", "wrong_output"),
-                         ("not_near_duplicate", "near_duplicate")):
-        bad = (status,) if isinstance(status, str) else status
-        dropped += sum(s in bad for s in st)
-        after[name] = n - dropped
-    return after
-
-
 def _check_rows(rows: list[dict[str, Any]], timeout_s: float, desc: str, prose_ok: bool = False) -> None:
     """Validate in place; with `prose_ok`, a passage without any code block is kept (nothing to run)."""
     ok = [i for i, r in enumerate(rows) if not r.get("error") and r["text"].strip()]
@@ -330,71 +321,82 @@ def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> TextbooksResult:
                 r["status"], r["detail"] = "near_duplicate", "MinHash Jaccard >= threshold with an earlier passage"
         kept = [r for r in rows + topup if r["status"] == "kept"]
 
-        metrics = _measure(rows, fixed, topup, kept, tc, gen_wall)
-        metrics.update(teacher=teacher_label, notes=notes, vocab=vocab_sizes(), wall_s=time.time() - t_start)
-
+        diversity = _diversity(rows, fixed, kept, tc.near_dup_threshold)
+        wall_s = time.time() - t_start
         write_jsonl_atomic(out_dir / "passages.jsonl", rows + topup)
         write_jsonl_atomic(out_dir / "ablation_passages.jsonl", fixed)
         _save_textbooks(kept, out_dir / "textbooks")
-        metrics["code_textbook"] = build_code_textbook(rd, kept, out_dir, tc, cfg.seed)
-        metrics["tokens_by_origin"] = metrics["code_textbook"]["tokens_by_origin"]
-        if metrics["code_textbook"]["filtered_code_missing"]:
+        code_textbook = build_code_textbook(rd, kept, out_dir, tc, cfg.seed)
+        if code_textbook["filtered_code_missing"]:
             notes.append("filtering/filtered is missing: CodeTextbook is textbook passages only")
-        notes.extend(metrics["code_textbook"]["notes"])
-        from ..rundir import write_json_atomic
-
-        write_json_atomic(out_dir / "metrics.json", metrics)
+        notes.extend(code_textbook["notes"])
+        result = _result(rows, fixed, topup, kept, gen_wall, diversity, teacher=teacher_label, notes=notes,
+                         wall_s=wall_s, code_textbook=code_textbook)
+        write_json_atomic(out_dir / "metrics.json", result)
         rec.counts = {"generated": len(rows), "topup": len(topup), "ablation": len(fixed), "kept": len(kept),
                       **{f"dropped_{s}": sum(r["status"] == s for r in rows + topup) for s in STATUSES if s != "kept"},
-                      "code_textbook_rows": metrics["code_textbook"]["rows"],
-                      "code_textbook_tokens": metrics["code_textbook"]["tokens"],
-                      "filtered_code_alone_tokens": metrics["code_textbook"]["filtered_code_alone"]["tokens"]}
+                      "code_textbook_rows": code_textbook["rows"], "code_textbook_tokens": code_textbook["tokens"],
+                      "filtered_code_alone_tokens": code_textbook["filtered_code_alone"]["tokens"]}
         rec.extra = {"teacher": teacher_label, "notes": notes}
-        return TextbooksResult.from_dict(metrics)
+        return result
 
 
-def _measure(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: list[dict[str, Any]],
-             kept: list[dict[str, Any]], tc: Any, gen_wall: float) -> dict[str, Any]:
-    from collections import Counter
+class _Diversity(NamedTuple):
+    """The diversity measurements of one run (the slow part of measuring it: embeddings)."""
 
-    gen_tokens = sum(r.get("completion_tokens") or 0 for r in rows if not r.get("cached"))
-    m: dict[str, Any] = {
-        "funnel_generated": _funnel(rows), "funnel_topup": _funnel(topup), "funnel_ablation": _funnel(fixed),
-        "status_generated": dict(Counter(r["status"] for r in rows)),
-        "status_topup": dict(Counter(r["status"] for r in topup)),
-        "keep_rate_generated": (sum(r["status"] == "kept" for r in rows) / len(rows)) if rows else None,
-        "keep_rate_topup": (sum(r["status"] == "kept" for r in topup) / len(topup)) if topup else None,
-        "claims": {"stated": sum(r.get("n_claims", 0) for r in rows), "checked": sum(r.get("n_claims_checked", 0) for r in rows),
-                   "wrong": sum(r.get("n_claims_wrong", 0) for r in rows)},
-        "truncated_blocks": sum(bool(r.get("truncated_block")) for r in rows),
-        "generation": {"passages": len(rows), "wall_s": gen_wall, "completion_tokens_sent": gen_tokens,
-                       "cached": sum(bool(r.get("cached")) for r in rows),
-                       "passages_per_min": (60 * len(rows) / gen_wall) if gen_wall > 0 else None},
-        "drawn_topics": {"distinct_topics": len({r["topic"] for r in rows if r.get("topic")}),
-                         "distinct_categories": len({r["category"] for r in rows if r.get("category")}),
-                         "category_counts": dict(Counter(r["category"] for r in rows if r.get("category")))},
-    }
-    # ablation: equal-size sets of raw replies, randomised vs fixed prompt
-    k = min(len(fixed), len(rows))
+    ablation: dict[str, Any] | None
+    """Randomised vs fixed-prompt replies (`TextbooksResult.ablation`)."""
+    final: dict[str, Any] | None
+    """`diversity_report` of the kept passages."""
+    assigned_categories: dict[str, int]
+    """Taxonomy category (nearest by embedding) -> kept passages."""
+
+
+def _diversity(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], kept: list[dict[str, Any]],
+               near_dup_threshold: float) -> _Diversity:
+    ablation = None
+    k = min(len(fixed), len(rows))  # equal-size sets of raw replies, randomised vs fixed prompt
     if k >= 2:
         rand_txt = [r["text"] for r in rows[:k] if r["text"]]
         fix_txt = [r["text"] for r in fixed[:k] if r["text"]]
-        from .diversity import ablation_interval
-
         e_rand, e_fix = embed(rand_txt), embed(fix_txt)
-        m["ablation"] = {"n_each": k, "randomised": diversity_report(rand_txt, tc.near_dup_threshold, emb=e_rand),
-                         "fixed_prompt": diversity_report(fix_txt, tc.near_dup_threshold, emb=e_fix),
-                         "interval": ablation_interval(e_rand, e_fix)}
-    else:
-        m["ablation"] = None
+        ablation = {"n_each": k, "randomised": diversity_report(rand_txt, near_dup_threshold, emb=e_rand),
+                    "fixed_prompt": diversity_report(fix_txt, near_dup_threshold, emb=e_fix),
+                    "interval": ablation_interval(e_rand, e_fix)}
     texts = [r["text"] for r in kept]
     emb = embed(texts)
-    m["final"] = diversity_report(texts, tc.near_dup_threshold, emb=emb) if texts else None
-    from .diversity import assign_topics
+    return _Diversity(ablation, diversity_report(texts, near_dup_threshold, emb=emb) if texts else None,
+                      dict(Counter(c for c, _ in assign_topics(emb))))
 
-    m["final_assigned_categories"] = dict(Counter(c for c, _ in assign_topics(emb)))
-    m["passage_tokens_by_origin"] = tokens_by_origin([r["origin"] for r in kept], [approx_tokens(r["text"]) for r in kept])
-    return m
+
+def _keep_rate(rows: list[dict[str, Any]]) -> float | None:
+    return sum(r["status"] == "kept" for r in rows) / len(rows) if rows else None
+
+
+def _result(rows: list[dict[str, Any]], fixed: list[dict[str, Any]], topup: list[dict[str, Any]],
+            kept: list[dict[str, Any]], gen_wall: float, diversity: _Diversity, *, teacher: str | None,
+            notes: list[str], wall_s: float, code_textbook: dict[str, Any]) -> TextbooksResult:
+    gen_tokens = sum(r.get("completion_tokens") or 0 for r in rows if not r.get("cached"))
+    categories = [r["category"] for r in rows if r.get("category")]
+    return TextbooksResult(
+        funnel_generated=funnel(rows, FILTERS), funnel_topup=funnel(topup, FILTERS),
+        funnel_ablation=funnel(fixed, FILTERS),
+        status_generated=dict(Counter(r["status"] for r in rows)),
+        status_topup=dict(Counter(r["status"] for r in topup)),
+        keep_rate_generated=_keep_rate(rows), keep_rate_topup=_keep_rate(topup),
+        claims={"stated": sum(r.get("n_claims", 0) for r in rows),
+                "checked": sum(r.get("n_claims_checked", 0) for r in rows),
+                "wrong": sum(r.get("n_claims_wrong", 0) for r in rows)},
+        truncated_blocks=sum(bool(r.get("truncated_block")) for r in rows),
+        generation={"passages": len(rows), "wall_s": gen_wall, "completion_tokens_sent": gen_tokens,
+                    "cached": sum(bool(r.get("cached")) for r in rows),
+                    "passages_per_min": (60 * len(rows) / gen_wall) if gen_wall > 0 else None},
+        drawn_topics={"distinct_topics": len({r["topic"] for r in rows if r.get("topic")}),
+                      "distinct_categories": len(set(categories)), "category_counts": dict(Counter(categories))},
+        ablation=diversity.ablation, final=diversity.final, final_assigned_categories=diversity.assigned_categories,
+        passage_tokens_by_origin=tokens_by_origin([r["origin"] for r in kept], [approx_tokens(r["text"]) for r in kept]),
+        teacher=teacher, notes=notes, vocab=vocab_sizes(), wall_s=wall_s,
+        code_textbook=code_textbook, tokens_by_origin=code_textbook["tokens_by_origin"])
 
 
 def _save_textbooks(kept: list[dict[str, Any]], path: Path) -> None:
@@ -406,14 +408,6 @@ def _save_textbooks(kept: list[dict[str, Any]], path: Path) -> None:
     data["seed"] = [(-1 if s is None else int(s)) for s in data["seed"]]
     data["n_tokens"] = [approx_tokens(t) for t in data["text"]]
     save_dataset(Dataset.from_dict(data), path)
-
-
-def tokens_by_origin(origins: Sequence[str], n_tokens: Sequence[int]) -> dict[str, int]:
-    """Token count per origin label, in first-seen order."""
-    out: dict[str, int] = {}
-    for o, n in zip(origins, n_tokens):
-        out[o] = out.get(o, 0) + int(n)
-    return out
 
 
 _PY_FENCE = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.S)
