@@ -168,11 +168,13 @@ def read_json(path: Path) -> Any:
 def read_result(cls: Any, path: Path) -> Any:
     """A finished step's typed result (`cls.from_dict`) from its JSON file. Keys that do not match
     `cls`'s fields (a run directory written by another version of phi_utils) are one error naming
-    the file and the keys, not a bare TypeError."""
+    the file and the keys, not a bare TypeError. Keys in `cls.retired_fields` (written by an earlier
+    version, no longer part of the result) are dropped."""
     path = Path(path)
     d = read_json(path)
     if not isinstance(d, dict):
         raise RunDirError(f"{path}: expected a JSON object for {cls.__name__}, found {type(d).__name__}")
+    d = {k: v for k, v in d.items() if k not in getattr(cls, "retired_fields", ())}
     fields = dataclasses.fields(cls)
     required = {f.name for f in fields
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}

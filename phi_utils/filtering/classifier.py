@@ -233,6 +233,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Filter
     from .scoring import WINDOW_RULE, score_corpus, substance_windows
     from .substance import no_substance
 
+    cfg = rd.view(STEP, cfg)
     fcfg = cfg.filter
     with rd.step(STEP, force, config=fcfg) as rec:
         if rec is None:
@@ -255,7 +256,7 @@ def run_filtering(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Filter
         try:
             model, report, _ = train_classifier(emb, scores, fcfg, cfg.seed)
             joblib.dump(model, rec.path / "classifier.joblib")
-            scored = score_corpus(cfg, rd.path / "corpus" / DATASET_NAME, rd.path, rec.path / "classifier.joblib",
+            scored = score_corpus(cfg, rd.require("corpus") / DATASET_NAME, rd.path, rec.path / "classifier.joblib",
                                   rec.path / "pipeline" / f"tasks{cfg.data.tasks}", MAX_EMBED_CHARS, len(corpus))
             probs, reasons, t_score = scored.probs, scored.reasons, scored.seconds
         except FilteringError as e:

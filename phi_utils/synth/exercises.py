@@ -218,8 +218,6 @@ class ExercisesResult:
     """`diversity_report` of all kept exercises (None under 2)."""
     diversity_generated: dict[str, Any] | None
     """The same for the kept generated exercises only."""
-    finetune_budget: dict[str, Any]
-    """The finetuning token budget and the epochs it makes over CodeExercises (`finetune_epochs`)."""
     teacher: str | None
     """Label of the teacher that wrote the exercises (None when none was used)."""
     notes: list[str]
@@ -228,6 +226,10 @@ class ExercisesResult:
     """Seconds from the step's start until the exercises were measured (before the datasets were written)."""
     benchmarks_checked: dict[str, int]
     """Benchmark -> problems the exercises were checked against (humaneval, mbpp)."""
+
+    retired_fields = ("finetune_budget",)
+    """Keys earlier versions wrote that this one ignores (the finetuning budget belongs to the finetuning
+    step's configuration: `finetune_epochs` computes it when shown)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ExercisesResult":
@@ -238,6 +240,7 @@ class ExercisesResult:
 def run_exercises(cfg: Any, rd: Any, force: bool = False) -> ExercisesResult:
     """Notebook 04: generate (or load) exercises, parse, run against their tests, decontaminate,
     dedup, measure, and write `exercises/code_exercises`. Returns the metrics, typed."""
+    cfg = rd.view(STEP, cfg)
     ec = cfg.exercises
     with rd.step(STEP, force, config=ec) as rec:
         if rec is None:
@@ -303,7 +306,7 @@ def run_exercises(cfg: Any, rd: Any, force: bool = False) -> ExercisesResult:
         if not any(r["status"] == "kept" for r in rows) and rows:
             notes.append("no generated exercise passed its tests" +
                          ("; CodeExercises comes from the open top-up set" if topup else "; CodeExercises is empty"))
-        result = _measure(rows, topup, kept, flags, ec, gen_wall, finetune=cfg.finetune, teacher=teacher_label,
+        result = _measure(rows, topup, kept, flags, ec, gen_wall, teacher=teacher_label,
                           notes=notes, t_start=t_start,
                           benchmarks_checked={"humaneval": sum(b.benchmark == "humaneval" for b in refs),
                                               "mbpp": sum(b.benchmark == "mbpp" for b in refs)})
@@ -321,7 +324,7 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list[dict[str, Any]], flags: list[Any],
-             ec: Any, gen_wall: float, *, finetune: Any, teacher: str | None, notes: list[str], t_start: float,
+             ec: Any, gen_wall: float, *, teacher: str | None, notes: list[str], t_start: float,
              benchmarks_checked: dict[str, int]) -> ExercisesResult:
     """The step's result; `wall_s` ends here, after the diversity reports (before the datasets are written)."""
     ran = [r for r in rows if r["status"] not in ("teacher_error", "parse_failed")]
@@ -356,7 +359,6 @@ def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list
                     "exercises_per_min": (60 * len(rows) / gen_wall) if gen_wall > 0 else None},
         kept_by_origin=dict(Counter(r["origin"] for r in kept)), tokens_by_origin=tokens,
         diversity=diversity, diversity_generated=diversity_generated,
-        finetune_budget=finetune_epochs(sum(tokens.values()), finetune),
         teacher=teacher, notes=notes, wall_s=time.time() - t_start, benchmarks_checked=benchmarks_checked)
 
 
@@ -400,8 +402,9 @@ def load_candidates(rd: Any) -> list[dict[str, Any]]:
     return read_jsonl(Path(rd.require(STEP)) / "exercises.jsonl")
 
 
-def conclusions(metrics: ExercisesResult) -> list[str]:
-    """Sentences on the teacher's error rate and CodeExercises' size, from the metrics."""
+def conclusions(metrics: ExercisesResult, finetune: Any) -> list[str]:
+    """Sentences on the teacher's error rate and CodeExercises' size, from the metrics, and the epochs the
+    finetuning budget (`finetune`, the run's finetuning TrainConfig) makes over it."""
     from ..stats import wilson_interval
 
     out = []
@@ -413,7 +416,7 @@ def conclusions(metrics: ExercisesResult) -> list[str]:
         out.append(f"{k} of {n} generated exercises parse and pass their own tests ({k / n:.0%}, 95% CI {lo:.0%}-{hi:.0%}).")
     ct = metrics.contamination
     out.append(f"Decontamination flagged {ct['flagged']} of {ct['checked']} passing exercises.")
-    fb = metrics.finetune_budget
+    fb = finetune_epochs(sum(metrics.tokens_by_origin.values()), finetune)
     if fb and fb.get("epochs") is not None:
         out.append(f"CodeExercises holds {fb['exercise_tokens']:,} tokens ("
                    + ", ".join(f"{o} {t:,}" for o, t in metrics.tokens_by_origin.items())

@@ -281,6 +281,7 @@ class TextbooksResult:
 def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> TextbooksResult:
     """Notebook 03: generate (or load) passages, validate by execution, dedup, measure diversity,
     and write `textbooks/textbooks` and `textbooks/code_textbook`. Returns the metrics, typed."""
+    cfg = rd.view(STEP, cfg)
     tc = cfg.textbooks
     with rd.step(STEP, force, config=tc) as rec:
         if rec is None:
