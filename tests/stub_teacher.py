@@ -134,7 +134,8 @@ def completion(req: StubRequest, reply: Reply, n: int) -> dict[str, Any]:
         top_n = int(req.body.get("top_logprobs") or 0)
         content = []
         for i, tok in enumerate(toks):
-            alts = reply.alternatives.get(i, {tok: 1.0})
+            alts = reply.alternatives.get(i, {})
+            alts = alts if tok in alts else {tok: 1.0}  # (a token cut by a stop string has no alternatives)
             top = sorted(alts.items(), key=lambda kv: -kv[1])[:top_n]
             content.append({**_logprob_entry(tok, alts[tok]), "top_logprobs": [_logprob_entry(t, p) for t, p in top]})
         logprobs = {"content": content}
@@ -161,7 +162,7 @@ class StubTeacher:
         self.requests: list[StubRequest] = []
         """Every chat request received, in arrival order (retries included)."""
         self.script_errors: list[BaseException] = []
-        """Exceptions the script raised (each answered HTTP 500); the fixture fails the test on any."""
+        """Exceptions the script raised (each answered HTTP 400); the fixture fails the test on any."""
         self.max_in_flight = 0
         """Most chat requests being answered at once."""
         self._teachers: list[Any] = []
@@ -214,10 +215,10 @@ class StubTeacher:
             return queued, n
         try:
             reply = self.script(req)
-        except Exception as e:  # noqa: BLE001 - reported by the fixture, answered as a server error
+        except Exception as e:  # noqa: BLE001 - reported by the fixture; a 400 is not retried, so it fails fast
             with self._lock:
                 self.script_errors.append(e)
-            return Reply.error(500, f"stub script raised {type(e).__name__}: {e}"), n
+            return Reply.error(400, f"stub script raised {type(e).__name__}: {e}"), n
         return (Reply(reply) if isinstance(reply, str) else reply), n
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:

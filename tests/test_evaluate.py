@@ -170,7 +170,8 @@ def test_endpoint_by_url_gets_the_instruct_prompt_and_resumes_after_errors(tmp_p
     assert s["identity"]["endpoint"] == stub_teacher.base_url and s["prompt_format"]["name"] == "instruct"
     assert s["prompt_format"]["prefilled"] is False  # an endpoint by URL may not continue an assistant turn
     e = s["benchmarks"]["humaneval"]
-    assert (e["n_problems"], e["resumed_from"], e["generated_now"], e["pass@1"]["value"]) == (3, 2, 1, pytest.approx(2 / 3))
+    assert (e["n_problems"], e["resumed_from"], e["generated_now"]) == (3, 2, 1)
+    assert e["pass@1"]["value"] == pytest.approx(2 / 3)
     rows = _rows(out / "humaneval_samples.jsonl")
     assert [r["task_id"] for r in rows] == [p.task_id for p in probs] and all(r["error"] is None for r in rows)
     assert all(r["raw"].startswith("```python\n") and "This passes" not in r["raw"] for r in rows)  # cut at the stop

@@ -76,7 +76,8 @@ def test_run_unconventional_teacher_parts_run_before_the_model_check(tmp_path, s
     assert check["references_passing"] == check["problems"] >= 30
     assert check["broken_failing"] == check["broken_variants"]
     rel = json.loads((out / "reliability.json").read_text())
-    assert rel["graded"] and rel["n"] == 2 and rel["teacher"] == stub_teacher.label and rel["grade_method"] == "logprobs"
+    assert rel["graded"] and rel["n"] == 2 and rel["teacher"] == stub_teacher.label
+    assert rel["grade_method"] == "logprobs"
     assert (rel["auc"], rel["mean_grade_passing"], rel["mean_grade_failing"]) == (1.0, 10.0, round(10 / 9, 3))
     rows = [json.loads(line) for line in (out / "reliability.jsonl").read_text().splitlines()]
     assert [r["passes_tests"] for r in rows] == [True, False] and [r["grade"] for r in rows] == [10.0, round(10 / 9, 3)]

@@ -242,7 +242,8 @@ def test_generation_sends_the_drawn_prompts_and_validates_the_replies(stub_teach
     teacher = stub_teacher.teacher(RunDir.open(get_profile("smoke"), tmp_path / "run"))
     rows = generate_passages(teacher, 2, base_seed=0, n_words=2, max_tokens=64)
     draws = [draw_textbook(sample_seed(0, "textbook", i), 2) for i in range(2)]
-    assert [r["seed"] for r in rows] == [d.seed for d in draws] and all(r["teacher"] == stub_teacher.label for r in rows)
+    assert [r["seed"] for r in rows] == [d.seed for d in draws]
+    assert all(r["teacher"] == stub_teacher.label for r in rows)
     assert [r["prompt"] for r in rows] == [textbook_messages(d)[-1]["content"] for d in draws]
     sent = sorted(stub_teacher.requests, key=lambda q: q.body["seed"])
     assert [q.messages for q in sent] == [textbook_messages(d) for d in sorted(draws, key=lambda d: d.seed)]
@@ -256,9 +257,11 @@ def test_generation_sends_the_drawn_prompts_and_validates_the_replies(stub_teach
 
     ex = generate_exercises(teacher, 3, base_seed=0, max_tokens=96)
     ex_draws = [draw_exercise(sample_seed(0, "exercise", i)) for i in range(3)]
-    assert sorted(q.user for q in stub_teacher.requests[2:]) == sorted(exercise_messages(d)[-1]["content"] for d in ex_draws)
+    assert sorted(q.user for q in stub_teacher.requests[2:]) == sorted(
+        exercise_messages(d)[-1]["content"] for d in ex_draws)
     parse_rows(ex)
-    assert [(r["status"], r["detail"]) for r in ex] == [("pending", ""), ("pending", ""), ("parse_failed", "syntax_error")]
+    assert [(r["status"], r["detail"]) for r in ex] == [("pending", ""), ("pending", ""),
+                                                       ("parse_failed", "syntax_error")]
     assert [r["entry_point"] for r in ex[:2]] == [d.function_name for d in ex_draws[:2]]
     assert all(len(r["tests"]) == 3 and "Return the sum" in r["prompt"] for r in ex[:2])
     from phi_utils.synth.exercises import exercise_program, validate_programs
