@@ -1,4 +1,5 @@
-"""Shared fixtures. `local_teacher`: one real llama.cpp server on SmolLM2-135M per test session."""
+"""Shared fixtures. `local_teacher`: one real llama.cpp server on SmolLM2-135M per test session.
+`stub_teacher`: a scripted OpenAI-compatible endpoint (`tests/stub_teacher.py`) for stage logic."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from phi_utils.config import get_profile
 from phi_utils.rundir import RunDir
+from stub_teacher import StubTeacher
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,18 @@ def local_teacher(tmp_path_factory: pytest.TempPathFactory) -> Iterator["object"
         pytest.skip(f"SmolLM2 GGUF unavailable: {e}")
     yield t
     t.close()
+
+
+@pytest.fixture()
+def stub_teacher(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubTeacher]:
+    """A scripted teacher endpoint (set `stub_teacher.script`), exported so that `Teacher.from_config`
+    of the smoke profile (and every stage that opens its own teacher) attaches to it. Fails the test
+    when the script raised."""
+    stub = StubTeacher()
+    for k, v in stub.env(get_profile("smoke").teacher.local_model).items():
+        monkeypatch.setenv(k, v)
+    try:
+        yield stub
+    finally:
+        stub.close()
+    assert not stub.script_errors, f"the stub's script raised: {stub.script_errors[0]!r}"

@@ -106,10 +106,31 @@ def test_generate_with_any_transformers_model(tmp_path: Path, tiny_checkpoint: P
     assert canonical_solution_loss(lm, humaneval[:2]) > 0
 
 
-def test_teacher_completions_record_the_teacher(local_teacher, humaneval) -> None:
-    rows = teacher_completions(local_teacher, humaneval[:1], GenSettings(max_new_tokens=24))
-    assert len(rows) == 1
-    assert all(r["teacher"] == local_teacher.label and r["raw"] for r in rows)
+def test_teacher_completions_send_the_prompt_and_extract_the_code(stub_teacher, humaneval, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from phi_utils.evaluation.generation import INSTRUCT_FORMAT, instruct_prompt, teacher_messages
+
+    p = humaneval[0]
+    fmt = replace(INSTRUCT_FORMAT, prefilled=True)
+    begun = f"{fmt.response_prefix}\n```python\n"
+    # notebook 08's request: the code in a fenced block among prose; an instruct request with the reply
+    # begun: the server returns the begun reply with its continuation (as llama-server does)
+    stub_teacher.script = lambda req: (begun + p.prompt + p.canonical_solution + "\n```\nMore." if
+                                       req.messages[-1]["role"] == "assistant" else
+                                       f"Here it is:\n```python\n{p.prompt}{p.canonical_solution}```\nDone.")
+    teacher = stub_teacher.teacher(open_run(get_profile("smoke"), tmp_path / "run"))
+    rows = teacher_completions(teacher, [p], GenSettings(max_new_tokens=400, n=2, temperature=0.8))
+    assert [r["sample_index"] for r in rows] == [0, 1] and len(stub_teacher.requests) == 2
+    assert all(r["teacher"] == stub_teacher.label and r["error"] is None and r["raw"].endswith("Done.") for r in rows)
+    assert all(q.messages == teacher_messages(p) and q.body["temperature"] == 0.8 for q in stub_teacher.requests)
+    code = rows[0]["completion"]
+    assert p.canonical_solution.strip() in code and "Done." not in code and "Here it is" not in code
+    inst, = teacher_completions(teacher, [p], GenSettings(max_new_tokens=400), fmt)
+    q = stub_teacher.requests[-1]
+    assert q.messages == [{"role": "user", "content": instruct_prompt(p, fmt)}, {"role": "assistant", "content": begun}]
+    assert q.body["stop"] == list(fmt.stop) and inst["raw"] == begun + p.prompt + p.canonical_solution
+    assert inst["completion"] == code
 
 
 def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -1,6 +1,7 @@
 """`python -m phi_utils evaluate` on the four kinds of model: a run's checkpoint (our Phi), a
-transformers model with a chat template, a hub name (offline: one line), the local llama.cpp server
-(given by URL and embedded); resume after a real SIGKILL; refusals that keep finished work."""
+transformers model with a chat template, a hub name (offline: one line), an endpoint by URL (a
+scripted one) and the embedded llama.cpp server (real); resume after a real SIGKILL; refusals that
+keep finished work."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import torch
 from phi_utils.cli import main as cli_main
 from phi_utils.config import SHARED_DATA
 from phi_utils.evaluation.evaluate import EvaluateConfig, EvaluateError, evaluate, read_finished, score_rows
-from phi_utils.evaluation.generation import INSTRUCT_FORMAT, chat_prompt, keep_definitions, load_model
+from phi_utils.evaluation.generation import INSTRUCT_FORMAT, chat_prompt, instruct_prompt, keep_definitions, load_model
 from phi_utils.evaluation.harness import check_samples_file
 from phi_utils.evaluation.problems import load_humaneval
+from stub_teacher import Reply
 
 REPO = Path(__file__).resolve().parents[1]
 # MBPP has no copy in any PyPI package: the two-benchmark test covers it only when shared data is present.
@@ -145,42 +147,95 @@ def test_hub_name_offline_fails_at_once_in_one_line(tmp_path: Path, monkeypatch,
     assert not (tmp_path / "ev" / "summary.json").exists()
 
 
-def test_endpoint_by_url_and_embedded_local_teacher(tmp_path: Path, local_teacher) -> None:
-    alias = local_teacher.server.alias if local_teacher.server else "local"
+def test_endpoint_by_url_gets_the_instruct_prompt_and_resumes_after_errors(tmp_path: Path, stub_teacher,
+                                                                          humaneval) -> None:
+    probs, refused = humaneval[:3], {humaneval[2].task_id}
+
+    def endpoint(req):  # the first problem solved, the second answered wrongly, the third refused until retried
+        p = next(p for p in probs if req.user == instruct_prompt(p, INSTRUCT_FORMAT))
+        if p.task_id in refused:
+            return Reply.error(400, "context length exceeded")
+        body = p.canonical_solution if p is not probs[1] else "    return None\n"
+        return f"```python\n{p.prompt}{body}```\nThis passes the tests."
+
+    stub_teacher.script = endpoint
     out = tmp_path / "url"
-    rc = cli_main(["evaluate", "--model", f"openai:{alias}", "--base-url", local_teacher.base_url, "--limit", "2",
-                   "--max-new-tokens", "48", "--out", str(out), "--no-progress"])
-    assert rc == 0
+    argv = ["evaluate", "--model", f"openai:{stub_teacher.model}", "--base-url", stub_teacher.base_url, "--limit", "3",
+            "--max-new-tokens", "400", "--out", str(out), "--no-progress"]
+    assert cli_main(argv) == 2 and not (out / "summary.json").exists()
+    assert [r["task_id"] for r in _rows(out / "humaneval_samples.jsonl")] == [p.task_id for p in probs[:2]]
+    refused.clear()
+    assert cli_main(argv) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["identity"]["endpoint"] == local_teacher.base_url and s["prompt_format"]["name"] == "instruct"
+    assert s["identity"]["endpoint"] == stub_teacher.base_url and s["prompt_format"]["name"] == "instruct"
     assert s["prompt_format"]["prefilled"] is False  # an endpoint by URL may not continue an assistant turn
-    assert s["benchmarks"]["humaneval"]["n_problems"] == 2
+    e = s["benchmarks"]["humaneval"]
+    assert (e["n_problems"], e["resumed_from"], e["generated_now"]) == (3, 2, 1)
+    assert e["pass@1"]["value"] == pytest.approx(2 / 3)
     rows = _rows(out / "humaneval_samples.jsonl")
-    assert len(rows) == 2 and all(r["raw"] and r["error"] is None for r in rows)
-    # without --base-url: our own llama.cpp server for the named model, its GGUF hash recorded
-    s2 = evaluate(EvaluateConfig(model="openai:smollm2-135m", limit=1, max_new_tokens=32, out=tmp_path / "emb",
-                                 progress=False), log=lambda m: None)
+    assert [r["task_id"] for r in rows] == [p.task_id for p in probs] and all(r["error"] is None for r in rows)
+    assert all(r["raw"].startswith("```python\n") and "This passes" not in r["raw"] for r in rows)  # cut at the stop
+    # EvalPlus's request: its user turn alone, greedy, its stop sequences; the refused problem asked twice
+    assert sorted(q.user for q in stub_teacher.requests) == sorted(
+        instruct_prompt(p, INSTRUCT_FORMAT) for p in probs + [probs[2]])
+    for q in stub_teacher.requests:
+        assert len(q.messages) == 1 and q.body["model"] == stub_teacher.model
+        assert (q.body["temperature"], q.body["max_tokens"], q.body["stop"]) == (0.0, 400, list(INSTRUCT_FORMAT.stop))
+
+
+def test_embedded_local_server_and_the_teacher_reference_row(tmp_path: Path) -> None:
+    """The one `evaluate` test on a real server: without --base-url, our own llama.cpp server for the
+    named model (its GGUF hash recorded, the reply begun by EvalPlus's prefix continued), here as
+    notebook 08's teacher row of Table 1."""
+    from phi_utils.config import get_profile
+    from phi_utils.evaluation.evaluate import teacher_reference
+    from phi_utils.evaluation.stage import reference_teacher_entry, table1_rows
+    from phi_utils.rundir import RunDir
     from phi_utils.teacher.models import MODELS
 
+    cfg = get_profile("smoke")
+    cfg.teacher.local_model = "smollm2-135m"
+    rd = RunDir.open(cfg, tmp_path / "run")
+    e = teacher_reference(cfg, rd, limit=2, max_new_tokens=48)
+    out = rd.path / "eval" / "teacher_reference"
+    s2 = json.loads((out / "summary.json").read_text())
     assert s2["identity"]["sha256"] == MODELS["smollm2-135m"].sha256
     assert s2["identity"]["endpoint"] == "embedded llama.cpp server"
-    assert s2["benchmarks"]["humaneval"]["n_samples"] == 1
+    assert s2["benchmarks"]["humaneval"]["n_samples"] == 2
     # our own llama-server continues the reply begun with EvalPlus's response prefix and a fence
     prefilled = s2["identity"]["engine"] == "llama-server"
     assert s2["prompt_format"]["prefilled"] is prefilled
-    assert json.loads((tmp_path / "emb" / "evaluate.json").read_text())["prefilled"] is prefilled
+    assert json.loads((out / "evaluate.json").read_text())["prefilled"] is prefilled
     if prefilled:  # and its slots decode the default 4 requests in flight together
-        assert "--parallel 4" in (tmp_path / "emb" / "teacher" / "server.log").read_text()
+        assert "--parallel 4" in (out / "teacher" / "server.log").read_text()
         import sqlite3
 
-        with sqlite3.connect(tmp_path / "emb" / "teacher" / "cache" / "responses.sqlite") as db:
-            (request,), = db.execute("select request from responses").fetchall()
-        last = json.loads(request)["messages"][-1]
-        assert last == {"role": "assistant", "content": INSTRUCT_FORMAT.response_prefix + "\n```python\n"}
+        with sqlite3.connect(out / "teacher" / "cache" / "responses.sqlite") as db:
+            requests = db.execute("select request from responses").fetchall()
+        assert len(requests) == 2
+        for (request,) in requests:
+            last = json.loads(request)["messages"][-1]
+            assert last == {"role": "assistant", "content": INSTRUCT_FORMAT.response_prefix + "\n```python\n"}
         # the server returns the begun reply with its continuation; the completion is the code alone
-        row, = _rows(tmp_path / "emb" / "humaneval_samples.jsonl")
-        assert row["raw"].startswith(INSTRUCT_FORMAT.response_prefix)
-        assert INSTRUCT_FORMAT.response_prefix not in row["completion"]
+        for row in _rows(out / "humaneval_samples.jsonl"):
+            assert row["raw"].startswith(INSTRUCT_FORMAT.response_prefix)
+            assert INSTRUCT_FORMAT.response_prefix not in row["completion"]
+
+    assert "SmolLM2" in e["label"] and e["humaneval"]["n_problems"] == 2 and e["prompt_format"] == "instruct"
+    lo, hi = e["humaneval"]["pass@1_ci95"]
+    assert lo <= e["humaneval"]["pass@1"] <= hi
+    row = table1_rows({"profile": "smoke", "models": {}, "teacher": e})[-1]
+    assert row["model"] == f"teacher: {e['label']}" and row["n_problems"] == "2"
+    # the same summary, read back as a committed reference; refused for another teacher file
+    cfg.eval.teacher_reference = str(out)
+    ref = reference_teacher_entry(cfg)
+    assert ref is not None and ref["humaneval"] == e["humaneval"] and ref["date"][:2] == "20"
+    ref_row = table1_rows({"profile": "smoke", "models": {}, "teacher": ref})[-1]
+    assert ref_row["humaneval_pass@1_%"] == row["humaneval_pass@1_%"] and "evaluate" in ref_row["source"]
+    cfg.teacher.local_model = "qwen2.5-coder-0.5b"
+    assert reference_teacher_entry(cfg) is None
+    cfg.eval.teacher_reference = str(tmp_path / "nowhere")
+    assert reference_teacher_entry(cfg) is None
 
 
 def test_killed_evaluate_resumes_without_regenerating(tmp_path: Path, run_dir: Path) -> None:
@@ -245,33 +300,3 @@ def test_refusals_keep_finished_work(tmp_path: Path, run_dir: Path) -> None:
     with pytest.raises(EvaluateError, match="no config.json"):
         evaluate(EvaluateConfig(model=str(tmp_path / "empty"), out=out))
     assert samples.read_bytes() == kept
-
-
-def test_teacher_reference_row_for_table1(tmp_path: Path) -> None:
-    from phi_utils.config import get_profile
-    from phi_utils.evaluation.evaluate import teacher_reference
-    from phi_utils.evaluation.stage import table1_rows
-    from phi_utils.steps import open_run
-
-    cfg = get_profile("smoke")
-    cfg.teacher.local_model = "smollm2-135m"
-    rd = open_run(cfg, tmp_path / "run")
-    e = teacher_reference(cfg, rd, limit=2, max_new_tokens=48)
-    assert "SmolLM2" in e["label"] and e["humaneval"]["n_problems"] == 2 and e["prompt_format"] == "instruct"
-    lo, hi = e["humaneval"]["pass@1_ci95"]
-    assert lo <= e["humaneval"]["pass@1"] <= hi
-    assert (rd.path / "eval" / "teacher_reference" / "summary.json").exists()
-    row = table1_rows({"profile": "smoke", "models": {}, "teacher": e})[-1]
-    assert row["model"] == f"teacher: {e['label']}" and row["n_problems"] == "2"
-    # the same summary, read back as a committed reference; refused for another teacher file
-    from phi_utils.evaluation.stage import reference_teacher_entry
-
-    cfg.eval.teacher_reference = str(rd.path / "eval" / "teacher_reference")
-    ref = reference_teacher_entry(cfg)
-    assert ref is not None and ref["humaneval"] == e["humaneval"] and ref["date"][:2] == "20"
-    ref_row = table1_rows({"profile": "smoke", "models": {}, "teacher": ref})[-1]
-    assert ref_row["humaneval_pass@1_%"] == row["humaneval_pass@1_%"] and "evaluate" in ref_row["source"]
-    cfg.teacher.local_model = "qwen2.5-coder-0.5b"
-    assert reference_teacher_entry(cfg) is None
-    cfg.eval.teacher_reference = str(tmp_path / "nowhere")
-    assert reference_teacher_entry(cfg) is None

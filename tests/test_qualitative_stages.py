@@ -1,4 +1,4 @@
-"""Stage functions of notebooks 09/10 on a real (tiny, random) checkpoint and the real teacher:
+"""Stage functions of notebooks 09/10 on a real (tiny, random) checkpoint and a scripted teacher:
 outputs written, resume skips, and one clear error when the checkpoints are missing."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from phi_utils.config import get_profile
 from phi_utils.rundir import RunDirError
 from phi_utils.steps import open_run
 from phi_utils.qualitative.stages import MODEL_VARIANTS, available_models, run_qualitative, run_unconventional
+from stub_teacher import Reply
 
 
 @pytest.fixture(scope="module")
@@ -55,35 +56,51 @@ def test_run_qualitative_writes_table_and_resumes(smoke_run_with_checkpoints):
     assert [r["completion"] for r in again.rows] == [r["completion"] for r in res.rows]
 
 
-def test_run_unconventional_teacher_parts_run_before_the_model_check(tmp_path, local_teacher):
+def _grader(req):
+    """Grades a reference solution 9 of 9 and anything else 1 (read from the grade digit's probabilities)."""
+    from phi_utils.qualitative.problems import load_problems
+
+    if any(p.prompt + p.canonical_solution.rstrip() in req.user for p in load_problems()):
+        return Reply.rating({9: 1.0}, "Correct.")
+    return Reply.rating({1: 1.0}, "Wrong.")
+
+
+def test_run_unconventional_teacher_parts_run_before_the_model_check(tmp_path, stub_teacher):
+    stub_teacher.script = _grader
     cfg = get_profile("smoke")
     cfg.qualitative.n_reliability = 1  # one reference + one broken variant: two grades
     rd = open_run(cfg, tmp_path / "no_models")
     with pytest.raises(RunDirError, match="06_pretraining"):
-        run_unconventional(cfg, rd, teacher=local_teacher)
+        run_unconventional(cfg, rd, teacher=stub_teacher.teacher(rd))
     out = rd.path / "unconventional"
     check = json.loads((out / "problem_check.json").read_text())
     assert check["references_passing"] == check["problems"] >= 30
     assert check["broken_failing"] == check["broken_variants"]
     rel = json.loads((out / "reliability.json").read_text())
-    assert rel["graded"] and rel["n"] == 2 and rel["teacher"] == local_teacher.label
+    assert rel["graded"] and rel["n"] == 2 and rel["teacher"] == stub_teacher.label
+    assert rel["grade_method"] == "logprobs"
+    assert (rel["auc"], rel["mean_grade_passing"], rel["mean_grade_failing"]) == (1.0, 10.0, round(10 / 9, 3))
     rows = [json.loads(line) for line in (out / "reliability.jsonl").read_text().splitlines()]
-    assert [r["passes_tests"] for r in rows] == [True, False] and all(r["evaluation"] for r in rows)
+    assert [r["passes_tests"] for r in rows] == [True, False] and [r["grade"] for r in rows] == [10.0, round(10 / 9, 3)]
+    assert [r["evaluation"] for r in rows] == ["9 Correct.", "1 Wrong."] and len(stub_teacher.requests) == 2
     assert not rd.is_complete("unconventional")
 
 
-def test_run_unconventional_end_to_end_table2(smoke_run_with_checkpoints, local_teacher):
+def test_run_unconventional_end_to_end_table2(smoke_run_with_checkpoints, stub_teacher):
+    stub_teacher.script = _grader
     cfg, rd = smoke_run_with_checkpoints
     q = cfg.qualitative
     q.n_problems, q.n_graded, q.n_reliability, q.problem_max_new_tokens = 2, 1, 1, 24
-    res = run_unconventional(cfg, rd, force=True, teacher=local_teacher)
+    res = run_unconventional(cfg, rd, force=True)  # its own teacher: attached to the stub
     assert len(res.solutions) == 2 * len(MODEL_VARIANTS)
     graded = [s for s in res.solutions if s["evaluation"] is not None]
     assert len(graded) == len(MODEL_VARIANTS)  # n_graded=1 problem per model
-    assert res.teacher == local_teacher.label
+    assert all(s["grade"] == round(10 / 9, 3) and s["evaluation"] == "1 Wrong." for s in graded)  # random weights
+    assert res.teacher == stub_teacher.label
     paper = [r for r in res.table2 if r["source"].startswith("paper-reported")]
     mine = [r for r in res.table2 if r["source"].startswith("this run")]
     assert [r["model"] for r in paper][-1] == "phi-1" and paper[-1]["llm_grade_pct"] == 52
     assert len(mine) == 3 and all(r["tests_pass1_pct"] is not None for r in mine)
-    assert local_teacher.label in mine[0]["source"]
+    assert all(r["llm_grade_pct"] == pytest.approx(100 * round(10 / 9, 3) / 10) and r["n_graded"] == 1 for r in mine)
+    assert stub_teacher.label in mine[0]["source"]
     assert rd.is_complete("unconventional") and (rd.path / "unconventional" / "table2.csv").exists()

@@ -1,10 +1,9 @@
-"""Synthetic textbooks and exercises (issue 8): draws, parsing, execution checks, dedup, decontamination,
-and a small generation with the real local teacher (SmolLM2-135M)."""
+"""Synthetic textbooks and exercises: draws, parsing, execution checks, dedup, decontamination,
+and generation through a scripted teacher (the prompts sent, the replies judged)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -223,46 +222,97 @@ def test_open_source_errors_name_the_source(tmp_path):
     assert missing_local(str(tmp_path / "nope.jsonl")) and not missing_local("jinaai/code_exercises")
 
 
-# --------------------------------------------------------------------------- real teacher
-def test_small_generation_with_the_local_teacher(local_teacher):
-    from phi_utils.synth.exercises import generate_exercises, parse_rows
-    from phi_utils.synth.textbooks import generate_passages, validate_passages
+# --------------------------------------------------------------------------- scripted teacher
+# The i-th draw (known by its seed) gets: a passage whose stated output is right (0) or wrong (1); an
+# exercise whose solution passes its tests (0), fails them (1), or a reply without code (2).
+PASSAGES = ["Adding up {topic}:\n\n```python\nprint(sum([1, 2, 3]))  # Output: 6\n```\n\nThis prints `6`.",
+            "Counting {topic}:\n\n```python\nprint(len('abc'))\n```\n\nThe output is:\n```\n4\n```"]
+EXERCISE = ('```python\ndef {f}(xs: list) -> int:\n    """Return the sum of the numbers in xs."""\n    return {body}\n\n'
+            "assert {f}([1, 2]) == 3\nassert {f}([]) == 0\nassert {f}([5]) == 5\n```")
 
-    rows = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=64)
-    assert len(rows) == 2 and all(r["text"] and r["teacher"] == local_teacher.label for r in rows)
-    assert rows[0]["seed"] == sample_seed(0, "textbook", 0) and rows[0]["topic"]
-    again = generate_passages(local_teacher, 2, base_seed=0, n_words=2, max_tokens=64)
+
+def _index(seed: int, kind: str) -> int:
+    return next(i for i in range(10) if sample_seed(0, kind, i) == seed)
+
+
+def _synth_teacher(req):
+    import re
+
+    name = re.search(r"must be named `(\w+)`", req.user)
+    if name:
+        i = _index(req.body["seed"], "exercise")
+        return "I cannot do that." if i == 2 else EXERCISE.format(f=name.group(1), body=("sum(xs)", "len(xs)")[i])
+    kind = "textbook-fixed" if "to a student." in req.user else "textbook"
+    topic = re.search(r"\*\*(.+?)\*\*", req.user)
+    return PASSAGES[_index(req.body["seed"], kind)].format(topic=topic.group(1) if topic else "the fixed topic")
+
+
+def test_generation_sends_the_drawn_prompts_and_validates_the_replies(stub_teacher, tmp_path):
+    from phi_utils.synth.exercises import exercise_messages, generate_exercises, parse_rows
+    from phi_utils.synth.textbooks import generate_passages, textbook_messages, validate_passages
+
+    stub_teacher.script = _synth_teacher
+    teacher = stub_teacher.teacher(open_run(get_profile("smoke"), tmp_path / "run"))
+    rows = generate_passages(teacher, 2, base_seed=0, n_words=2, max_tokens=64)
+    draws = [draw_textbook(sample_seed(0, "textbook", i), 2) for i in range(2)]
+    assert [r["seed"] for r in rows] == [d.seed for d in draws]
+    assert all(r["teacher"] == stub_teacher.label for r in rows)
+    assert [r["prompt"] for r in rows] == [textbook_messages(d)[-1]["content"] for d in draws]
+    sent = sorted(stub_teacher.requests, key=lambda q: q.body["seed"])
+    assert [q.messages for q in sent] == [textbook_messages(d) for d in sorted(draws, key=lambda d: d.seed)]
+    assert all(q.body["max_tokens"] == 64 and q.body["temperature"] == 0.7 for q in sent)
+    assert rows[0]["text"] == PASSAGES[0].format(topic=draws[0].topic) and rows[0]["finish_reason"] == "stop"
+    again = generate_passages(teacher, 2, base_seed=0, n_words=2, max_tokens=64)
     assert [r["text"] for r in again] == [r["text"] for r in rows] and all(r["cached"] for r in again)
+    assert len(stub_teacher.requests) == 2
     verdicts = validate_passages([r["text"] for r in rows])
-    assert all(v.status in ("kept", "no_code", "syntax_error", "code_failed", "timeout", "wrong_output") for v in verdicts)
-    ex = generate_exercises(local_teacher, 2, base_seed=0, max_tokens=96)
+    assert [v.status for v in verdicts] == ["kept", "wrong_output"] and verdicts[1].n_claims_wrong == 1
+
+    ex = generate_exercises(teacher, 3, base_seed=0, max_tokens=96)
+    ex_draws = [draw_exercise(sample_seed(0, "exercise", i)) for i in range(3)]
+    assert sorted(q.user for q in stub_teacher.requests[2:]) == sorted(
+        exercise_messages(d)[-1]["content"] for d in ex_draws)
     parse_rows(ex)
-    assert all(r["status"] in ("pending", "parse_failed") for r in ex)
-    assert all(r["entry_point"].isidentifier() and r["tests"] for r in ex if r["status"] == "pending")
-    assert all(r["detail"] in ("no_code", "syntax_error", "no_function", "no_docstring", "empty_solution", "no_tests")
-               for r in ex if r["status"] == "parse_failed")
+    assert [(r["status"], r["detail"]) for r in ex] == [("pending", ""), ("pending", ""),
+                                                       ("parse_failed", "syntax_error")]
+    assert [r["entry_point"] for r in ex[:2]] == [d.function_name for d in ex_draws[:2]]
+    assert all(len(r["tests"]) == 3 and "Return the sum" in r["prompt"] for r in ex[:2])
+    from phi_utils.synth.exercises import exercise_program, validate_programs
+
+    res = validate_programs([exercise_program(r["prompt"], r["solution"], r["tests"]) for r in ex[:2]], 5.0)
+    assert [st for st, _ in res] == ["kept", "failed_tests"]
 
 
-def test_stages_end_to_end_smoke(local_teacher, tmp_path, monkeypatch):
-    """Both stages in the smoke profile on the real teacher server (attached via its URL), then skip on rerun."""
+def test_stages_end_to_end_smoke(stub_teacher, tmp_path):
+    """Both stages in the smoke profile on a scripted teacher (attached via its URL), then skip on rerun."""
     from datasets import load_from_disk
 
     from phi_utils.synth import run_exercises, run_textbooks
 
-    monkeypatch.setenv("PHI_TEACHER_BASE_URL", local_teacher.base_url)
+    stub_teacher.script = _synth_teacher
     cfg = get_profile("smoke")
     cfg.textbooks.n_passages, cfg.textbooks.ablation_passages, cfg.textbooks.max_tokens = 2, 2, 64
     cfg.textbooks.topup_max = 3
-    cfg.exercises.n_exercises, cfg.exercises.max_tokens, cfg.exercises.topup_max = 2, 96, 10
+    cfg.exercises.n_exercises, cfg.exercises.max_tokens, cfg.exercises.topup_max = 3, 96, 10
     rd = open_run(cfg, tmp_path / "run")
     m = run_textbooks(cfg, rd)
-    assert m.funnel_generated["generated"] == 2 and m.ablation["n_each"] == 2
+    assert m.teacher == stub_teacher.label
+    assert (m.funnel_generated["generated"], m.funnel_generated["outputs_consistent"]) == (2, 1)
+    assert m.ablation["n_each"] == 2 and (m.funnel_ablation["generated"], m.funnel_ablation["outputs_consistent"]) == (2, 1)
     ct = load_from_disk(str(rd.path / "textbooks" / "code_textbook"))
     assert set(ct["source"]) <= {"textbook", "filtered_code"} and m.code_textbook["filtered_code_missing"]
     tb = load_from_disk(str(rd.path / "textbooks" / "textbooks"))
     assert {"text", "topic", "audience", "style", "words", "seed", "teacher"} <= set(tb.column_names)
+    generated = [r for r in tb.to_list() if r["origin"] == "generated"]
+    assert [r["seed"] for r in generated] == [sample_seed(0, "textbook", 0)] and "Output: 6" in generated[0]["text"]
     e = run_exercises(cfg, rd)
+    assert e.teacher == stub_teacher.label
     ds = load_from_disk(str(rd.path / "exercises" / "code_exercises"))
     assert {"task_id", "prompt", "solution", "tests", "entry_point", "text", "teacher"} <= set(ds.column_names)
-    assert e.funnel_generated["generated"] == 2 and e.contamination["checked"] >= 0
-    assert run_textbooks(cfg, rd) == m  # complete step is skipped
+    assert {k: e.funnel_generated[k] for k in ("generated", "parsed", "passes_tests")} == {
+        "generated": 3, "parsed": 2, "passes_tests": 1}
+    assert e.contamination["checked"] >= 1
+    assert draw_exercise(sample_seed(0, "exercise", 0)).function_name in ds["entry_point"]
+    n_sent = len(stub_teacher.requests)
+    assert n_sent == 2 + 2 + 3 and run_textbooks(cfg, rd) == m  # complete step is skipped
+    assert len(stub_teacher.requests) == n_sent
