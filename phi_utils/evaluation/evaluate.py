@@ -32,16 +32,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
+from ..hub import HUB, hub_reachable
 from ..rundir import git_sha, write_json_atomic
-from ..stats import rate_estimate
 from .generation import (BASE_FORMAT, INSTRUCT_FORMAT, GenSettings, LoadedModel, Placement, PromptFormat,
                          chat_completions, generate_completions, has_chat_template, load_model, teacher_completions)
 from .harness import check_completions
-from .passk import estimate_pass_at_k
 from .problems import BENCHMARKS, Problem, ProblemsUnavailable, load_problems
 
 SUMMARY = "summary.json"
-HUB = "huggingface.co"
 
 
 class EvaluateError(RuntimeError):
@@ -131,19 +129,6 @@ def weights_sha256(directory: Path) -> str | None:
     return hashlib.sha256("".join(f"{f.name} {one(f)}\n" for f in files).encode()).hexdigest()
 
 
-def hub_reachable(host: str = HUB, timeout: float = 3.0) -> tuple[bool, str]:
-    """(reachable, why not) for the Hugging Face hub, by one TCP connection."""
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False, "HF_HUB_OFFLINE=1"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True, ""
-    except OSError as e:
-        return False, f"{type(e).__name__}: {e}"
-
-
 def resolve_source(spec: str) -> ModelSource:
     """Classify `--model` and fail at once, in one line, when it cannot be had."""
     if spec.startswith("openai:"):
@@ -165,10 +150,10 @@ def resolve_source(spec: str) -> ModelSource:
         raise EvaluateError(f"--model {spec}: no such directory, and not a hub name (org/name) or openai:<model>")
     cached = _hub_snapshot(spec)
     if cached is None:
-        ok, why = hub_reachable()
-        if not ok:
+        hub = hub_reachable()
+        if not hub:
             raise EvaluateError(f"--model {spec}: not a local directory and the Hugging Face hub is unreachable "
-                                f"({HUB}: {why}); download it where there is a network and pass its directory")
+                                f"({HUB}: {hub.why}); download it where there is a network and pass its directory")
     return ModelSource("hub", spec, spec, {"label": spec})
 
 
@@ -340,27 +325,20 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- scoring
-def ks_for(n: int) -> list[int]:
-    return [k for k in (1, 10, 100) if k <= n]
-
-
-def score_rows(problems: Sequence[Problem], rows: list[dict[str, Any]], n: int, workers: int, timeout_s: float,
+def score_rows(problems: Sequence[Problem], rows: list[dict[str, Any]], workers: int, timeout_s: float,
                source: str, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Sandbox verdicts; per-problem pass@k averaged, each with a Wilson 95% interval (`rate_estimate`)."""
-    res = check_completions({p.task_id: p for p in problems}, rows, ks=ks_for(n), workers=workers,
+    """Sandbox verdicts (`harness.check_completions`); per k (`passk.KS`, those every problem has samples
+    for) the per-problem pass@k averaged, with a Wilson 95% interval (`PassAtK.estimate`)."""
+    res = check_completions({p.task_id: p for p in problems}, rows, workers=workers,
                             timeout_s=timeout_s, source=source, progress=progress)
-    per_task: dict[str, list[bool]] = {}
-    for r in res.rows:
-        per_task.setdefault(r["task_id"], []).append(bool(r["passed"]))
     scores: dict[str, Any] = {}
-    for k in ks_for(n):
-        est = rate_estimate([estimate_pass_at_k(len(v), sum(v), k) for v in per_task.values()])
-        # min/max: Wilson's bound at 0 or n successes can miss the estimate by a rounding error
-        scores[f"pass@{k}"] = {"value": est.mean, "ci95": [min(est.lo, est.mean), max(est.hi, est.mean)], "n_problems": est.n,
+    for k in res.scores.per_problem:
+        est = res.scores.estimate(k)
+        scores[f"pass@{k}"] = {"value": est.mean, "ci95": [est.lo, est.hi], "n_problems": est.n,
                                "interval": "Wilson, over per-problem pass@k"}
-    scores["n_problems"] = len(per_task)
-    scores["n_samples"] = len(res.rows)
-    scores["n_passed"] = sum(1 for r in res.rows if r["passed"])
+    scores["n_problems"] = res.n_problems
+    scores["n_samples"] = res.n_samples
+    scores["n_passed"] = sum(c for _, c in res.scores.counts.values())
     scores["isolation"] = res.isolation
     scores["scoring_wall_s"] = res.wall_s
     return scores, res.rows
@@ -423,7 +401,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] | None = None) -> d
         rows = [r for r in read_finished(samples) if r["task_id"] in {p.task_id for p in probs}]
         timeout = cfg.timeout_s or _default_timeout(b)
         say(f"{b}: scoring {len(rows)} samples of {len(probs)} problems in the sandbox (timeout {timeout:g} s)")
-        scores, res_rows = score_rows(probs, rows, cfg.n, cfg.workers, timeout, str(samples), cfg.progress)
+        scores, res_rows = score_rows(probs, rows, cfg.workers, timeout, str(samples), cfg.progress)
         with open(str(samples) + "_results.jsonl", "w", encoding="utf-8") as f:
             for r in res_rows:
                 f.write(json.dumps(r) + "\n")

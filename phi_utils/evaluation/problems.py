@@ -10,12 +10,12 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..config import SHARED_DATA
+from ..hub import hub_reachable
 
 BENCHMARKS = ("humaneval", "mbpp", "humaneval+", "mbpp+")
 MBPP_TEST_IDS = range(11, 511)
@@ -108,14 +108,6 @@ def _mbpp_rows_from_file(path: Path) -> list[dict[str, Any]]:
     return [o for _, o in read_jsonl(path)]
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def load_mbpp(path: str | Path | None = None, limit: int = 0) -> tuple[list[Problem], str]:
     """MBPP test split (task ids 11-510). Returns (problems, source description).
 
@@ -127,7 +119,7 @@ def load_mbpp(path: str | Path | None = None, limit: int = 0) -> tuple[list[Prob
     if path:
         rows, source = _mbpp_rows_from_file(Path(path)), str(path)
     else:
-        if _hub_reachable():
+        if hub_reachable():
             try:
                 import datasets
 
