@@ -85,7 +85,7 @@ def test_pass_at_k_and_interval_from_real_verdicts(humaneval) -> None:
     probs = humaneval[:4]
     good = [{"task_id": p.task_id, "completion": p.canonical_solution} for p in probs]
     bad = [{"task_id": p.task_id, "completion": "    return None\n"} for p in probs]
-    scores, rows = score_rows(probs, good + bad, n=2, workers=2, timeout_s=5.0, source="t", progress=False)
+    scores, rows = score_rows(probs, good + bad, workers=2, timeout_s=5.0, source="t", progress=False)
     assert [r["passed"] for r in rows] == [True] * 4 + [False] * 4
     assert scores["pass@1"]["value"] == pytest.approx(0.5)  # each problem: 1 of 2 samples passes
     from phi_utils.stats import wilson_interval
@@ -250,26 +250,27 @@ def test_refusals_keep_finished_work(tmp_path: Path, run_dir: Path) -> None:
 def test_teacher_reference_row_for_table1(tmp_path: Path) -> None:
     from phi_utils.config import get_profile
     from phi_utils.evaluation.evaluate import teacher_reference
-    from phi_utils.evaluation.stage import table1_rows
+    from phi_utils.evaluation.scores import EvalScores
+    from phi_utils.evaluation.tables import table1_rows
     from phi_utils.rundir import RunDir
 
     cfg = get_profile("smoke")
     cfg.teacher.local_model = "smollm2-135m"
     rd = RunDir.open(cfg, tmp_path / "run")
     e = teacher_reference(cfg, rd, limit=2, max_new_tokens=48)
-    assert "SmolLM2" in e["label"] and e["humaneval"]["n_problems"] == 2 and e["prompt_format"] == "instruct"
-    lo, hi = e["humaneval"]["pass@1_ci95"]
-    assert lo <= e["humaneval"]["pass@1"] <= hi
+    assert "SmolLM2" in e.label and e.greedy["humaneval"].n_problems == 2 and e.prompt_format == "instruct"
+    lo, hi = e.greedy["humaneval"].ci95
+    assert lo <= e.greedy["humaneval"].mean <= hi
     assert (rd.path / "eval" / "teacher_reference" / "summary.json").exists()
-    row = table1_rows({"profile": "smoke", "models": {}, "teacher": e})[-1]
-    assert row["model"] == f"teacher: {e['label']}" and row["n_problems"] == "2"
+    row = table1_rows(EvalScores("smoke", teacher=e))[-1]
+    assert row["model"] == f"teacher: {e.label}" and row["n_problems"] == "2"
     # the same summary, read back as a committed reference; refused for another teacher file
     from phi_utils.evaluation.stage import reference_teacher_entry
 
     cfg.eval.teacher_reference = str(rd.path / "eval" / "teacher_reference")
     ref = reference_teacher_entry(cfg)
-    assert ref is not None and ref["humaneval"] == e["humaneval"] and ref["date"][:2] == "20"
-    ref_row = table1_rows({"profile": "smoke", "models": {}, "teacher": ref})[-1]
+    assert ref is not None and ref.greedy["humaneval"] == e.greedy["humaneval"] and ref.date[:2] == "20"
+    ref_row = table1_rows(EvalScores("smoke", teacher=ref))[-1]
     assert ref_row["humaneval_pass@1_%"] == row["humaneval_pass@1_%"] and "evaluate" in ref_row["source"]
     cfg.teacher.local_model = "qwen2.5-coder-0.5b"
     assert reference_teacher_entry(cfg) is None

@@ -38,6 +38,7 @@ from .generation import (BASE_FORMAT, INSTRUCT_FORMAT, GenSettings, LoadedModel,
                          chat_completions, generate_completions, has_chat_template, load_model, teacher_completions)
 from .harness import check_completions
 from .problems import BENCHMARKS, Problem, ProblemsUnavailable, load_problems
+from .scores import PassRate, TeacherScores
 
 SUMMARY = "summary.json"
 
@@ -453,12 +454,11 @@ def _generate_missing(backend: Backend, problems: Sequence[Problem], settings: G
 
 # --------------------------------------------------------------------------- notebook 08's teacher row
 def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval",), limit: int = 0,
-                      out: str | Path | None = None, max_new_tokens: int = 768) -> dict[str, Any]:
+                      out: str | Path | None = None, max_new_tokens: int = 768) -> TeacherScores:
     """The teacher's reference row of Table 1: `cfg.teacher`'s local model scored like `evaluate`
     (all problems, greedy, EvalPlus's instruct prompt), resumable under `rd.path/eval/teacher_reference`
-    (or `out`, e.g. a directory an earlier `python -m phi_utils evaluate` wrote). Returns an entry
-    shaped like notebook 08's `scores["teacher"]` (`label`, and per benchmark `pass@1`, its 95%
-    interval and `n_problems`); `{"error": ...}` when the teacher cannot be had."""
+    (or `out`, e.g. a directory an earlier `python -m phi_utils evaluate` wrote); with `error` set
+    when the teacher cannot be had."""
     t = cfg.teacher
     model = f"openai:{t.local_model}" if t.backend == "local" else f"openai:{t.model}"
     ecfg = EvaluateConfig(model=model, benchmarks=tuple(benchmarks), limit=limit, max_new_tokens=max_new_tokens, base_url=None if t.backend == "local"
@@ -469,21 +469,18 @@ def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval
         s = evaluate(ecfg, log=print)
     except EvaluateError as e:
         print(f"Teacher not evaluated: {e}")
-        return {"error": str(e)}
+        return TeacherScores(error=str(e))
     return teacher_entry(s, ecfg.out / SUMMARY)
 
 
-def teacher_entry(summary: dict[str, Any], path: Path) -> dict[str, Any]:
-    """An `evaluate` summary (read from `path`) as notebook 08's `scores["teacher"]` entry: `label`,
-    settings, prompt format, date and commit, and per benchmark `pass@1`, its 95% interval and `n_problems`."""
-    entry: dict[str, Any] = {"label": summary["identity"]["label"], "limit": summary.get("limit", 0),
-                             "settings": summary["settings"], "prompt_format": summary["prompt_format"]["name"],
-                             "summary": str(path), "date": summary["date"][:10], "commit": summary.get("commit")}
-    for b, r in summary["benchmarks"].items():
-        if r.get("pass@1"):
-            entry[b] = {"pass@1": r["pass@1"]["value"], "pass@1_ci95": r["pass@1"]["ci95"],
-                        "n_problems": r["pass@1"]["n_problems"]}
-    return entry
+def teacher_entry(summary: dict[str, Any], path: Path) -> TeacherScores:
+    """An `evaluate` summary (read from `path`) as Table 1's teacher row: label, settings, prompt
+    format, date and commit, and per benchmark greedy pass@1 with its 95% interval."""
+    return TeacherScores(label=summary["identity"]["label"], limit=summary.get("limit", 0), settings=summary["settings"],
+                         prompt_format=summary["prompt_format"]["name"], summary=str(path), date=summary["date"][:10],
+                         commit=summary.get("commit"),
+                         greedy={b: PassRate(r["pass@1"]["value"], r["pass@1"]["ci95"], r["pass@1"]["n_problems"])
+                                 for b, r in summary["benchmarks"].items() if r.get("pass@1")})
 
 
 # --------------------------------------------------------------------------- CLI

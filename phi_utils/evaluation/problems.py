@@ -44,10 +44,6 @@ class Problem:
             return self.prompt + completion + "\n" + self.test + "\n" + f"check({self.entry_point})"
         return self.prompt + completion + "\n" + self.test
 
-    @property
-    def reference_completion(self) -> str:
-        return self.canonical_solution
-
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) from a JSONL(.gz) file; one clear error naming file and line."""
