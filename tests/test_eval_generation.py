@@ -166,4 +166,4 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert data["baselines"]["B"]["fit"]["lambda"] == base["lambda"] and {g["baseline"] for g in data["baseline_gaps"]} == {
         "unigram", "bigram"} and any("token statistics" in c for c in data["conclusions"])
     assert "bigram of own data" in table and table.count(" [") >= 3
-    assert run_evaluation(cfg, rd) == json.loads((out / "scores.json").read_text())  # complete: skipped
+    assert run_evaluation(cfg, rd) == scores  # complete: loaded, not re-run
