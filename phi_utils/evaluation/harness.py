@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .passk import KS, PassAtK, pass_at_k, verdict_counts
-from .problems import BENCHMARKS, Problem, load_problems, read_jsonl
+from .problems import BENCHMARKS, Problem, load_problems
+from ..rundir import read_jsonl
 from ..sandbox import HUMANEVAL_GUARD, ExecResult, SandboxLimits, isolation, run_programs
 
 
@@ -60,7 +61,7 @@ def check_completions(problems: dict[str, Problem], rows: list[dict[str, Any]], 
     (problem, completion) pairs run once (a tiny model repeats itself, and a program's verdict does not
     depend on which sample it came from); pass@k for each k in `ks` every problem has samples for."""
     for i, r in enumerate(rows, 1):
-        where = f"{source}:{r.get('_line', i) if isinstance(r, dict) else i}"
+        where = f"{source}:{i}"
         if not isinstance(r, dict) or "task_id" not in r or "completion" not in r:
             raise ValueError(f"{where}: each line needs `task_id` and `completion`")
         if r["task_id"] not in problems:
@@ -77,7 +78,7 @@ def check_completions(problems: dict[str, Problem], rows: list[dict[str, Any]], 
     out = []
     for r in rows:
         e = res[unique[(r["task_id"], r["completion"])]]
-        out.append({**{k: v for k, v in r.items() if k != "_line"}, "passed": e.passed, "result": e.result})
+        out.append({**r, "passed": e.passed, "result": e.result})
     counts = verdict_counts(out)
     return CheckResult(pass_at_k(counts, ks), out, len(counts), len(rows), len(codes), round(time.time() - t0, 3),
                        res[0].isolation if res else isolation())
@@ -88,7 +89,10 @@ def check_samples_file(samples: str | Path, benchmark: str = "humaneval", ks: Se
                        mbpp_path: str | Path | None = None, progress: bool = True) -> CheckResult:
     """Score a samples JSONL; writes `<samples>_results.jsonl` next to it."""
     samples = Path(samples)
-    rows = [dict(o, _line=i) for i, o in read_jsonl(samples)]
+    rows = read_jsonl(samples)
+    odd = next((i for i, r in enumerate(rows, 1) if not isinstance(r, dict)), None)
+    if odd is not None:
+        raise ValueError(f"{samples}:{odd}: expected a JSON object with `task_id` and `completion`")
     given_ids = [r.get("task_id") for r in rows]
     problems = {p.task_id: p for p in load_problems(benchmark, problem_file=problem_file, mbpp_path=mbpp_path)}
     if benchmark.startswith("mbpp"):
