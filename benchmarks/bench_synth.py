@@ -29,15 +29,21 @@ def main() -> None:
     args = ap.parse_args()
 
     from phi_utils.config import SHARED_DATA, get_profile
-    from phi_utils.rundir import RunDir
-    from phi_utils.synth.common import open_teacher, run_sandboxed
-    from phi_utils.synth.exercises import (_funnel as ex_funnel, _open_rows, exercise_program, generate_exercises,
-                                           parse_rows, validate_programs)
-    from phi_utils.synth.textbooks import _check_rows, _funnel as tb_funnel, generate_passages
+    from phi_utils.steps import open_run
+    from phi_utils.synth import exercises, textbooks
+    from phi_utils.synth.common import funnel, open_teacher, run_sandboxed
+    from phi_utils.synth.exercises import _open_rows, exercise_program, generate_exercises, parse_rows, validate_programs
+    from phi_utils.synth.textbooks import _check_rows, generate_passages
+
+    def ex_funnel(rows: list) -> dict[str, int]:
+        return funnel(rows, exercises.FILTERS)
+
+    def tb_funnel(rows: list) -> dict[str, int]:
+        return funnel(rows, textbooks.FILTERS)
 
     cfg = get_profile("smoke")
     cfg.teacher.local_model = args.model
-    rd = RunDir.open(cfg, Path(tempfile.mkdtemp(prefix="bench_synth_")))
+    rd = open_run(cfg, Path(tempfile.mkdtemp(prefix="bench_synth_")))
     results: list[tuple[str, int, float]] = []
     teacher = open_teacher(cfg, rd)
     print("teacher:", teacher.label)

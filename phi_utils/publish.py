@@ -331,14 +331,15 @@ def headline_markdown(rd: RunDir, stages: Sequence[Stage] = STAGES) -> str:
     """The README's results block: the Figure 2.1 plot, a table of the arms (loss with its interval,
     the verdict against the previous arm) and one generated sentence; then where the rest is."""
     from .evaluation.fig21 import LOSS
+    from .evaluation.scores import scores_if_run
 
     info = read_json(rd.path / "run.json")
     sha = (info.get("git_sha") or "unknown")[:7]
     lines = []
     if (rd.path / "figures" / HEADLINE_FIGURE).exists():
         lines += [f"![Figure 2.1 in miniature: the canonical-solution loss of each arm](figures/{HEADLINE_FIGURE})", ""]
-    scores_path = rd.path / "eval" / "scores.json"
-    summary = read_json(scores_path).get("fig21") if scores_path.exists() else None
+    scores = scores_if_run(rd)
+    summary = scores.fig21 if scores else None
     if summary and summary.get("arms"):
         bench = "all" if "all" in summary.get("n_problems", {}) else "humaneval"
         n = summary["n_problems"].get(bench)

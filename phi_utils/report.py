@@ -52,14 +52,13 @@ def _summary_table(rd: RunDir) -> str:
 def _table1_note(rd: RunDir) -> str:
     """Figure 2.1 in numbers: the canonical-solution loss per arm (seeds pooled, 95% CI) and the paired
     differences between arms with their generated verdicts; plus what pass@1 shows at this scale."""
-    p = rd.path / "eval" / "scores.json"
-    if not p.exists():
-        return ""
-    scores = read_json(p)
-    summary = scores.get("fig21")
+    from .evaluation.fig21 import GREEDY, LOSS, conclusions
+    from .evaluation.scores import scores_if_run
+
+    scores = scores_if_run(rd)
+    summary = scores.fig21 if scores else None
     if not summary or not summary.get("arms"):
         return ""
-    from .evaluation.fig21 import GREEDY, LOSS, conclusions
 
     n = summary.get("n_problems", {})
     bench = "all" if "all" in n else "humaneval"

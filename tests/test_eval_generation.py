@@ -13,7 +13,10 @@ from phi_utils.config import get_profile
 from phi_utils.evaluation.generation import (GenSettings, Placement, canonical_solution_loss, generate_completions,
                                              load_model, sanitize_completion, teacher_completions)
 from phi_utils.evaluation.problems import load_humaneval
-from phi_utils.evaluation.stage import failure_category, figure_2_1, run_evaluation
+from phi_utils.evaluation.figures import figure_2_1
+from phi_utils.evaluation.scores import load_scores
+from phi_utils.evaluation.stage import run_evaluation
+from phi_utils.evaluation.tables import failure_category
 from phi_utils.steps import open_run
 
 
@@ -152,7 +155,8 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     write_packed_arrays(rd.path / "pretrain_textbook_s0" / "data", {"train": (packed[4:], packed[4:] * 0 + 1),
                         "val": (packed[:4], packed[:4] * 0 + 1)}, vocab=len(tok), eos=eos_id(tok))
     scores = run_evaluation(cfg, rd)
-    base = scores["baselines"]["textbook"]
+    assert load_scores(rd) == scores  # scores.json round-trips through the run directory
+    base = scores.baselines["textbook"]
     assert base["steps"] == ["pretrain_textbook_s0"] and base["lambda"] in base["lambda_grid"]
     assert base["n_train_tokens"] == (len(packed) - 4) * 63
     with open(rd.path / "eval" / "problem_scores.csv") as f:
@@ -160,12 +164,14 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
 
         score_rows = list(csv.DictReader(f))
     assert all(float(r["bigram_loss"]) > 0 and float(r["unigram_loss"]) > 0 for r in score_rows if r["canonical_loss"])
-    assert scores["missing_models"] == ["pretrain_raw_s0", "pretrain_filtered_s0", "finetune_s0"]
-    e = scores["models"]["pretrain_textbook_s0"]
-    assert e["humaneval"]["n_problems"] == 3 and 0.0 <= e["humaneval"]["pass@1"] <= 1.0
-    assert e["humaneval_canonical_loss"] > 0 and e["loss_problems"] == 3  # the evaluated problems, at most loss_problems
+    assert scores.missing_models == ["pretrain_raw_s0", "pretrain_filtered_s0", "finetune_s0"]
+    e = scores.models["pretrain_textbook_s0"]
+    assert e.greedy["humaneval"].n_problems == 3 and 0.0 <= e.greedy["humaneval"].mean <= 1.0
+    loss = e.canonical_loss["humaneval"]
+    assert loss.mean > 0 and loss.n_problems == 3  # the evaluated problems, at most loss_problems
+    assert loss.bigram > 0 and loss.unigram > 0
     want = {"device": "cuda", "dtype": "bfloat16"} if torch.cuda.is_available() else {"device": "cpu", "dtype": "float32"}
-    assert scores["placement"] == want or not torch.cuda.is_bf16_supported()  # device auto, dtype auto
+    assert scores.placement == want or not torch.cuda.is_bf16_supported()  # device auto, dtype auto
     out = rd.path / "eval"
     results = [json.loads(x) for x in (out / "samples_pretrain_textbook_s0_humaneval.jsonl_results.jsonl").read_text().splitlines()]
     assert len(results) == 3 and all("passed" in r and "result" in r for r in results)
@@ -176,9 +182,9 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert (out / "per_problem.csv").exists() and (out / "failure_categories.csv").exists()
     fig, data = figure_2_1(scores)
     b = data["arms"]["B"]
-    assert b["seeds"] == [0] and b["metrics"]["canonical_loss"]["humaneval"]["mean"] == pytest.approx(e["canonical_loss"]["humaneval"]["mean"])
+    assert b["seeds"] == [0] and b["metrics"]["canonical_loss"]["humaneval"]["mean"] == pytest.approx(loss.mean)
     assert data["n_problems"]["humaneval"] == 3 and (out / "problem_scores.csv").exists()
     assert data["baselines"]["B"]["fit"]["lambda"] == base["lambda"] and {g["baseline"] for g in data["baseline_gaps"]} == {
         "unigram", "bigram"} and any("token statistics" in c for c in data["conclusions"])
     assert "bigram of own data" in table and table.count(" [") >= 3
-    assert run_evaluation(cfg, rd) == json.loads((out / "scores.json").read_text())  # complete: skipped
+    assert run_evaluation(cfg, rd) == scores  # complete: loaded, not re-run

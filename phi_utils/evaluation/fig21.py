@@ -288,10 +288,3 @@ def conclusions(summary: dict[str, Any], metrics: Sequence[str] = (LOSS, GREEDY,
                                f"95% upper bound {100 * e['ci95'][1]:.1f}%.")
     return out
 
-
-def pct_interval(e: dict[str, Any] | None) -> str:
-    """`12.3 % [10.1, 14.9]` from a summary entry (or `–`)."""
-    if not e:
-        return "–"
-    lo, hi = e["ci95"]
-    return f"{100 * e['mean']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"

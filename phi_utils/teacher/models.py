@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..hub import hub_reachable
 from ..progress import tqdm
 
 
@@ -139,16 +139,6 @@ def _package_file(package: str, filename: str) -> Path | None:
         return None
     p = Path(list(spec.submodule_search_locations)[0]) / filename
     return p if p.exists() else None
-
-
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("PHI_NO_HUB") == "1":
-        return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _fetch_from_hub(spec: ModelSpec, dest: Path) -> bool:
