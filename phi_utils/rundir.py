@@ -197,6 +197,9 @@ class StepSpec:
     """Configuration it reads: sections (`pretrain`) or fields (`pretrain.model`), dotted."""
     deps: tuple[str, ...] = ()
     """Steps whose outputs it reads (also those it uses only when present: they count when complete)."""
+    version: int = 1
+    """The format of its outputs: raised when the code writes them differently, so a run made before
+    redoes the step (and its dependents) instead of failing to read them."""
 
 
 class UndeclaredRead(RunDirError):
@@ -309,6 +312,8 @@ class StepGraph(Mapping[str, StepSpec]):
             if not keys:
                 raise RunDirError(f"step {step!r} reads {read!r}, which is not a configuration field")
             out.update({k: flat[k] for k in keys if k not in self.unfingerprinted})
+        if self.spec(step).version != 1:  # absent at 1, so adding the field changed no fingerprint
+            out["step.version"] = self.spec(step).version
         return dict(sorted(out.items()))
 
     def view(self, cfg: ProfileConfig, step: str) -> ConfigView:

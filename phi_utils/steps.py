@@ -71,7 +71,7 @@ def step_graph(cfg: ProfileConfig) -> StepGraph:
         "tokenizer": StepSpec("05", ("tokenizer",), ("corpus", "textbooks", "exercises")),
         "model_card": StepSpec("05", ("pretrain.model", "pretrain.seq_len", "seed"), ("tokenizer",)),
         **{s: training_spec(s) for s in trained + budgets},
-        "eval": StepSpec("08", ("eval", "teacher", "seed"), ("tokenizer", *trained)),
+        "eval": StepSpec("08", ("eval", "teacher", "seed"), ("tokenizer", *trained), version=2),  # typed scores.json
         "qualitative": StepSpec("09", ("qualitative", *_EVAL_MODEL, "seed"), tuple(trained)),
         "unconventional": StepSpec("10", ("qualitative", "teacher", *_EVAL_MODEL, "seed"), (*trained, "eval")),
         "contamination": StepSpec("11", ("contamination", "finetune", "eval", "seed"),

@@ -402,3 +402,19 @@ def test_a_stage_result_written_by_another_version_is_one_error_naming_the_file(
     path.write_text("[1, 2]")
     with pytest.raises(RunDirError, match="expected a JSON object"):
         read_result(FilteringResult, path)
+
+
+def test_a_new_output_format_redoes_the_step_and_its_dependents(tmp_path):
+    """A step whose outputs changed format (a raised `StepSpec.version`) is redone, saying why, with
+    everything downstream; a step at version 1 keeps the fingerprint it had before versions existed."""
+    cfg = get_profile("smoke")
+    old = StepGraph({"a": StepSpec("01", ("seed",)), "b": StepSpec("02", ("seed",), ("a",))})
+    new = StepGraph({"a": StepSpec("01", ("seed",), version=2), "b": StepSpec("02", ("seed",), ("a",))})
+    assert old.fields(cfg, "b") == new.fields(cfg, "b") == {"seed": 0}
+    rd = RunDir.open(cfg, tmp_path / "run", graph=old)
+    for step in old:
+        rd.mark_complete(step)
+    rd2 = RunDir.open(cfg, tmp_path / "run", graph=new)
+    assert rd2.redo_reasons("a") == ['step.version "(unset)" -> 2'] and rd2.redo_reasons("b") == []
+    rd2.mark_complete("a")
+    assert rd2.redo_reasons("b") == ["upstream a was redone"]
