@@ -84,8 +84,8 @@ def make_plan(cfg: ProfileConfig, run_dir: Any = None) -> Plan:
     ]
     vocab = 51200 if cfg.tokenizer.name_or_path else cfg.tokenizer.vocab_size
     # Figure 2.1: three pretraining arms (A raw, B' filtered alone, B CodeTextbook) and the finetuned C,
-    # each once per seed (`phi_utils.train.arms`).
-    from .train.arms import FINETUNE_ARMS, PRETRAIN_ARMS
+    # each once per seed (`phi_utils.arms`).
+    from .arms import FINETUNE_ARMS, PRETRAIN_ARMS
 
     gpu_hours_b = 0.0
     a100_rate = PEAK_FLOPS["A100"]["bf16"] * PAPER_A100_MFU  # FLOP/s at the MFU the paper's run implies

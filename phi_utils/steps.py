@@ -2,7 +2,7 @@
 
 This is the policy the run directory (`phi_utils.rundir`, the mechanism: fingerprints, manifests,
 the lock) applies: which notebook does each step, which configuration fields it reads and which
-steps' outputs it reads. The training steps come from the arm registry (`phi_utils.train.arms`):
+steps' outputs it reads. The training steps come from the arm registry (`phi_utils.arms`):
 one step per Figure 2.1 arm and seed at the main budget, and per arm, smaller budget and seed for
 the scaling figure. A new step is one line here; a new arm is one record in the registry.
 
@@ -19,7 +19,7 @@ from typing import Callable
 
 from .config import ProfileConfig, get_profile
 from .rundir import RunDir, RunDirError, StepGraph, StepSpec
-from .train.arms import ARM_BY_KEY, parse_budget_step, scaling_steps, step_name, training_steps
+from .arms import ARM_BY_KEY, parse_budget_step, scaling_steps, step_name, training_steps
 
 NOT_FINGERPRINTED: frozenset[str] = frozenset({
     # what the run is called, not what it computes

@@ -129,10 +129,10 @@ def test_one_step_graph_and_one_arm_registry() -> None:
     declares_steps = sorted(m for m, p in mods.items() if _calls(p, {"StepSpec", "StepGraph"}))
     declares_arms = sorted(m for m, p in mods.items() if _calls(p, {"Arm"}))
     assert declares_steps == ["phi_utils.steps"]
-    assert declares_arms == ["phi_utils.train.arms"]
+    assert declares_arms == ["phi_utils.arms"]
     below = BOTTOM + ("phi_utils.rundir", "phi_utils.config", "phi_utils.readiness", "phi_utils.sizing")
     for m, deps in graph.items():
         if any(m == b or m.startswith(b + ".") for b in below):
-            assert not deps & {"phi_utils.steps", "phi_utils.train.arms"}, m
+            assert not deps & {"phi_utils.steps", "phi_utils.arms"}, m
         if any(m == s or m.startswith(s + ".") for s in STAGES) and m not in ("phi_utils.pipeline", "phi_utils.train.__main__"):
             assert "phi_utils.steps" not in deps, f"{m} imports the step policy; a stage gets its graph from its RunDir"

@@ -27,7 +27,7 @@ def test_smoke_pipeline_runs_every_notebook(tmp_path, monkeypatch):
     minutes = (time.time() - t0) / 60
     assert [r.status for r in results] == ["done"] * len(STAGES)
     rd = tmp_path / "smoke"
-    from phi_utils.train.arms import training_steps
+    from phi_utils.arms import training_steps
 
     steps = training_steps(get_profile("smoke"))
     for step in ("corpus", "annotation", "filtering", "textbooks", "exercises", "tokenizer", *steps, "eval"):

@@ -11,7 +11,7 @@ import pytest
 from phi_utils.config import get_profile
 from phi_utils.rundir import RunDirError
 from phi_utils.steps import open_run
-from phi_utils.qualitative.stages import MODEL_VARIANTS, available_models, run_qualitative, run_unconventional
+from phi_utils.qualitative.stages import available_models, compared_models, run_qualitative, run_unconventional
 from stub_teacher import Reply
 
 
@@ -27,15 +27,16 @@ def smoke_run_with_checkpoints(tmp_path_factory):
     rd = open_run(cfg, tmp_path_factory.mktemp("qual_run"))
     tok = train_tokenizer(itertools.islice(stdlib_texts(), 60), vocab_size=2048, show_progress=False)
     torch.manual_seed(0)
-    for step, _ in MODEL_VARIANTS:
+    for step, _ in compared_models(cfg):
         save_checkpoint(PhiForCausalLM(get_model_config("smoke", vocab_size=len(tok))), tok, rd.path / step / "final")
+        rd.mark_complete(step)  # a finished training step, as far as the stages can tell
     return cfg, rd
 
 
 def test_missing_checkpoints_give_one_clear_error(tmp_path):
     cfg = get_profile("smoke")
     rd = open_run(cfg, tmp_path / "empty")
-    assert available_models(rd) == []
+    assert available_models(cfg, rd) == []
     with pytest.raises(RunDirError, match="06_pretraining.*07_finetuning"):
         run_qualitative(cfg, rd)
     assert not rd.is_complete("qualitative")
@@ -45,7 +46,7 @@ def test_run_qualitative_writes_table_and_resumes(smoke_run_with_checkpoints):
     cfg, rd = smoke_run_with_checkpoints
     cfg.qualitative.prompts = ["alice_bob_charles", "tkinter_pew"]
     res = run_qualitative(cfg, rd)
-    assert len(res.rows) == 2 * len(MODEL_VARIANTS) and len(res.models) == 3
+    assert len(res.rows) == 2 * len(compared_models(cfg)) and len(res.models) == 3
     allowed = {"runs", "crashes", "calls non-existent API", "no code"}
     assert {r["verdict"] for r in res.rows} <= allowed
     out = rd.path / "qualitative"
@@ -92,9 +93,9 @@ def test_run_unconventional_end_to_end_table2(smoke_run_with_checkpoints, stub_t
     q = cfg.qualitative
     q.n_problems, q.n_graded, q.n_reliability, q.problem_max_new_tokens = 2, 1, 1, 24
     res = run_unconventional(cfg, rd, force=True)  # its own teacher: attached to the stub
-    assert len(res.solutions) == 2 * len(MODEL_VARIANTS)
+    assert len(res.solutions) == 2 * len(compared_models(cfg))
     graded = [s for s in res.solutions if s["evaluation"] is not None]
-    assert len(graded) == len(MODEL_VARIANTS)  # n_graded=1 problem per model
+    assert len(graded) == len(compared_models(cfg))  # n_graded=1 problem per model
     assert all(s["grade"] == round(10 / 9, 3) and s["evaluation"] == "1 Wrong." for s in graded)  # random weights
     assert res.teacher == stub_teacher.label
     paper = [r for r in res.table2 if r["source"].startswith("paper-reported")]

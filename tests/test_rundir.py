@@ -30,7 +30,7 @@ def test_every_step_the_code_writes_is_in_the_graph():
         names.update(re.findall(r'^STEP = "([a-z_]+)"', src, re.M))
         names.update(re.findall(r'rd\.(?:step|mark_complete|is_complete|invalidate|require|view)\("([a-z_]+)"', src))
     from phi_utils.model.tokenizer import RUN_SOURCES
-    from phi_utils.train.arms import scaling_steps, training_steps
+    from phi_utils.arms import scaling_steps, training_steps
 
     names.update(step for step, _ in RUN_SOURCES)
     for profile in PROFILE_NAMES:
@@ -42,7 +42,7 @@ def test_every_step_the_code_writes_is_in_the_graph():
 
 
 def test_training_steps_come_from_the_arm_registry():
-    from phi_utils.train.arms import ARMS
+    from phi_utils.arms import ARMS
 
     cfg = get_profile("tiny")
     cfg.pretrain.seeds, cfg.finetune.seeds = [0, 3], [3]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from phi_utils.evaluation.scaling import Difference, ScalingResult, trend_sentences
-from phi_utils.train.arms import COMPARISONS
+from phi_utils.arms import COMPARISONS
 
 FILTER = COMPARISONS[0][2]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from phi_utils.config import ConfigError, get_profile
-from phi_utils.train.arms import (ARMS, COMPARISONS, budget_of, check_seeds, init_step, parse_step,
+from phi_utils.arms import (ARMS, COMPARISONS, budget_of, check_seeds, init_step, parse_step,
                                   representative_steps, scaling_steps, step_name, step_train_config, training_steps)
 
 

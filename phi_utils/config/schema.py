@@ -385,7 +385,7 @@ class TrainConfig:
     """Recompute each block's activations in backward: less memory for long sequences, one more forward pass of compute."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Training seeds: one model per Figure 2.1 arm and seed (model init, data order, dropout), steps
-    `<arm>_s<seed>` (`phi_utils.train.arms`). Finetuning seeds must be pretraining seeds (C of seed k
+    `<arm>_s<seed>` (`phi_utils.arms`). Finetuning seeds must be pretraining seeds (C of seed k
     starts from B of seed k). Several seeds let notebook 08's intervals carry seed-to-seed spread."""
 
     def __post_init__(self) -> None:
@@ -475,7 +475,7 @@ class EvalConfig:
     """Seeds per arm (the first ones) whose models also get the sampled completions (0 = every seed);
     greedy pass@1 and the loss are measured for every seed."""
     sample_arms: list[Arm] = field(default_factory=list)
-    """Arms (`phi_utils.train.arms` keys: raw, filtered, textbook, finetune) whose models get the sampled
+    """Arms (`phi_utils.arms` keys: raw, filtered, textbook, finetune) whose models get the sampled
     completions (empty = every arm)."""
     max_new_tokens: int = 256
     """Generation cap per completion."""

@@ -45,14 +45,14 @@ UPSTREAM = {"exercises": "notebook 04 (synthetic exercises)", "textbooks": "note
 
 def textbook_step(cfg: ProfileConfig) -> str:
     """The pretrained model (B) that retraining starts from: that of the first finetuning seed."""
-    from ..train.arms import step_name
+    from ..arms import step_name
 
     return step_name("textbook", cfg.finetune.seeds[0])
 
 
 def finetune_step(cfg: ProfileConfig) -> str:
     """The finetuned model (C) that is the un-pruned reference: of the same seed as `textbook_step`."""
-    from ..train.arms import step_name
+    from ..arms import step_name
 
     return step_name("finetune", cfg.finetune.seeds[0])
 

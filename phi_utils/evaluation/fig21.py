@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..stats import Estimate, bootstrap_mean_seeds, paired_difference_seeds, rate_estimate, verdict
-from ..train.arms import ARM_BY_KEY, ARMS, COMPARISONS
+from ..arms import ARM_BY_KEY, ARMS, COMPARISONS
 
 LOSS = "canonical_loss"
 UNIGRAM = "unigram_loss"

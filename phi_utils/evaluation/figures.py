@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..train.arms import ARMS
+from ..arms import ARMS
 from .fig21 import BASELINES, BIGRAM, GREEDY, LOSS, UNIGRAM, conclusions
 from .scores import EvalScores
-from .tables import FIG21_MODELS, PAPER_FIG21
+from .tables import PAPER_FIG21
 
 
 def _err(mid: float, lo: float, hi: float) -> list[list[float]]:
@@ -63,7 +63,7 @@ def figure_2_1(scores: EvalScores) -> tuple[Any, dict[str, Any]]:
     ax.set_xticks(range(len(groups)), groups, fontsize=8)
     ax.set_ylabel("HumanEval pass@1 (%)")
     ax.set_title("Figure 2.1: paper-reported vs this run (greedy, 95% CI)", fontsize=10)
-    handles = [Patch(color=c, label=lab) for c, (_, lab) in zip(paper_colors, FIG21_MODELS)]
+    handles = [Patch(color=c, label=a.label) for c, a in zip(paper_colors, (a for a in ARMS if a.in_paper))]
     handles.insert(1, Patch(color=ARM_COLORS["filtered"], label=next(a.label for a in ARMS if a.key == "filtered")))
     handles.append(Patch(facecolor="none", edgecolor="grey", hatch="//", label="n/a: not stated in the text"))
     ax.legend(handles=handles, fontsize=7, loc="upper left")

@@ -31,7 +31,7 @@ from ..model.flops import flops_per_token
 from ..rundir import RunDir, read_result, write_json_atomic
 from ..sizing import count_params
 from ..stats import Estimate, bootstrap_mean_seeds, paired_difference_seeds
-from ..train.arms import ARM_BY_KEY, ARMS, COMPARISONS, budget_divisors, init_step, parse_budget_step, scaling_steps, \
+from ..arms import ARMS, COMPARISONS, budget_divisors, init_step, parse_budget_step, scaling_steps, \
     step_name, step_train_config
 from .fig21 import BIGRAM, LOSS, POOLED, UNIGRAM, arm_matrix, per_problem_loss
 
@@ -139,9 +139,8 @@ def _score_budget_models(cfg: ProfileConfig, rd: RunDir, problems: dict[str, lis
     place = Placement.resolve(cfg.device, cfg.eval.dtype)
     rows: list[dict[str, Any]] = []
     for step in scaling_steps(cfg):
-        rd.require(step)
         arm, div, seed = parse_budget_step(step)
-        lm = load_model(rd.path / step / "final", place.device, place.dtype)
+        lm = load_model(rd.require(step) / "final", place.device, place.dtype)
         for bench, probs in problems.items():
             for p, (n, loss) in zip(probs, per_problem_loss(lm, probs)):
                 rows.append({"model": step, "arm": arm.key, "divisor": div, "seed": seed, "benchmark": bench,
@@ -250,6 +249,7 @@ def _baselines(main_rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float
 def run_scaling(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> ScalingResult:
     """Score the smaller-budget models and compare every arm across budgets; writes
     `scaling/problem_scores.csv` (the eval step's columns) and `scaling/scaling.json`."""
+    cfg = rd.view(STEP, cfg)
     out = rd.path / STEP
     with rd.step(STEP, force, config=cfg.compute) as rec:
         if rec is None:

@@ -22,7 +22,7 @@ from typing import Any
 from ..config import REPO_ROOT, ProfileConfig
 from ..rundir import RunDir, read_json
 from ..sandbox import isolation
-from ..train.arms import parse_step, training_steps
+from ..arms import PAPER_ARMS, parse_step, training_steps
 from .baselines import KINDS, NgramBaselines, fit_arm_data, score_problems
 from .fig21 import BASELINES, BIGRAM, GREEDY, LOSS, UNIGRAM, model_max_len, per_problem_loss, summarize
 from .generation import (GenSettings, Placement, generate_completions, load_model, settings_dict, teacher_completions,
@@ -32,7 +32,7 @@ from .passk import PassAtK
 from .problems import Problem, ProblemsUnavailable, load_problems
 from .scores import (PROBLEM_SCORES, SCORES, STEP, EvalScores, LossScore, ModelScores, PassRate, SampledScores,
                      TeacherScores, load_scores, write_problem_scores)
-from .tables import FIG21_MODELS, failure_category, table1_rows, write_per_problem, write_table1
+from .tables import failure_category, table1_rows, write_per_problem, write_table1
 
 def _load_benchmarks(cfg: ProfileConfig, limit: int) -> tuple[dict[str, list[Problem]], dict[str, str]]:
     probs, skipped = {}, {}
@@ -68,12 +68,12 @@ def _sample_rows(name: str, benchmark: str, decoding: str, rows: list[dict[str, 
 
 
 def evaluated_models(cfg: ProfileConfig, rd: RunDir) -> tuple[dict[str, str], list[str]]:
-    """Checkpoints of every arm and seed of the profile that exist (step -> path), and the missing steps."""
+    """Checkpoints of every arm and seed of the profile that are done and current (step -> path), and the
+    steps that are not (a stale one is named on stdout)."""
     models, missing = {}, []
     for step in training_steps(cfg):
-        ck = rd.path / step / "final"
-        if (ck / "config.json").exists():
-            models[step] = str(ck)
+        if rd.is_complete(step):
+            models[step] = str(rd.require(step) / "final")
         else:
             missing.append(step)
     return models, missing
@@ -171,6 +171,7 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
     `{"phi-1": "microsoft/phi-1"}`); `teacher` is an open `Teacher` (None = from `cfg.teacher`,
     used only when `cfg.eval.teacher_limit` > 0).
     """
+    cfg = rd.view(STEP, cfg)
     out = rd.path / STEP
     if rd.is_complete(STEP) and not force:
         print(f"{out} is complete; loading its scores (force=True re-runs)")
@@ -208,9 +209,8 @@ def run_evaluation(cfg: ProfileConfig, rd: RunDir, force: bool = False, models: 
             entry = _evaluate_model(cfg, lm, name, problems, out, per_problem, problem_rows,
                                     sample=_sampled(cfg, name), baselines=base)
             entry.path = path
-            manifest = rd.path / name / "_COMPLETE.json"
-            if manifest.exists():
-                entry.tokens_seen = read_json(manifest).get("counts", {}).get("tokens_seen")
+            if name in rd.graph:  # a training step of this run (not a checkpoint passed in by name)
+                entry.tokens_seen = rd.manifest(name).get("counts", {}).get("tokens_seen")
             entry.wall_s = round(time.time() - t, 1)
             print(f"{name}: {entry.wall_s} s")
             scores.models[name] = entry
@@ -242,7 +242,7 @@ def arm_baselines(rd: RunDir, step: str, fits: dict[str, NgramBaselines],
         arm, _ = parse_step(step)
     except ValueError:
         return None
-    data = rd.path / step / "data"
+    data = rd.require(step) / "data"
     if not (data / "meta.json").exists():
         print(f"{step}: no packed data at {data}; no unigram/bigram baselines for it")
         return None
@@ -321,8 +321,8 @@ def key_metric(scores: EvalScores) -> tuple[str, float | None]:
              if d["name"] == "B - A" and d["metric"] == LOSS and d["benchmark"] in ("all", "humaneval")]
     for d in sorted(diffs, key=lambda d: d["benchmark"] != "all"):  # every problem together first
         return f"canonical loss B - A ({d['benchmark']}, {d['n_problems']} problems)", round(d["mean"], 4)
-    for step, _ in reversed(FIG21_MODELS):
-        e = scores.models.get(step)
-        if e and "humaneval" in e.greedy:
-            return f"humaneval_pass@1 ({step})", e.greedy["humaneval"].mean
+    for arm in reversed(PAPER_ARMS):  # else the pass@1 of the first seed of the latest paper arm scored
+        for step, e in scores.models.items():
+            if e.arm == arm and "humaneval" in e.greedy:
+                return f"humaneval_pass@1 ({step})", e.greedy["humaneval"].mean
     return "humaneval_pass@1", None

@@ -10,11 +10,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..train.arms import ARMS
+from ..arms import ARMS
 from .fig21 import BIGRAM, GREEDY, LOSS, UNIGRAM
 from .scores import EvalScores, PassRate
 
-FIG21_MODELS = tuple((f"{a.prefix}_s0", a.label) for a in ARMS if a.key != "filtered")
 """The paper's three Figure 2.1 bars at seed 0 (step -> label): the one model per recipe that
 notebooks 09 and 10 show. Notebook 08 evaluates every arm and seed (`stage.evaluated_models`)."""
 

@@ -32,7 +32,7 @@ from ..config import FilterConfig
 from ..rundir import RunDir, write_json_atomic
 
 CODEGEN_HUB_NAME = "Salesforce/codegen-350M-mono"
-OWN_MODEL_STEP = "pretrain_textbook_s0"  # the first seed of arm B (`phi_utils.train.arms`)
+OWN_MODEL_STEP = "pretrain_textbook_s0"  # the first seed of arm B (`phi_utils.arms`)
 MAX_EMBED_CHARS = 2048
 """Texts are cut to this many characters before tokenizing: both models only read the first
 256-512 tokens, so the rest would be tokenized for nothing."""

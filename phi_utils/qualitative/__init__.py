@@ -14,7 +14,7 @@ from .headless import HeadlessError, HeadlessResult, run_headless, verdict_of, v
 from .problems import BrokenVariant, UnconventionalProblem, load_problems, parse_problems
 from .prompts import PROMPTS, QualitativePrompt, get_prompts
 from .report import PAPER_TABLE2, markdown_table, qualitative_html, table2_rows
-from .stages import (MODEL_VARIANTS, QualitativeResult, UnconventionalResult, available_models,
+from .stages import (compared_models, QualitativeResult, UnconventionalResult, available_models,
                      check_problem_set, evaluate_completions, run_qualitative, run_unconventional)
 
 __all__ = [
@@ -24,6 +24,6 @@ __all__ = [
     "BrokenVariant", "UnconventionalProblem", "load_problems", "parse_problems",
     "PROMPTS", "QualitativePrompt", "get_prompts",
     "PAPER_TABLE2", "markdown_table", "qualitative_html", "table2_rows",
-    "MODEL_VARIANTS", "QualitativeResult", "UnconventionalResult", "available_models",
+    "compared_models", "QualitativeResult", "UnconventionalResult", "available_models",
     "check_problem_set", "evaluate_completions", "run_qualitative", "run_unconventional",
 ]

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from ..config import ProfileConfig
 from ..evaluation.generation import Placement
 from ..evaluation.scores import scores_if_run
-from ..evaluation.stage import FIG21_MODELS
+from ..arms import PAPER_ARMS, representative_steps
 from ..rundir import RunDir, RunDirError, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .api_check import check_api, extract_code, trim_to_parseable
 from .grading import grade_solutions, reliability_summary, resolve_grade_method
@@ -33,29 +33,26 @@ from .problems import UnconventionalProblem, load_problems
 from .prompts import QualitativePrompt, get_prompts
 from .report import markdown_table, qualitative_html, table2_rows
 
-MODEL_VARIANTS: tuple[tuple[str, str], ...] = FIG21_MODELS
-"""The three Figure 2.1 models (step name, label; notebook 08's labels); each checkpoint is `<step>/final`."""
+def compared_models(cfg: ProfileConfig) -> list[tuple[str, str]]:
+    """The models notebooks 09 and 10 compare: the paper's Figure 2.1 arms, each at its first seed
+    (step name, label; notebook 08's labels); each checkpoint is `<step>/final`."""
+    return representative_steps(cfg, PAPER_ARMS)
 
 SOLUTION_STOP: list[str] | None = None
 """Stop sequences for a solution body: None = the model package's HumanEval stops (a new top-level line ends it)."""
 
 
 # ----------------------------------------------------------------------------- models
-def available_models(rd: RunDir) -> list[tuple[str, str, Path]]:
-    """(step, label, checkpoint dir) of the Figure 2.1 checkpoints present in the run directory."""
-    found = []
-    for step, label in MODEL_VARIANTS:
-        ckpt = rd.path / step / "final"
-        if (ckpt / "config.json").exists():
-            found.append((step, label, ckpt))
-    return found
+def available_models(cfg: ProfileConfig, rd: RunDir) -> list[tuple[str, str, Path]]:
+    """(step, label, checkpoint dir) of the compared models that are done and current in the run directory."""
+    return [(step, label, rd.require(step) / "final") for step, label in compared_models(cfg) if rd.is_complete(step)]
 
 
-def require_models(rd: RunDir) -> list[tuple[str, str, Path]]:
+def require_models(cfg: ProfileConfig, rd: RunDir) -> list[tuple[str, str, Path]]:
     """The available checkpoints, or one clear error naming the notebooks that make them."""
-    found = available_models(rd)
+    found = available_models(cfg, rd)
     if not found:
-        missing = ", ".join(f"{rd.path / s / 'final'}" for s, _ in MODEL_VARIANTS)
+        missing = ", ".join(f"{rd.path / s / 'final'}" for s, _ in compared_models(cfg))
         raise RunDirError(
             f"no model checkpoint in {rd.path} (looked for {missing}); run notebook 06_pretraining "
             f"(pretrain_<arm>_s<seed>) and 07_finetuning (finetune_s<seed>) first")
@@ -163,7 +160,7 @@ def run_qualitative(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> Qual
     out_dir = rd.path / "qualitative"
     with rd.step("qualitative", force, config=q) as rec:
         if rec is not None:
-            models = require_models(rd)
+            models = require_models(cfg, rd)
             decoding = {"temperature": q.temperature, "top_p": q.top_p, "max_new_tokens": q.max_new_tokens,
                         "n": 1, "stop": [], "prompt_format": "raw continuation (no chat template)",
                         "placement": asdict(Placement.resolve(cfg.device, cfg.eval.dtype)),
@@ -285,7 +282,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
         write_json_atomic(out_dir / "reliability.json", reliability)
 
         # 3. model solutions (needs the checkpoints)
-        models = require_models(rd)
+        models = require_models(cfg, rd)
         solutions: list[dict[str, Any]] = []
         for step, mlabel, path in models:
             bodies = _generate(cfg, path, [p.prompt for p in problems], q.problem_max_new_tokens, q.temperature,
@@ -312,7 +309,7 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
 
     # 4. Table 2: this run's rows beside the paper's
     run_rows = []
-    humaneval = _humaneval_scores(rd)
+    humaneval = _humaneval_scores(cfg, rd)
     for _, mlabel, _ in models:
         mine = [s for s in solutions if s["model"] == mlabel]
         graded = [s["grade"] for s in mine if s["grade"] is not None]
@@ -337,12 +334,12 @@ def run_unconventional(cfg: ProfileConfig, rd: RunDir, force: bool = False,
     return UnconventionalResult(problem_check, reliability, solutions, table2, label)
 
 
-def _humaneval_scores(rd: RunDir) -> dict[str, float]:
+def _humaneval_scores(cfg: ProfileConfig, rd: RunDir) -> dict[str, float]:
     """HumanEval greedy pass@1 (%) per model label from notebook 08's scores (`scores_if_run`), where
     the eval step has run and scored the model; otherwise no number (the table says n/a)."""
     scores = scores_if_run(rd)
     out: dict[str, float] = {}
-    for step, mlabel in MODEL_VARIANTS:
+    for step, mlabel in compared_models(cfg):
         m = scores.models.get(step) if scores else None
         if m is not None and "humaneval" in m.greedy:
             out[mlabel] = round(100.0 * m.greedy["humaneval"].mean, 1)
@@ -368,4 +365,4 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str
 
 __all__ = ["run_qualitative", "run_unconventional", "QualitativeResult", "UnconventionalResult",
            "evaluate_completions", "check_problem_set", "available_models", "require_models",
-           "program_for", "combined_verdict", "markdown_table", "MODEL_VARIANTS"]
+           "program_for", "combined_verdict", "markdown_table", "compared_models"]

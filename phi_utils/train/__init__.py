@@ -3,7 +3,7 @@
 Public API::
 
     from phi_utils.train import run_pretraining, run_finetuning      # the Figure 2.1 models A, B', B, C per seed
-    from phi_utils.train.arms import ARMS, step_name, training_steps # the arm/seed step registry
+    from phi_utils.arms import ARMS, step_name, training_steps # the arm/seed step registry
     from phi_utils.train import Trainer, FitResult, PackedData, pack_documents, prepare_packed
     from phi_utils.train import lr_at, estimate_wall_time, torchrun_command, paper_commands, read_metrics
 

@@ -8,7 +8,7 @@ Examples::
     python -m phi_utils.train --profile smoke --run-dir /tmp/r --step finetune_s0 --set finetune.max_steps=4
 
 A training step is one arm, budget and seed, `<arm>_s<seed>` or `<arm>_div<d>_s<seed>`
-(`phi_utils.train.arms`). `--stage` is the deprecated name of `--step` (a stage is a notebook).
+(`phi_utils.arms`). `--stage` is the deprecated name of `--step` (a stage is a notebook).
 
 Multi-node: run the same command on every node with `--nnodes=N --rdzv_backend=c10d
 --rdzv_endpoint=HOST:29500 --rdzv_id=JOB` instead of `--standalone`; the run directory must be on a
@@ -30,7 +30,7 @@ from ..config import ConfigError, apply_overrides, config_from_dict, get_profile
 from ..rundir import RunDir, read_json
 from ..steps import open_run, step_graph
 from .dist import destroy, init_distributed
-from .arms import parse_step
+from ..arms import parse_step
 from .stages import run_stage, train_config_for
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import ProfileConfig, run_size
 from ..sizing import count_params
-from .arms import budget_divisors, parse_budget_step, scaling_steps, step_train_config, training_steps
+from ..arms import budget_divisors, parse_budget_step, scaling_steps, step_train_config, training_steps
 
 
 @dataclass

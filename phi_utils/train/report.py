@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..config import ProfileConfig, TrainConfig
 from ..rundir import RunDir
-from .arms import ARMS, parse_step
+from ..arms import ARMS, parse_step
 from .loop import read_metrics
 from .stages import STAGES, estimate_wall_time, paper_commands, throughput_at_mfu
 

@@ -1,6 +1,6 @@
 """Stages of notebooks 06 and 07: the Figure 2.1 models, one step per arm and seed.
 
-The arms and their step names live in `phi_utils.train.arms` (A `pretrain_raw_s<k>`, B'
+The arms and their step names live in `phi_utils.arms` (A `pretrain_raw_s<k>`, B'
 `pretrain_filtered_s<k>`, B `pretrain_textbook_s<k>`, C `finetune_s<k>`). Each step writes
 `<step>/data/` (packed tokens), `<step>/metrics.jsonl`, `<step>/checkpoints/`, `<step>/final/`
 (HF checkpoint), `<step>/result.json`, and `_COMPLETE.json` with the budget spent.
@@ -24,7 +24,7 @@ from ..sizing import count_params
 from ..model.config import training_model_config
 from ..model.flops import flops_per_token
 from ..model.tokenizer import load_tokenizer
-from .arms import (ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, budget_of, check_seeds, init_step, parse_step, scaling_steps,
+from ..arms import (ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, budget_of, check_seeds, init_step, parse_step, scaling_steps,
                    step_train_config, training_steps)
 from .data import PackedData
 from .prepare import prepare_packed

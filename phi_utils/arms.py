@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..config import ProfileConfig, TrainConfig, sized_train_config
+from .config import ProfileConfig, TrainConfig, sized_train_config
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,15 @@ class Arm:
     """The dataset has `prompt`/`solution` columns (packed as exercises)."""
     init_from: str | None = None
     """Key of the arm whose same-seed final model this arm starts from (None = random init)."""
+    in_paper: bool = True
+    """Whether the paper's Figure 2.1 has it (B', the filter alone, is this reproduction's addition)."""
 
 
 ARMS: tuple[Arm, ...] = (
     Arm("raw", "A", "pretrain_raw", "A: raw code (The Stack+ analog)", "corpus/dataset",
         "raw corpus (The Stack+ analog, notebook 02's input)", "pretrain", "06"),
     Arm("filtered", "B'", "pretrain_filtered", "B': filtered code alone", "textbooks/filtered_code",
-        "classifier-filtered code alone, CodeTextbook's token count (notebook 03)", "pretrain", "06"),
+        "classifier-filtered code alone, CodeTextbook's token count (notebook 03)", "pretrain", "06", in_paper=False),
     Arm("textbook", "B", "pretrain_textbook", "B: CodeTextbook (phi-1-base analog)", "textbooks/code_textbook",
         "CodeTextbook: filtered code + synthetic textbooks (notebook 03)", "pretrain", "06"),
     Arm("finetune", "C", "finetune", "C: CodeTextbook -> CodeExercises (phi-1 analog)", "exercises/code_exercises",
@@ -63,6 +65,8 @@ ARMS: tuple[Arm, ...] = (
 ARM_BY_KEY: dict[str, Arm] = {a.key: a for a in ARMS}
 PRETRAIN_ARMS: tuple[str, ...] = tuple(a.key for a in ARMS if a.config == "pretrain")
 FINETUNE_ARMS: tuple[str, ...] = tuple(a.key for a in ARMS if a.config == "finetune")
+PAPER_ARMS: tuple[str, ...] = tuple(a.key for a in ARMS if a.in_paper)
+"""The arms of the paper's Figure 2.1 (A, B, C): the models notebooks 09 and 10 compare."""
 
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("filtered", "raw", "B' - A: the filter's effect"),
@@ -149,9 +153,11 @@ def budget_divisors(cfg: ProfileConfig) -> list[int]:
     return [1] + sorted(cfg.compute.scaling_divisors)
 
 
-def representative_steps(cfg: ProfileConfig) -> list[tuple[str, str]]:
-    """(step, label) of the first seed of every arm: the one model per arm that notebooks 09-11 use."""
-    return [(step_name(a, seeds(cfg, a)[0]), a.label) for a in ARMS if seeds(cfg, a)]
+def representative_steps(cfg: ProfileConfig, arms: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """(step, label) of the first seed of every arm (or of `arms`): the one model per arm that notebooks
+    09-11 use."""
+    return [(step_name(a, seeds(cfg, a)[0]), a.label) for a in ARMS
+            if (arms is None or a.key in arms) and seeds(cfg, a)]
 
 
 def check_seeds(cfg: ProfileConfig) -> None:
