@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..hub import HUB, hub_reachable
 from ..rundir import git_sha, write_json_atomic
@@ -39,6 +39,10 @@ from .generation import (BASE_FORMAT, INSTRUCT_FORMAT, GenSettings, LoadedModel,
 from .harness import check_completions
 from .problems import BENCHMARKS, Problem, ProblemsUnavailable, load_problems
 from .scores import PassRate, TeacherScores
+
+if TYPE_CHECKING:
+    from ..config import ProfileConfig
+    from ..rundir import RunDir
 
 SUMMARY = "summary.json"
 
@@ -453,7 +457,7 @@ def _generate_missing(backend: Backend, problems: Sequence[Problem], settings: G
 
 
 # --------------------------------------------------------------------------- notebook 08's teacher row
-def teacher_reference(cfg: Any, rd: Any, benchmarks: Sequence[str] = ("humaneval",), limit: int = 0,
+def teacher_reference(cfg: ProfileConfig, rd: RunDir, benchmarks: Sequence[str] = ("humaneval",), limit: int = 0,
                       out: str | Path | None = None, max_new_tokens: int = 768) -> TeacherScores:
     """The teacher's reference row of Table 1: `cfg.teacher`'s local model scored like `evaluate`
     (all problems, greedy, EvalPlus's instruct prompt), resumable under `rd.path/eval/teacher_reference`

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..arms import ARMS
 from .fig21 import BIGRAM, GREEDY, LOSS, UNIGRAM
 from .scores import EvalScores, PassRate
 

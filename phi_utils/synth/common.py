@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from ..config import ProfileConfig
+    from ..rundir import RunDir
+    from ..teacher import Teacher
 
 
-def open_teacher(cfg: Any, rd: Any) -> Any:
+def open_teacher(cfg: ProfileConfig, rd: RunDir) -> Teacher:
     """The configured teacher (local server attached or started; see `phi_utils.teacher`)."""
     from ..teacher import Teacher
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..rundir import read_jsonl, save_dataset, write_json_atomic, write_jsonl_atomic
+from ..config import ProfileConfig, TrainConfig
+from ..rundir import RunDir, read_jsonl, save_dataset, write_json_atomic, write_jsonl_atomic
 from .common import funnel, open_teacher, run_sandboxed, tokens_by_origin
 from .diversity import approx_tokens, diversity_report, near_duplicate_mask
 from .parsing import ParsedExercise, parse_exercise
@@ -237,7 +238,7 @@ class ExercisesResult:
         return cls(**d)
 
 
-def run_exercises(cfg: Any, rd: Any, force: bool = False) -> ExercisesResult:
+def run_exercises(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> ExercisesResult:
     """Notebook 04: generate (or load) exercises, parse, run against their tests, decontaminate,
     dedup, measure, and write `exercises/code_exercises`. Returns the metrics, typed."""
     cfg = rd.view(STEP, cfg)
@@ -362,7 +363,7 @@ def _measure(rows: list[dict[str, Any]], topup: list[dict[str, Any]], kept: list
         teacher=teacher, notes=notes, wall_s=time.time() - t_start, benchmarks_checked=benchmarks_checked)
 
 
-def finetune_epochs(exercise_tokens: int, ft: Any) -> dict[str, Any]:
+def finetune_epochs(exercise_tokens: int, ft: TrainConfig) -> dict[str, Any]:
     """The finetuning token budget (steps x batch x sequence length) and the epochs it makes over
     CodeExercises (approximate tokens: the tokenizer is trained later). The paper: 6,000 steps x 256
     x 2,048 = ~3.1B tokens over ~180M, i.e. ~17 epochs (derived from its reported sizes)."""
@@ -390,19 +391,19 @@ def save_code_exercises(kept: list[dict[str, Any]], path: Path) -> None:
     save_dataset(Dataset.from_dict(data), path)
 
 
-def load_metrics(rd: Any) -> ExercisesResult:
+def load_metrics(rd: RunDir) -> ExercisesResult:
     """The complete step's `metrics.json`, typed."""
     from ..rundir import read_result
 
     return read_result(ExercisesResult, Path(rd.require(STEP)) / "metrics.json")
 
 
-def load_candidates(rd: Any) -> list[dict[str, Any]]:
+def load_candidates(rd: RunDir) -> list[dict[str, Any]]:
     """Every exercise candidate of the run with its verdict."""
     return read_jsonl(Path(rd.require(STEP)) / "exercises.jsonl")
 
 
-def conclusions(metrics: ExercisesResult, finetune: Any) -> list[str]:
+def conclusions(metrics: ExercisesResult, finetune: TrainConfig) -> list[str]:
     """Sentences on the teacher's error rate and CodeExercises' size, from the metrics, and the epochs the
     finetuning budget (`finetune`, the run's finetuning TrainConfig) makes over it."""
     from ..stats import wilson_interval

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from ..rundir import read_jsonl, save_dataset, write_json_atomic, write_jsonl_atomic
+from ..config import ProfileConfig, TextbookConfig
+from ..rundir import RunDir, read_jsonl, save_dataset, write_json_atomic, write_jsonl_atomic
 from .common import funnel, open_teacher, run_sandboxed, tokens_by_origin
 from .diversity import (ablation_interval, approx_tokens, assign_topics, diversity_report, embed,
                         near_duplicate_mask)
@@ -185,7 +186,7 @@ def _open_rows(source: str, limit: int, max_chars: int, require_code: bool = Tru
              "finish_reason": None, "error": None, **r} for r in rows]
 
 
-def topup_rows(tc: Any) -> tuple[list[dict[str, Any]], list[str]]:
+def topup_rows(tc: TextbookConfig) -> tuple[list[dict[str, Any]], list[str]]:
     """The open top-up passages of `tc.topup_source` (sources in order, `:python` ones only with Python
     code, until `tc.topup_max`), and a note per source; a missing source is skipped with its note."""
     from .opendata import OpenDataError, missing_local, split_sources
@@ -278,7 +279,7 @@ class TextbooksResult:
         return cls(**d)
 
 
-def run_textbooks(cfg: Any, rd: Any, force: bool = False) -> TextbooksResult:
+def run_textbooks(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> TextbooksResult:
     """Notebook 03: generate (or load) passages, validate by execution, dedup, measure diversity,
     and write `textbooks/textbooks` and `textbooks/code_textbook`. Returns the metrics, typed."""
     cfg = rd.view(STEP, cfg)
@@ -450,7 +451,7 @@ def sample_to_budget(n_tokens: Sequence[int], budget: int | None, seed: int) -> 
     return sorted(picked)
 
 
-def build_code_textbook(rd: Any, kept: list[dict[str, Any]], out_dir: Path, tc: Any, seed: int = 0) -> dict[str, Any]:
+def build_code_textbook(rd: RunDir, kept: list[dict[str, Any]], out_dir: Path, tc: TextbookConfig, seed: int = 0) -> dict[str, Any]:
     """CodeTextbook = filtered code (notebook 02's `filtering/filtered`), subsampled so the textbook
     passages hold at least `tc.synthetic_share` of the tokens, + the passages -> `code_textbook`.
     Also `filtered_code`: the filtered code alone with the same token count (the B' arm), or all of
@@ -503,28 +504,28 @@ def build_code_textbook(rd: Any, kept: list[dict[str, Any]], out_dir: Path, tc: 
             "token_unit": "approx (word-and-symbol pieces)", "notes": notes}
 
 
-def load_code_textbook(rd: Any) -> Any:
+def load_code_textbook(rd: RunDir) -> Any:
     """CodeTextbook (arm B's pretraining data): `textbooks/code_textbook` (text, source, origin, n_tokens)."""
     from datasets import load_from_disk
 
     return load_from_disk(str(Path(rd.require(STEP)) / "code_textbook"))
 
 
-def load_filtered_code(rd: Any) -> Any:
+def load_filtered_code(rd: RunDir) -> Any:
     """The filtered code alone with CodeTextbook's token count (arm B'): `textbooks/filtered_code`."""
     from datasets import load_from_disk
 
     return load_from_disk(str(Path(rd.require(STEP)) / "filtered_code"))
 
 
-def load_metrics(rd: Any) -> TextbooksResult:
+def load_metrics(rd: RunDir) -> TextbooksResult:
     """The complete step's `metrics.json`, typed."""
     from ..rundir import read_result
 
     return read_result(TextbooksResult, Path(rd.require(STEP)) / "metrics.json")
 
 
-def load_passages(rd: Any) -> list[dict[str, Any]]:
+def load_passages(rd: RunDir) -> list[dict[str, Any]]:
     """Every passage of the run with its verdict (`status`, `detail`)."""
     return read_jsonl(Path(rd.require(STEP)) / "passages.jsonl")
 

@@ -19,9 +19,13 @@ import os
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .parsing import extract_code_block
+
+if TYPE_CHECKING:
+    from ..config import ProfileConfig
+    from ..rundir import RunDir
 
 CODE_PROMPT = ("Complete the following Python function. Reply with the full function, including any imports, "
                "in a single ```python code block.\n\n```python\n{prompt}```")
@@ -100,7 +104,7 @@ def humaneval_check(teacher: Any, n: int, max_tokens: int, timeout_s: float = 10
             "problems": rows}
 
 
-def run_usage(rd: Any) -> dict[str, Any]:
+def run_usage(rd: RunDir) -> dict[str, Any]:
     """Tokens and cost summed over `teacher/usage.jsonl` (one line per closed Teacher in this run)."""
     path = Path(rd.path) / "teacher" / "usage.jsonl"
     tot = {"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
@@ -125,7 +129,7 @@ def _engine_build(engine: str) -> dict[str, Any] | None:
     return build_info()
 
 
-def write_teacher_card(cfg: Any, rd: Any, quick: bool = False) -> dict[str, Any]:
+def write_teacher_card(cfg: ProfileConfig, rd: RunDir, quick: bool = False) -> dict[str, Any]:
     """Write `rd.path/teacher/card.json` and return it. `cfg` is the profile (or its `teacher` part).
 
     `quick` (smoke): 2 HumanEval problems, 4 snippets; else 3 and 12 (~1 min on the 1.5B, 2 cores).

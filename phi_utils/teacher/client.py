@@ -27,7 +27,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..progress import tqdm
 from .cache import ResponseCache, cache_key
@@ -37,14 +37,18 @@ from .rating import rate_one, rating_request
 from .server import ENV_BASE_URL, ENV_ENGINE, ENV_LABEL, ENV_LOCAL_MODEL, ENV_SHA256, LocalServer, server_log_path
 from .transport import ChatResult, Prepared, Transport, estimate_tokens
 
+if TYPE_CHECKING:
+    from ..config import TeacherConfig
+    from ..rundir import RunDir
+
 log = logging.getLogger("phi_utils.teacher")
 
 
 class Teacher:
     """A chat LLM with cache, retries, rate limits, budget and progress bars. See the module doc."""
 
-    def __init__(self, cfg: Any, base_url: str, api_key: str, model_id: str, label: str,
-                 cache_path: str | Path, rd: Any = None, server: LocalServer | None = None,
+    def __init__(self, cfg: TeacherConfig, base_url: str, api_key: str, model_id: str, label: str,
+                 cache_path: str | Path, rd: RunDir | None = None, server: LocalServer | None = None,
                  check: bool = True, request_model: str | None = None) -> None:
         self.cfg = cfg
         self.base_url = base_url
@@ -78,7 +82,7 @@ class Teacher:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, cfg: Any, rd: Any, check: bool = True) -> "Teacher":
+    def from_config(cls, cfg: TeacherConfig, rd: RunDir, check: bool = True) -> "Teacher":
         """Local: attach to `$PHI_TEACHER_BASE_URL` when it serves `cfg.local_model`, else start a
         server (stopped on close/exit). OpenAI: read the key from `cfg.api_key_env`."""
         cache_path = Path(rd.path) / "teacher" / "cache" / "responses.sqlite"

@@ -21,11 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from ..config import environ_restored
+from ..config import TeacherConfig, environ_restored
 from .server import (ENV_BASE_URL, ENV_ENGINE, ENV_LABEL, ENV_LOCAL_MODEL, ENV_SHA256, LocalServer,
                      TeacherServerError, server_log_path)
+
+if TYPE_CHECKING:
+    from ..rundir import RunDir
 
 log = logging.getLogger("phi_utils.teacher")
 
@@ -122,7 +125,7 @@ class EngineSettings:
     draft_max: int = 8
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "EngineSettings":
+    def from_config(cls, cfg: TeacherConfig) -> "EngineSettings":
         return cls(engine=getattr(cfg, "engine", "auto"), n_ctx=cfg.n_ctx, parallel=getattr(cfg, "parallel", 1),
                    threads=getattr(cfg, "threads", 0), threads_batch=getattr(cfg, "threads_batch", 0),
                    draft_model=getattr(cfg, "draft_model", None), draft_max=getattr(cfg, "draft_max", 8))
@@ -164,7 +167,7 @@ class LlamaServer(LocalServer):
         return [*cmd, *self.extra_args]
 
 
-def make_server(cfg: Any, model_path: str | Path, log_path: str | Path, alias: str) -> LocalServer:
+def make_server(cfg: TeacherConfig, model_path: str | Path, log_path: str | Path, alias: str) -> LocalServer:
     """The (not yet started) server `teacher.engine` asks for: `LlamaServer`, or `LocalServer` as fallback."""
     settings = EngineSettings.from_config(cfg)
     if choose_engine(settings.engine) == LLAMA_SERVER:
@@ -175,7 +178,7 @@ def make_server(cfg: Any, model_path: str | Path, log_path: str | Path, alias: s
 
 
 @contextmanager
-def pipeline_server(teacher_cfg: Any, rd: Any) -> Iterator[LocalServer | None]:
+def pipeline_server(teacher_cfg: TeacherConfig, rd: RunDir) -> Iterator[LocalServer | None]:
     """One local server for a whole pipeline run; kernels attach via `$PHI_TEACHER_BASE_URL`.
 
     No-op (yields None) for the `openai` backend, or when a server is already exported for the same

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import TeacherConfig
 
 KNOWN_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4-0613": (0.03, 0.06), "gpt-4": (0.03, 0.06),
@@ -54,7 +57,7 @@ class Ledger:
     """Counts, cost and failures of one session (`stats` keys: requests, cache_hits, prompt_tokens,
     completion_tokens, cost_usd, retries, errors, budget_skipped)."""
 
-    def __init__(self, cfg: Any, free: bool = False) -> None:
+    def __init__(self, cfg: TeacherConfig, free: bool = False) -> None:
         self.cfg = cfg
         """The `TeacherConfig`: its model and prices, `budget_usd` and `max_error_rate`."""
         self.free = free

@@ -32,7 +32,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..rundir import RunDir
 
 _log = logging.getLogger("phi_utils.teacher")
 
@@ -270,5 +273,5 @@ class LocalServer:
         self.stop()
 
 
-def server_log_path(rd: Any) -> Path:
+def server_log_path(rd: RunDir) -> Path:
     return Path(rd.path) / "teacher" / "server.log"

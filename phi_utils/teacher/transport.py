@@ -15,9 +15,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .ledger import BUDGET_ERROR, Ledger, TeacherConfigError, usage_tokens
+
+if TYPE_CHECKING:
+    from ..config import TeacherConfig
 
 
 @dataclass
@@ -112,7 +115,7 @@ class Retryable(Exception):
 class Transport:
     """The `openai` client for one endpoint with our own pacing and retry loop (the client's is off)."""
 
-    def __init__(self, cfg: Any, base_url: str, api_key: str, ledger: Ledger, is_local: bool) -> None:
+    def __init__(self, cfg: TeacherConfig, base_url: str, api_key: str, ledger: Ledger, is_local: bool) -> None:
         import openai
 
         self.cfg, self.base_url, self.ledger, self.is_local = cfg, base_url, ledger, is_local
