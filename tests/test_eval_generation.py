@@ -154,6 +154,7 @@ def test_run_evaluation_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
     packed = torch.tensor(stream[:len(stream) // 64 * 64]).view(-1, 64).numpy()
     write_packed_arrays(rd.path / "pretrain_textbook_s0" / "data", {"train": (packed[4:], packed[4:] * 0 + 1),
                         "val": (packed[:4], packed[:4] * 0 + 1)}, vocab=len(tok), eos=eos_id(tok))
+    rd.mark_complete("pretrain_textbook_s0")  # the eval step reads done and current training steps only
     scores = run_evaluation(cfg, rd)
     assert load_scores(rd) == scores  # scores.json round-trips through the run directory
     base = scores.baselines["textbook"]
