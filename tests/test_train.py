@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from phi_utils.config import TrainConfig, get_profile
-from phi_utils.train import PackedData, Trainer, lr_at, make_scheduler, read_metrics
+from phi_utils.train import PackedData, Trainer, build_model, lr_at, make_scheduler, read_metrics
 from phi_utils.train import checkpoint as ckpt
 from phi_utils.model.config import training_model_config
 from phi_utils.model.tokenizer import eos_id
@@ -60,8 +60,8 @@ def make_trainer(data: Path, out: Path, seed: int = 0, **kw) -> Trainer:
     base.update(kw)
     tc = TrainConfig(**base)
     mc = training_model_config("smoke", vocab_size=VOCAB, dropout=tc.dropout, min_block_size=SEQ)
-    return Trainer(tc, mc, PackedData.open(data, "train"), PackedData.open(data, "val"), out, DistEnv(), seed=seed,
-                   progress=False)
+    return Trainer(build_model(mc, seed), tc, PackedData.open(data, "train"), PackedData.open(data, "val"), out,
+                   DistEnv(), seed=seed, progress=False)
 
 
 def params(t: Trainer) -> dict[str, torch.Tensor]:
