@@ -229,14 +229,16 @@ class Trainer:
         """Restore a `state_dict()` (a collective under several ranks). Every rank passes the small
         entries; the `model` and `optimizer` entries are read on rank 0 only (the other ranks may omit
         them) and sent to every rank, FSDP2 ranks receiving their shards alone."""
-        from torch.distributed.checkpoint.state_dict import set_state_dict
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
         optimizer = state.get("optimizer") or {}
         if optimizer:
             optimizer = named_optimizer_state(optimizer, self.raw_model, self.optimizer)
-        set_state_dict(self.raw_model, self.optimizer, model_state_dict=state.get("model") or {},
-                       optim_state_dict=optimizer,
-                       options=_state_options(broadcast_from_rank0=self.env.distributed))
+        # Two calls, not `set_state_dict`: that one skips the model on a rank whose model entry is empty,
+        # and ranks 1.. would then miss the broadcast rank 0 starts (a hang).
+        opts = _state_options(broadcast_from_rank0=self.env.distributed)
+        set_model_state_dict(self.raw_model, state.get("model") or {}, options=opts)
+        set_optimizer_state_dict(self.raw_model, self.optimizer, optimizer, options=opts)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         rngs = state["rng"]
