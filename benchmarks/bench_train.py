@@ -106,8 +106,8 @@ class Ours(Runner):
                          checkpoint_interval=10**9, compile=compile_, num_threads=threads if device == "cpu" else 0,
                          lr=LR, betas=BETAS, weight_decay=WD, grad_clip=CLIP)
         self.mfu_cfg = training_model_config(model, vocab, tc.dropout, seq)
-        self.trainer = Trainer(build_model(self.mfu_cfg), tc, PackedData.open(d, "train"), None, tmp / f"out_{name}_{model}",
-                               DistEnv(device=resolve_device(device)), progress=False)
+        self.trainer = Trainer(build_model(self.mfu_cfg), tc, PackedData.open(d, "train"), None,
+                               tmp / f"out_{name}_{model}", DistEnv(device=resolve_device(device)), progress=False)
         self.trainer.model.train()
         self.name, self.tokens_per_step, self.device = name, batch * seq, device
 

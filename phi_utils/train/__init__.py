@@ -18,5 +18,5 @@ from .stages import (STAGES, estimate_wall_time, paper_commands, run_finetuning,
                      throughput_at_mfu, torchrun_command)
 
 __all__ = ["BatchSampler", "PackedData", "pack_documents", "prepare_packed", "FitResult", "Trainer", "build_model",
-           "read_metrics", "lr_at", "make_scheduler", "STAGES", "estimate_wall_time", "paper_commands", "run_finetuning",
-           "run_pretraining", "run_stage", "throughput_at_mfu", "torchrun_command"]
+           "read_metrics", "lr_at", "make_scheduler", "STAGES", "estimate_wall_time", "paper_commands",
+           "run_finetuning", "run_pretraining", "run_stage", "throughput_at_mfu", "torchrun_command"]
