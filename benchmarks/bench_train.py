@@ -92,7 +92,7 @@ class Ours(Runner):
                  precision: str, threads: int, compile_: bool = False, name: str = "ours") -> None:
         from phi_utils.config import TrainConfig
         from phi_utils.model.config import training_model_config
-        from phi_utils.train import PackedData, Trainer
+        from phi_utils.train import PackedData, Trainer, build_model
         from phi_utils.train.data import write_packed_arrays
         from phi_utils.train.dist import DistEnv, resolve_device
 
@@ -106,8 +106,8 @@ class Ours(Runner):
                          checkpoint_interval=10**9, compile=compile_, num_threads=threads if device == "cpu" else 0,
                          lr=LR, betas=BETAS, weight_decay=WD, grad_clip=CLIP)
         self.mfu_cfg = training_model_config(model, vocab, tc.dropout, seq)
-        self.trainer = Trainer(tc, self.mfu_cfg, PackedData.open(d, "train"), None, tmp / f"out_{name}_{model}", DistEnv(
-            device=resolve_device(device)), progress=False)
+        self.trainer = Trainer(build_model(self.mfu_cfg), tc, PackedData.open(d, "train"), None,
+                               tmp / f"out_{name}_{model}", DistEnv(device=resolve_device(device)), progress=False)
         self.trainer.model.train()
         self.name, self.tokens_per_step, self.device = name, batch * seq, device
 

@@ -84,7 +84,7 @@ def test_epoch_accounting_of_a_real_run(tmp_path):
     """epochs over the data = tokens seen / the packed training tokens, counted by the sampler."""
     from phi_utils.config import TrainConfig
     from phi_utils.model.config import training_model_config
-    from phi_utils.train import PackedData, Trainer
+    from phi_utils.train import PackedData, Trainer, build_model
     from phi_utils.train.data import write_packed_arrays
     from phi_utils.train.dist import DistEnv, resolve_device
 
@@ -94,8 +94,9 @@ def test_epoch_accounting_of_a_real_run(tmp_path):
                                          "val": (tok[:2], np.ones_like(tok[:2], dtype=np.uint8))}, 256, 0)
     tc = TrainConfig(model="femto", max_steps=7, global_batch_size=4, micro_batch_size=4, seq_len=seq, warmup_steps=1,
                      eval_interval=100, checkpoint_interval=100)
-    trainer = Trainer(tc, training_model_config("femto", 256, 0.0, seq), PackedData.open(tmp_path / "d", "train"),
-                      None, tmp_path / "out", DistEnv(device=resolve_device("cpu")), progress=False)
+    trainer = Trainer(build_model(training_model_config("femto", 256, 0.0, seq)), tc,
+                      PackedData.open(tmp_path / "d", "train"), None, tmp_path / "out",
+                      DistEnv(device=resolve_device("cpu")), progress=False)
     result = trainer.fit(resume=False)
     assert result.tokens_seen == 7 * 4 * seq
     assert result.epochs == pytest.approx(7 * 4 / rows)  # 28 sequences drawn from 10: 2.8 epochs

@@ -105,3 +105,19 @@ def test_fsdp2_resumes_from_a_checkpoint(fake_run, single, tmp_path):
 
     assert json.loads((out / "_COMPLETE.json").read_text())["counts"]["resumed_from_step"] == 3
     _compare(single, multi)
+
+
+def test_ddp_resumes_from_a_checkpoint(fake_run, single, tmp_path):
+    """Two DDP ranks resume as FSDP2 ranks do: rank 0 reads the step-3 checkpoint and sends the weights
+    and optimizer state to the other rank; the run ends where one uninterrupted process does."""
+    import json
+
+    multi = tmp_path / "ddp_resume"
+    shutil.copytree(fake_run, multi)
+    _run(multi, 2, "ddp")
+    out = multi / "pretrain_textbook_s0"
+    shutil.rmtree(out / "final")
+    (out / "_COMPLETE.json").rename(out / "_IN_PROGRESS.json")
+    _run(multi, 2, "ddp")
+    assert json.loads((out / "_COMPLETE.json").read_text())["counts"]["resumed_from_step"] == 3
+    _compare(single, multi)

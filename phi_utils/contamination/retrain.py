@@ -47,7 +47,7 @@ def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Pat
     from ..model.config import training_model_config
     from ..model.tokenizer import load_tokenizer
     from ..train.dist import init_distributed
-    from ..train.loop import clean_run_dir, write_result
+    from ..train.loop import build_model, clean_run_dir, write_result
     from ..train.stages import tokenizer_dir
 
     final = Path(out_dir) / "final"
@@ -68,7 +68,7 @@ def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Pat
     train, val = PackedData.open(Path(out_dir) / "data", "train"), PackedData.open(Path(out_dir) / "data", "val")
     mc = training_model_config(tc.model, vocab_size=len(tok), dropout=tc.dropout, min_block_size=tc.seq_len)
     env = init_distributed("cpu" if cfg.device == "cpu" else cfg.device)
-    trainer = Trainer(tc, mc, train, val, Path(out_dir), env, seed=cfg.seed, tokenizer=tok, init_from=init)
+    trainer = Trainer(build_model(mc, cfg.seed, init), tc, train, val, Path(out_dir), env, seed=cfg.seed, tokenizer=tok)
     result = trainer.fit(resume=False)
     trainer.export_final(final)
     write_result(result, Path(out_dir))

@@ -31,7 +31,7 @@ def measure_tokens_per_s(preset: str, vocab_size: int, tc: TrainConfig, steps: i
     from ..model.config import training_model_config
     from .data import PackedData, write_packed_arrays
     from .dist import DistEnv, resolve_device
-    from .loop import Trainer
+    from .loop import Trainer, build_model
 
     seq = tc.seq_len
     rows = 2 * tc.global_batch_size
@@ -42,7 +42,7 @@ def measure_tokens_per_s(preset: str, vocab_size: int, tc: TrainConfig, steps: i
     with tempfile.TemporaryDirectory() as tmp:
         write_packed_arrays(Path(tmp) / "d", {"train": (tok, mask), "val": (tok[:2], mask[:2])}, vocab_size, 0)
         mc = training_model_config(preset, vocab_size, run_tc.dropout, seq)
-        trainer = Trainer(run_tc, mc, PackedData.open(Path(tmp) / "d", "train"), None, Path(tmp) / "out",
+        trainer = Trainer(build_model(mc), run_tc, PackedData.open(Path(tmp) / "d", "train"), None, Path(tmp) / "out",
                           DistEnv(device=resolve_device("cpu")), progress=False)
         for _ in range(warmup):
             trainer.train_step()

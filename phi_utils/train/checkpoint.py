@@ -3,8 +3,10 @@
 A checkpoint `checkpoints/step_000120/` holds
   - `hf/`                   the model in Hugging Face format (config.json, model.safetensors, tokenizer)
   - `model_state.safetensors` the exact training-precision weights (what resume loads)
-  - `trainer_state.pt`      optimizer, LR scheduler, loss scaler, RNG states (torch, CUDA, numpy,
-                            python), data position (step, samples and epochs seen)
+  - `trainer_state.pt`      the rest of `Trainer.state_dict()`: optimizer (full, parameters by name as
+                            `get_optimizer_state_dict` writes them), LR scheduler, loss scaler, RNG
+                            states (torch, CUDA, numpy, python) per rank, data position (step, samples
+                            and epochs seen)
   - `_COMPLETE.json`        written last: step + size and SHA-256 of every file above.
 
 Everything is written into `step_000120.tmp-<pid>/` and renamed into place in one `os.replace`, so

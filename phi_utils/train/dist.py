@@ -8,7 +8,7 @@ transformer block plus the root), chosen by `parallel`.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterator
@@ -90,7 +90,9 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def wrap_model(model: torch.nn.Module, env: DistEnv, parallel: str, mixed_dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """`none`, `ddp` or `fsdp` (FSDP2 `fully_shard`); `none` with world size 1 returns the model."""
+    """`none`, `ddp` or `fsdp` (FSDP2 `fully_shard`); `none` with world size 1 returns the model.
+    `mixed_dtype`: the autocast dtype of the run, FSDP2's parameter dtype in forward and backward
+    (gradients are reduced in fp32); DDP and a single process autocast instead."""
     if not env.distributed or parallel == "none":
         if env.distributed:
             raise ValueError("several ranks need parallel='ddp' or 'fsdp'")
@@ -113,13 +115,9 @@ def wrap_model(model: torch.nn.Module, env: DistEnv, parallel: str, mixed_dtype:
     raise ValueError(f"parallel must be 'none', 'ddp' or 'fsdp', got {parallel!r}")
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
 @contextmanager
-def no_grad_sync(model: torch.nn.Module, parallel: str, active: bool) -> Iterator[None]:
-    """Skip the gradient all-reduce on accumulation micro-steps (all but the last)."""
+def no_grad_sync(model: torch.nn.Module, active: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP2) on accumulation micro-steps (all but the last)."""
     if not active:
         yield
         return
@@ -127,15 +125,14 @@ def no_grad_sync(model: torch.nn.Module, parallel: str, active: bool) -> Iterato
         with model.no_sync():
             yield
         return
-    if parallel == "fsdp" and hasattr(model, "set_requires_gradient_sync"):
+    if hasattr(model, "set_requires_gradient_sync"):  # a module FSDP2's fully_shard wrapped
         model.set_requires_gradient_sync(False)
         try:
             yield
         finally:
             model.set_requires_gradient_sync(True)
         return
-    with nullcontext():
-        yield
+    yield
 
 
 def destroy(env: DistEnv) -> None:

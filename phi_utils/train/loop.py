@@ -25,13 +25,13 @@ import torch
 from ..progress import tqdm
 
 from ..config import TrainConfig
-from ..model import PhiForCausalLM, causal_lm_loss, load_checkpoint, save_checkpoint
+from ..model import ModelConfig, PhiForCausalLM, causal_lm_loss, load_checkpoint, save_checkpoint
 from ..model import flops
 from ..model.fast import linear_cross_entropy
 from ..rundir import write_json_atomic
 from . import checkpoint as ckpt
 from .data import IGNORE_INDEX, BatchSampler, PackedData
-from .dist import DistEnv, all_reduce_sum, barrier, gather_objects, no_grad_sync, unwrap, wrap_model
+from .dist import DistEnv, all_reduce_sum, barrier, broadcast_object, gather_objects, no_grad_sync, wrap_model
 from .scaler import DynamicLossScaler
 from .schedule import make_scheduler
 
@@ -66,6 +66,29 @@ class FitResult:
         return dataclasses.asdict(self)
 
 
+def _state_options(**kw: Any) -> Any:
+    """`torch.distributed.checkpoint`'s options for a full (unsharded) state, imported on first use (half
+    a second). The Trainer reads its state with `cpu_offload=True` (on the CPU of rank 0) in every mode."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def build_model(mc: ModelConfig, seed: int = 0, init_from: Path | None = None) -> PhiForCausalLM:
+    """The model a run trains, on the CPU: `mc`'s initialisation drawn under `seed` (the same weights on
+    every rank), its weights then replaced by those of the Hugging Face checkpoint `init_from` when
+    given (a finetuning run starts from a pretrained model)."""
+    torch.manual_seed(seed)
+    model = PhiForCausalLM(mc)
+    if init_from is not None:
+        src, _ = load_checkpoint(init_from, load_tokenizer=False)
+        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+        if unexpected or [k for k in missing if "rotary" not in k and "inv_freq" not in k]:
+            raise ValueError(f"{init_from}: weights do not fit model {mc.name!r} "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model
+
+
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms and embeddings' 1-D params. Fused on CUDA, foreach on CPU."""
     decay, no_decay = [], []
@@ -75,6 +98,20 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device
     groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.betas), eps=1e-8, **kw)
+
+
+def named_optimizer_state(state: dict[str, Any], model: torch.nn.Module,
+                          optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """An optimizer state with its parameters named by their fully qualified names in `model`, the
+    form `get_optimizer_state_dict` writes. A state from `Optimizer.state_dict()` (parameters numbered
+    in the optimizer's order: checkpoints written without FSDP before all modes went through
+    `torch.distributed.checkpoint.state_dict`) is converted; a named one is returned as it is."""
+    if all(isinstance(i, str) for g in state["param_groups"] for i in g["params"]):
+        return state
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    names = [name_of[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    return {"state": {names[i]: s for i, s in state["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
 
 
 def micro_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
@@ -100,15 +137,25 @@ def _grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
     return float(norm)
 
 
-class Trainer:
-    """One training run into `out_dir` (metrics.jsonl, checkpoints/, final/)."""
+def _same_config(saved: Any, tc: TrainConfig) -> bool:
+    """Whether a checkpoint's recorded training config is `tc` (tuples read back as lists count as equal)."""
+    return saved == json.loads(json.dumps(dataclasses.asdict(tc))) or saved == dataclasses.asdict(tc)
 
-    def __init__(self, tc: TrainConfig, model_cfg: Any, train: PackedData, val: PackedData | None, out_dir: Path,
-                 env: DistEnv, seed: int = 0, tokenizer: Any = None, init_from: Path | None = None,
-                 parallel: str = "none", keep_checkpoints: int = 2, progress: bool = True,
+
+class Trainer:
+    """One training run of `model` into `out_dir` (metrics.jsonl, checkpoints/, final/).
+
+    The caller builds the model (`build_model`); the Trainer moves it to the device, wraps it (DDP or
+    FSDP2 `fully_shard` after `parallel`), compiles it when `tc.compile` and makes the optimizer,
+    scheduler and loss scaler. Its whole state goes through `state_dict()` / `load_state_dict()`
+    (`torch.distributed.checkpoint`'s `Stateful` protocol), the same in every parallel mode."""
+
+    def __init__(self, model: PhiForCausalLM, tc: TrainConfig, train: PackedData, val: PackedData | None,
+                 out_dir: Path, env: DistEnv, seed: int = 0, tokenizer: Any = None, parallel: str = "none",
+                 keep_checkpoints: int = 2, progress: bool = True,
                  after_backward: Callable[[int, torch.nn.Module], None] | None = None,
                  max_steps_this_call: int | None = None) -> None:
-        self.tc, self.mc, self.train, self.val, self.env = tc, model_cfg, train, val, env
+        self.tc, self.mc, self.train, self.val, self.env = tc, model.config, train, val, env
         self.out_dir, self.seed, self.tokenizer = Path(out_dir), seed, tokenizer
         self.parallel = parallel if env.distributed else "none"
         self.keep, self.progress, self.after_backward = keep_checkpoints, progress, after_backward
@@ -128,22 +175,12 @@ class Trainer:
 
         if tc.num_threads > 0 and env.device.type == "cpu":
             torch.set_num_threads(tc.num_threads)
-        torch.manual_seed(seed)  # same initial weights on every rank
-        model = PhiForCausalLM(model_cfg)
-        if init_from is not None:
-            src, _ = load_checkpoint(init_from)
-            missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
-            if unexpected or [k for k in missing if "rotary" not in k and "inv_freq" not in k]:
-                raise ValueError(f"{init_from}: weights do not fit model {tc.model!r} "
-                                 f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-            del src
         if tc.gradient_checkpointing:
             model.gradient_checkpointing = True
         self.raw_model = model.to(env.device)
         self.n_params = sum(p.numel() for p in self.raw_model.parameters())
-        self.flops_per_token = flops.flops_per_token(model_cfg, tc.seq_len, training=True)
-        self.wrapped = wrap_model(self.raw_model, env, self.parallel,
-                                  mixed_dtype=self.autocast if self.parallel == "fsdp" else None)
+        self.flops_per_token = flops.flops_per_token(self.mc, tc.seq_len, training=True)
+        self.wrapped = wrap_model(self.raw_model, env, self.parallel, mixed_dtype=self.autocast)
         # compile the wrapped model; `self.wrapped` stays reachable for DDP's no_sync
         self.model = torch.compile(self.wrapped) if tc.compile else self.wrapped
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -172,87 +209,80 @@ class Trainer:
             return None
         return flops.mfu(tokens_per_s, self.mc, self.tc.seq_len, peak_flops=peak, n_devices=self.env.world_size)
 
-    def _model_state(self) -> dict[str, torch.Tensor]:
-        if self.parallel == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs: `model` (the full weights by name) and `optimizer` (its full state,
+        parameters by name) on the CPU of rank 0 (empty on the other ranks), `scheduler`, `scaler`,
+        `rng` (every rank's generators, in rank order), the data position (`step`, `data`), and
+        `world_size` and `train_config` to check a resume against. A collective: every rank calls it.
+        Tensors on the CPU share storage with the live model and optimizer: copy them to keep a snapshot."""
+        from torch.distributed.checkpoint.state_dict import get_state_dict
 
-            return get_model_state_dict(self.raw_model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()}
+        model, optimizer = get_state_dict(self.raw_model, self.optimizer, options=_state_options(cpu_offload=True))
+        return {"model": model, "optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": gather_objects(ckpt.rng_state(), self.env),
+                "step": self.step, "world_size": self.env.world_size,
+                "data": {"step": self.step, "samples_seen": self.step * self.tc.global_batch_size,
+                         "epochs": self.sampler.epochs_done(self.step), "seed": self.seed},
+                "train_config": dataclasses.asdict(self.tc)}
 
-    def _optim_state(self) -> dict[str, Any]:
-        if self.parallel == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict()` (a collective under several ranks). Every rank passes the small
+        entries; the `model` and `optimizer` entries are read on rank 0 only (the other ranks may omit
+        them) and sent to every rank, FSDP2 ranks receiving their shards alone."""
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-            return get_optimizer_state_dict(self.raw_model, self.optimizer,
-                                            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return self.optimizer.state_dict()
+        optimizer = state.get("optimizer") or {}
+        if optimizer:
+            optimizer = named_optimizer_state(optimizer, self.raw_model, self.optimizer)
+        # Two calls, not `set_state_dict`: that one skips the model on a rank whose model entry is empty,
+        # and ranks 1.. would then miss the broadcast rank 0 starts (a hang).
+        opts = _state_options(broadcast_from_rank0=self.env.distributed)
+        set_model_state_dict(self.raw_model, state.get("model") or {}, options=opts)
+        set_optimizer_state_dict(self.raw_model, self.optimizer, optimizer, options=opts)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        rngs = state["rng"]
+        ckpt.set_rng_state(rngs[self.env.rank] if self.env.rank < len(rngs) else rngs[0])
+        self.step = int(state["step"])
 
     def _write_hf(self, model_state: dict[str, torch.Tensor], out: Path) -> None:
-        if self.parallel == "fsdp":  # an unsharded CPU copy for the HF export (meta init: no random 1.3B init)
-            with torch.device("meta"):
-                m = PhiForCausalLM(self.mc)
-            m.load_state_dict(model_state, assign=True)
-            save_checkpoint(m, self.tokenizer, out)
-        else:
-            save_checkpoint(unwrap(self.raw_model), self.tokenizer, out)
+        """The HF export of a full model state, through an unsharded CPU model built on the meta device
+        (no random initialisation of a 1.3B model)."""
+        with torch.device("meta"):
+            m = PhiForCausalLM(self.mc)
+        m.load_state_dict(model_state, assign=True)
+        save_checkpoint(m, self.tokenizer, out)
 
     def save(self) -> Path | None:
-        model_state = self._model_state()  # collective under FSDP: every rank calls it
-        optim_state = self._optim_state()
-        rngs = gather_objects(ckpt.rng_state(), self.env)
+        """Write checkpoint `step` (a collective: every rank calls it; rank 0 writes)."""
+        state = self.state_dict()
         path = None
         if self.env.is_main:
-            state = {"step": self.step, "optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
-                     "scaler": self.scaler.state_dict(), "rng": rngs, "world_size": self.env.world_size,
-                     "data": {"step": self.step, "samples_seen": self.step * self.tc.global_batch_size,
-                              "epochs": self.sampler.epochs_done(self.step), "seed": self.seed},
-                     "train_config": dataclasses.asdict(self.tc)}
+            model_state = state.pop("model")
             path = ckpt.write_checkpoint(self.ckpt_root, self.step, model_state, state,
                                          write_hf=lambda out: self._write_hf(model_state, out), keep=self.keep)
         barrier(self.env)
         return path
 
     def try_resume(self) -> int | None:
-        """Load the newest good checkpoint, if any; returns its step."""
-        good = ckpt.latest_good(self.ckpt_root) if self.env.is_main else None
-        from .dist import broadcast_object
-
-        good = broadcast_object(str(good) if good else None, self.env)
-        if good is None:
+        """Load the newest good checkpoint, if any; returns its step. Only rank 0 reads it (8 copies of
+        a 1.3B model's full Adam state would not fit host memory)."""
+        good = broadcast_object(str(ckpt.latest_good(self.ckpt_root) or "") if self.env.is_main else None, self.env)
+        if not good:
             return None
-        shard_from_rank0 = self.parallel == "fsdp" and self.env.distributed
-        if shard_from_rank0:
-            # Only rank 0 reads the checkpoint; FSDP broadcasts each rank its shards of the weights and
-            # optimizer state (8 copies of a 1.3B model's full Adam state would not fit host memory).
-            model_state, state = ckpt.load_checkpoint_state(Path(good)) if self.env.is_main else ({}, {})
-            optim_state = state.pop("optimizer", {})
-            state = broadcast_object(state, self.env)
-        else:
+        state: dict[str, Any] = {}
+        if self.env.is_main:
             model_state, state = ckpt.load_checkpoint_state(Path(good))
-            optim_state = state["optimizer"]
-        if state.get("train_config") != json.loads(json.dumps(dataclasses.asdict(self.tc))):
-            if state.get("train_config") != dataclasses.asdict(self.tc):
-                print(f"note: {good} was written with another training config; starting afresh")
-                return None
-        if state["world_size"] != self.env.world_size:
+            state["model"] = model_state
+        small = broadcast_object({k: v for k, v in state.items() if k not in ("model", "optimizer")}, self.env)
+        if not _same_config(small.get("train_config"), self.tc):
+            print(f"note: {good} was written with another training config; starting afresh")
+            return None
+        if small["world_size"] != self.env.world_size:
             # weights/optimizer are world-size independent; per-rank dropout RNG streams are not
-            print(f"note: resuming a {state['world_size']}-rank checkpoint on {self.env.world_size} ranks "
+            print(f"note: resuming a {small['world_size']}-rank checkpoint on {self.env.world_size} ranks "
                   f"(not bit-exact: RNG streams differ)")
-        if self.parallel == "fsdp":
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                                 set_optimizer_state_dict)
-
-            opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=shard_from_rank0)
-            set_model_state_dict(self.raw_model, model_state, options=opts)
-            set_optimizer_state_dict(self.raw_model, self.optimizer, optim_state, options=opts)
-        else:
-            self.raw_model.load_state_dict(model_state)
-            self.optimizer.load_state_dict(optim_state)
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        rngs = state["rng"]
-        ckpt.set_rng_state(rngs[self.env.rank] if self.env.rank < len(rngs) else rngs[0])
-        self.step = int(state["step"])
+        self.load_state_dict({**state, **small})
         self.resumed_from = self.step
         return self.step
 
@@ -295,7 +325,7 @@ class Trainer:
             x, y = self.train.batch(idx)
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
             last = j == len(micro) - 1
-            with no_grad_sync(self.wrapped, self.parallel, active=not last):
+            with no_grad_sync(self.wrapped, active=not last):
                 ce = micro_loss_sum(self.model, x, y, self.autocast, env.device, self.fused_head)
                 loss = ce * (env.world_size / max(1, n_glob))
                 self.scaler.scale_loss(loss).backward()
@@ -392,8 +422,10 @@ class Trainer:
             if self.step * self.tc.global_batch_size <= 4_000_000 else -1
 
     def export_final(self, final_dir: Path) -> Path | None:
-        """The final model in HF format (atomic), written by rank 0."""
-        model_state = self._model_state() if self.parallel == "fsdp" else None
+        """The final model in HF format (atomic), written by rank 0 (a collective: every rank calls it)."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        model_state = get_model_state_dict(self.raw_model, options=_state_options(cpu_offload=True))
         path = None
         if self.env.is_main:
             path = ckpt.write_final(lambda out: self._write_hf(model_state, out), final_dir)

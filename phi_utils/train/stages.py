@@ -29,7 +29,7 @@ from ..arms import (ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, budget_of, check_seeds, 
 from .data import PackedData
 from .prepare import prepare_packed
 from .dist import DistEnv, barrier, broadcast_object, init_distributed
-from .loop import Trainer, clean_run_dir, write_result
+from .loop import Trainer, build_model, clean_run_dir, write_result
 
 STAGES: dict[str, tuple[str, str, str, bool]] = {
     a.prefix: (a.config, a.dataset, a.what, a.exercises) for a in ARMS}
@@ -101,7 +101,7 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
     train, val = PackedData.open(out / "data", "train"), PackedData.open(out / "data", "val")
     mc = training_model_config(tc.model, vocab_size=len(tok), dropout=tc.dropout, min_block_size=tc.seq_len)
     started = time.time()
-    trainer = Trainer(tc, mc, train, val, out, env, seed=seed, tokenizer=tok, init_from=init_from,
+    trainer = Trainer(build_model(mc, seed, init_from), tc, train, val, out, env, seed=seed, tokenizer=tok,
                       parallel=parallel, progress=progress, keep_checkpoints=tc.keep_checkpoints)
     result = trainer.fit(resume=True)
     trainer.export_final(out / "final")
