@@ -121,7 +121,7 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
     from safetensors.torch import load_file
 
     from phi_utils.steps import open_stage
-    from phi_utils.train.stages import run_stage
+    from phi_utils.train.steps import run_step
 
     fresh = tmp_path / "fresh"
     fresh.mkdir()
@@ -129,7 +129,7 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
         src = rd / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, fresh / name)
     cfg, frd = open_stage("smoke", fresh, None)
-    run_stage(cfg, frd, "pretrain_textbook_s0", progress=False)
+    run_step(cfg, frd, "pretrain_textbook_s0", progress=False)
     a = load_file(str(rd / "pretrain_textbook_s0" / "final" / "model.safetensors"))
     b = load_file(str(fresh / "pretrain_textbook_s0" / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -170,8 +170,13 @@ def test_missing_upstream_dataset_is_one_clear_error(tmp_path):
     rd = open_run(cfg, tmp_path / "rd")
     from phi_utils.model.tokenizer import train_tokenizer
 
+    from phi_utils.rundir import RunDirError
+
+    with pytest.raises(RunDirError, match=r"tokenizer is missing or incomplete; run the stage .* \(notebook 05\)"):
+        run_pretraining(cfg, rd)
     train_tokenizer(["def f():\n    pass\n"] * 20, 300, rd.path / "tokenizer", show_progress=False)
-    with pytest.raises(FileNotFoundError, match=r"corpus/dataset"):
+    rd.mark_complete("tokenizer")
+    with pytest.raises(RunDirError, match=r"corpus is missing or incomplete; run the stage .* \(notebook 01\)"):
         run_pretraining(cfg, rd)
 
 
@@ -207,7 +212,7 @@ def test_gradient_checkpointing_gives_the_same_steps(tmp_path):
 
 
 def test_training_processes_follow_the_profile(monkeypatch):
-    from phi_utils.train.stages import default_nproc
+    from phi_utils.train.steps import default_nproc
 
     cfg = get_profile("paper")
     assert cfg.pretrain.parallel == cfg.finetune.parallel == "fsdp" and get_profile("tiny").pretrain.parallel == "ddp"

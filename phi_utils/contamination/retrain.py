@@ -48,21 +48,18 @@ def finetune_on(cfg: ProfileConfig, rd: RunDir, dataset_path: Path, out_dir: Pat
     from ..model.tokenizer import load_tokenizer
     from ..train.dist import init_distributed
     from ..train.loop import build_model, clean_run_dir, write_result
-    from ..train.stages import tokenizer_dir
 
     final = Path(out_dir) / "final"
     if (final / "config.json").exists() and not force:
         return final
-    init = rd.path / init_step / "final"
-    if not (init / "config.json").exists():
-        raise FileNotFoundError(f"{init} is missing; run the pretraining stage (notebook 06) before retraining")
+    init = rd.require(init_step) / "final"
     tc = cfg.finetune
     if steps:
         tc = dataclasses.replace(tc, max_steps=steps, warmup_steps=min(tc.warmup_steps, steps),
                                  eval_interval=max(1, min(tc.eval_interval, steps)),
                                  checkpoint_interval=max(1, min(tc.checkpoint_interval, steps)))
     clean_run_dir(Path(out_dir))
-    tok = load_tokenizer(tokenizer_dir(rd))
+    tok = load_tokenizer(rd.require("tokenizer"))
     prepare_packed(Path(dataset_path), tok, Path(out_dir) / "data", tc.seq_len, tc.val_fraction, cfg.seed,
                    exercises=True, loss_on_solution_only=tc.loss_on_solution_only, what="pruned CodeExercises")
     train, val = PackedData.open(Path(out_dir) / "data", "train"), PackedData.open(Path(out_dir) / "data", "val")

@@ -14,9 +14,9 @@ from .data import BatchSampler, PackedData, pack_documents
 from .prepare import prepare_packed
 from .loop import FitResult, Trainer, build_model, read_metrics
 from .schedule import lr_at, make_scheduler
-from .stages import (STAGES, estimate_wall_time, paper_commands, run_finetuning, run_pretraining, run_stage,
+from .steps import (estimate_wall_time, paper_commands, run_finetuning, run_pretraining, run_step,
                      throughput_at_mfu, torchrun_command)
 
 __all__ = ["BatchSampler", "PackedData", "pack_documents", "prepare_packed", "FitResult", "Trainer", "build_model",
-           "read_metrics", "lr_at", "make_scheduler", "STAGES", "estimate_wall_time", "paper_commands",
-           "run_finetuning", "run_pretraining", "run_stage", "throughput_at_mfu", "torchrun_command"]
+           "read_metrics", "lr_at", "make_scheduler", "estimate_wall_time", "paper_commands",
+           "run_finetuning", "run_pretraining", "run_step", "throughput_at_mfu", "torchrun_command"]

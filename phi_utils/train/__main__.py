@@ -26,12 +26,12 @@ import json
 import sys
 from pathlib import Path
 
+from ..arms import parse_step, step_train_config
 from ..config import ConfigError, apply_overrides, config_from_dict, get_profile
 from ..rundir import RunDir, read_json
 from ..steps import open_run, step_graph
 from .dist import destroy, init_distributed
-from ..arms import parse_step
-from .stages import run_stage, train_config_for
+from .steps import run_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     env = init_distributed(cfg.device)
     try:
         rd = open_run(cfg, args.run_dir) if env.is_main else RunDir(Path(args.run_dir), cfg.name, cfg, step_graph(cfg))
-        parallel = args.parallel or train_config_for(cfg, args.step).parallel
-        counts = run_stage(cfg, rd, args.step, force=args.force, parallel=parallel,
+        parallel = args.parallel or step_train_config(cfg, args.step).parallel
+        counts = run_step(cfg, rd, args.step, force=args.force, parallel=parallel,
                            progress=not args.no_progress, env=env)
         if env.is_main:
             print(json.dumps(counts, indent=2, default=str))

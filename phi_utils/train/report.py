@@ -11,7 +11,7 @@ from ..config import ProfileConfig, TrainConfig
 from ..rundir import RunDir
 from ..arms import ARMS, parse_step
 from .loop import read_metrics
-from .stages import STAGES, estimate_wall_time, paper_commands, throughput_at_mfu
+from .steps import estimate_wall_time, paper_commands, throughput_at_mfu
 
 # §2.3 of the paper (see /work/shared/reference/phi1-paper-notes.md §2.2); None = not reported.
 PAPER_SETTINGS: dict[str, dict[str, Any]] = {
@@ -220,4 +220,4 @@ def launch_commands(run_dir: str = "runs/paper") -> list[str]:
 
 
 __all__ = ["PAPER_SETTINGS", "settings_table", "budget_table", "curves", "loss_figure", "wall_time_table",
-           "launch_commands", "seed_spread", "seed_spread_sentences", "STAGES"]
+           "launch_commands", "seed_spread", "seed_spread_sentences"]

@@ -1,4 +1,4 @@
-"""Stages of notebooks 06 and 07: the Figure 2.1 models, one step per arm and seed.
+"""The training steps of notebooks 06 and 07: the Figure 2.1 models, one step per arm, budget and seed.
 
 The arms and their step names live in `phi_utils.arms` (A `pretrain_raw_s<k>`, B'
 `pretrain_filtered_s<k>`, B `pretrain_textbook_s<k>`, C `finetune_s<k>`). Each step writes
@@ -24,80 +24,65 @@ from ..sizing import count_params
 from ..model.config import training_model_config
 from ..model.flops import flops_per_token
 from ..model.tokenizer import load_tokenizer
-from ..arms import (ARMS, FINETUNE_ARMS, PRETRAIN_ARMS, budget_of, check_seeds, init_step, parse_step, scaling_steps,
-                   step_train_config, training_steps)
+from ..arms import (FINETUNE_ARMS, PRETRAIN_ARMS, budget_of, check_seeds, init_step, parse_step, scaling_steps,
+                    step_train_config, training_steps)
 from .data import PackedData
 from .prepare import prepare_packed
 from .dist import DistEnv, barrier, broadcast_object, init_distributed
 from .loop import Trainer, build_model, clean_run_dir, write_result
 
-STAGES: dict[str, tuple[str, str, str, bool]] = {
-    a.prefix: (a.config, a.dataset, a.what, a.exercises) for a in ARMS}
-"""Arm step prefix -> (config attribute, input dataset relative to the run dir, what it is, exercises?)."""
-
-
-def tokenizer_dir(rd: RunDir) -> Path:
-    p = rd.path / "tokenizer"
-    if not p.exists():
-        raise FileNotFoundError(f"tokenizer {p} is missing; run notebook 05 (it trains the run's tokenizer) first")
-    return p
-
-
-def train_config_for(cfg: ProfileConfig, stage: str) -> TrainConfig:
-    """The TrainConfig of a training step: its arm's section, sized for the step's budget."""
-    return step_train_config(cfg, stage)
-
-
-def _other_seed_packings(rd: RunDir, stage: str) -> list[Path]:
+def _other_seed_packings(rd: RunDir, step: str) -> list[Path]:
     """Packed-data folders of the same arm's other seeds and budgets: the packing depends on neither
     (`prepare_packed` reuses one only when its fingerprint, sequence length included, matches)."""
-    arm = parse_step(stage)[0]
+    arm = parse_step(step)[0]
     out = []
     for p in sorted(rd.path.glob(f"{arm.prefix}_*")):
         try:
             same_arm = parse_step(p.name)[0] == arm
         except ValueError:
             same_arm = False
-        if same_arm and p.name != stage and p.is_dir():
+        if same_arm and p.name != step and p.is_dir():
             out.append(p / "data")
     return out
 
 
-def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, parallel: str = "ddp",
-              progress: bool = True, env: DistEnv | None = None) -> dict[str, Any]:
-    """Train one Figure 2.1 model, `stage` = `<arm prefix>_s<seed>` (any number of ranks); returns
-    the step's manifest counts."""
-    arm, seed = parse_step(stage)
-    tc = train_config_for(cfg, stage)
+def run_step(cfg: ProfileConfig, rd: RunDir, step: str, force: bool = False, parallel: str = "ddp",
+             progress: bool = True, env: DistEnv | None = None) -> dict[str, Any]:
+    """Train one Figure 2.1 model, `step` = `<arm prefix>[_div<d>]_s<seed>` (any number of ranks); returns
+    the step's manifest counts. Its inputs (the tokenizer, the arm's dataset, the model it starts from)
+    are read through `rd.require`, so a missing or stale one is one error naming the notebook to run."""
+    cfg = rd.view(step, cfg)
+    arm, seed = parse_step(step)
+    tc = step_train_config(cfg, step)
     env = env or init_distributed(cfg.device)
-    out = rd.path / stage
-    init = init_step(stage)
-    init_from = rd.path / init / "final" if init else None
+    out = rd.path / step
+    init = init_step(step)
 
     # rank 0 decides (skip / fresh / resume) and packs the data; the others wait and follow
     decision = None
     if env.is_main:
-        if rd.is_complete(stage) and not force:
+        if rd.is_complete(step) and not force:
             decision = "skip"
         else:
-            rd.invalidate(stage)
+            rd.invalidate(step)
             if force:
                 clean_run_dir(out)
-            tok = load_tokenizer(tokenizer_dir(rd))
-            if init_from is not None and not (init_from / "config.json").exists():
-                raise FileNotFoundError(f"{init_from} is missing; run the pretraining stage (notebook 06) first "
-                                        f"({stage} starts from {init})")
+            tok = load_tokenizer(rd.require("tokenizer"))
+            if init:
+                rd.require(init)  # C starts from B of the same budget and seed
+            dataset_step, _, dataset = arm.dataset.partition("/")
             # the data split uses the profile seed, not the training seed: every seed sees the same data
-            prepare_packed(rd.path / arm.dataset, tok, out / "data", tc.seq_len, tc.val_fraction, cfg.seed,
+            prepare_packed(rd.require(dataset_step) / dataset, tok, out / "data", tc.seq_len, tc.val_fraction, cfg.seed,
                            exercises=arm.exercises, loss_on_solution_only=tc.loss_on_solution_only, what=arm.what,
-                           reuse_from=_other_seed_packings(rd, stage), data=cfg.data)
+                           reuse_from=_other_seed_packings(rd, step), data=cfg.data)
             decision = "train"
     decision = broadcast_object(decision, env)
     if decision == "skip":
-        return rd.manifest(stage)["counts"] if env.is_main else {}
+        return rd.manifest(step)["counts"] if env.is_main else {}
     barrier(env)
 
-    tok = load_tokenizer(tokenizer_dir(rd))
+    tok = load_tokenizer(rd.require("tokenizer"))
+    init_from = rd.require(init) / "final" if init else None
     train, val = PackedData.open(out / "data", "train"), PackedData.open(out / "data", "val")
     mc = training_model_config(tc.model, vocab_size=len(tok), dropout=tc.dropout, min_block_size=tc.seq_len)
     started = time.time()
@@ -118,10 +103,10 @@ def run_stage(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool = False, p
             "final_loss": result.final_loss, "final_val_loss": result.final_val_loss,
             "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "n_params": result.n_params,
             "world_size": env.world_size, "resumed_from_step": result.resumed_from_step,
-            "skipped_steps": result.skipped_steps, "budget_divisor": budget_of(stage),
+            "skipped_steps": result.skipped_steps, "budget_divisor": budget_of(step),
             **_param_counts(tc.model, len(tok), result.tokens_seen, cfg.compute.count_embeddings),
         }
-        rd.mark_complete(stage, counts=counts, config=tc, started=started, input_dataset=arm.dataset,
+        rd.mark_complete(step, counts=counts, config=tc, started=started, input_dataset=arm.dataset,
                          arm=arm.key, arm_letter=arm.letter, seed=seed,
                          loss_on_solution_only=meta["loss_on_solution_only"], model_backend=result.model_backend,
                          model_preset=tc.model, init_from=str(init_from) if init_from else None,
@@ -168,28 +153,28 @@ def default_nproc(cfg: ProfileConfig) -> int:
     return max(1, min(cfg.n_gpus or 1, torch.cuda.device_count()))
 
 
-def _run(cfg: ProfileConfig, rd: RunDir, stage: str, force: bool, nproc: int | None,
+def _run(cfg: ProfileConfig, rd: RunDir, step: str, force: bool, nproc: int | None,
          parallel: str | None) -> dict[str, Any]:
     nproc = default_nproc(cfg) if nproc is None else nproc
-    parallel = parallel or train_config_for(cfg, stage).parallel
+    parallel = parallel or step_train_config(cfg, step).parallel
     if nproc <= 1:
-        return run_stage(cfg, rd, stage, force=force, parallel=parallel)
-    if rd.is_complete(stage) and not force:
-        return rd.manifest(stage)["counts"]
-    cfg_path = rd.path / stage / "launch_config.json"
+        return run_step(cfg, rd, step, force=force, parallel=parallel)
+    if rd.is_complete(step) and not force:
+        return rd.manifest(step)["counts"]
+    cfg_path = rd.path / step / "launch_config.json"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
-    cmd = torchrun_command(cfg_path, rd.path, stage, nproc_per_node=nproc, parallel=parallel, force=force,
+    cmd = torchrun_command(cfg_path, rd.path, step, nproc_per_node=nproc, parallel=parallel, force=force,
                            standalone=True, launcher=f"{sys.executable} -m torch.distributed.run")
     subprocess.run(shlex.split(cmd), check=True, env={**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))})
-    return rd.manifest(stage)["counts"]
+    return rd.manifest(step)["counts"]
 
 
 # ---------------------------------------------------------------------------- launching
-def torchrun_command(config: str | Path, run_dir: str | Path, stage: str, nproc_per_node: int = 8, nnodes: int = 1,
+def torchrun_command(config: str | Path, run_dir: str | Path, step: str, nproc_per_node: int = 8, nnodes: int = 1,
                      parallel: str = "fsdp", force: bool = False, standalone: bool | None = None,
                      rdzv_endpoint: str = "$MASTER_ADDR:29500", launcher: str = "torchrun") -> str:
-    """The exact `torchrun` command for one stage (single node: `--standalone`; multi-node: c10d rendezvous,
+    """The exact `torchrun` command for one training step (single node: `--standalone`; multi-node: c10d rendezvous,
     run the same command on every node). `launcher` may be `python -m torch.distributed.run`."""
     if standalone is None:
         standalone = nnodes == 1
@@ -198,8 +183,8 @@ def torchrun_command(config: str | Path, run_dir: str | Path, stage: str, nproc_
         parts.append("--standalone")
     else:
         parts += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}",
-                  "--rdzv_id=phi1-" + stage]
-    parts += ["-m", "phi_utils.train", "--config", str(config), "--run-dir", str(run_dir), "--step", stage,
+                  "--rdzv_id=phi1-" + step]
+    parts += ["-m", "phi_utils.train", "--config", str(config), "--run-dir", str(run_dir), "--step", step,
               "--parallel", parallel]
     if force:
         parts.append("--force")
