@@ -26,6 +26,7 @@ import torch
 import transformers
 
 from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config, to_hf_model
+from phi_utils.model.fast import install
 from phi_utils.model.cpu_kernels import fused_decode_step
 from phi_utils.model.flops import flops_per_token, gpu_peak_flops, mfu
 from phi_utils.model.generate import generate_ids
@@ -50,7 +51,7 @@ def _time_steps(step, n: int, warmup: int = 2) -> float:
 def bench_train(steps: int, batch: int, seq: int, compile_: bool) -> dict:
     mc = get_model_config("tiny", vocab_size=4096)
     torch.manual_seed(0)
-    ours = PhiForCausalLM(mc).train()
+    ours = install(PhiForCausalLM(mc)).train()
     hf = to_hf_model(ours).train()
     x = torch.randint(0, mc.vocab_size, (batch, seq))
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
@@ -89,7 +90,7 @@ def bench_generate(new_tokens: int, n_prompts: int = 16, dtype: torch.dtype = to
     tok = train_tokenizer(_take_chars(stdlib_texts(), 2_000_000), 4096, show_progress=False)
     mc = get_model_config("tiny", vocab_size=len(tok))
     torch.manual_seed(0)
-    ours = PhiForCausalLM(mc).eval()
+    ours = install(PhiForCausalLM(mc)).eval()
     hf = to_hf_model(ours).eval()
     reference = generate_ids(ours, [tok(p["prompt"])["input_ids"] for p in problems], new_tokens,
                              eos_token_id=None, pad_token_id=tok.pad_token_id)   # fp32 tokens
@@ -130,7 +131,7 @@ def bench_gpu_mfu(steps: int, micro_batch: int = 8, seq: int = 2048) -> dict | N
     if not torch.cuda.is_available():
         return None
     mc = get_model_config("phi-1-small", vocab_size=51200)
-    model = PhiForCausalLM(mc).cuda().train()
+    model = install(PhiForCausalLM(mc)).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     fwd = torch.compile(model)
     x = torch.randint(0, mc.vocab_size, (micro_batch, seq), device="cuda")

@@ -1,7 +1,7 @@
 """Training throughput of the compute-sized presets: this repository's loop (`phi_utils.train.Trainer`
 on `phi_utils.model`) against two baselines trained on the same tokens, in one run, interleaved.
 
-- **plain**: the same `phi_utils.model.PhiForCausalLM` (as anyone gets it, fast paths included) in the
+- **plain**: the same `phi_utils.model.PhiForCausalLM` (its fast paths installed, as the Trainer's) in the
   loop a straightforward script writes: `torch.optim.AdamW` with its default implementation
   (betas 0.9/0.95, weight decay 0.1 on every parameter), forward, `F.cross_entropy` on the logits,
   backward, clip to 1.0, step, `zero_grad(set_to_none=True)`.
@@ -122,6 +122,7 @@ class PlainPhi(Runner):
                  hf: bool = False, name: str = "plain") -> None:
         from phi_utils.model import PhiForCausalLM
         from phi_utils.model.config import training_model_config
+        from phi_utils.model.fast import install
 
         self.mfu_cfg = mc = training_model_config(model, vocab, DROPOUT, seq)
         torch.manual_seed(0)
@@ -130,7 +131,7 @@ class PlainPhi(Runner):
 
             self.model = HFPhi(mc.to_hf_config()).to(device)
         else:
-            self.model = PhiForCausalLM(mc).to(device)
+            self.model = install(PhiForCausalLM(mc)).to(device)
         self.model.train()
         self.hf, self.vocab = hf, mc.vocab_size
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR, betas=BETAS, weight_decay=WD,

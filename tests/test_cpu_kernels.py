@@ -19,7 +19,7 @@ import torch
 
 from phi_utils.model import PhiForCausalLM, causal_lm_loss, get_model_config
 from phi_utils.model.cpu_kernels import fused_decode_attention, fused_dropout, fused_gelu_tanh, transposed_copy
-from phi_utils.model.fast import causal_attention_dropout_cpu
+from phi_utils.model.fast import causal_attention_dropout_cpu, install
 
 M32 = 0xFFFFFFFF
 # Random123's kat_vectors for philox4x32_10: (counter, key) -> 4 words.
@@ -143,7 +143,7 @@ def test_training_with_dropout_checkpointed_or_not_gives_the_same_gradients(drop
     blocks draw the same seeds, hence the same masks, as the first forward."""
     mc = get_model_config("smoke", vocab_size=300, attn_pdrop=0.1, resid_pdrop=0.1, embd_pdrop=0.1)
     torch.manual_seed(0)
-    model = PhiForCausalLM(mc).train()
+    model = install(PhiForCausalLM(mc)).train()
     x = torch.randint(0, 300, (2, 32))
     grads = []
     for ckpt in (False, True):
@@ -193,7 +193,7 @@ def test_fused_decode_step_equals_the_general_path(monkeypatch) -> None:
                ModelConfig(vocab_size=97, n_layer=2, n_embd=48, n_head=3, intermediate_size=80, rotary_dim=4,
                            block_size=64)):
         torch.manual_seed(0)
-        model = PhiForCausalLM(mc).eval()
+        model = install(PhiForCausalLM(mc)).eval()
         ids = torch.randint(1, mc.vocab_size, (3, 12))
         mask = torch.ones(3, 12, dtype=torch.long)
         mask[1, :4] = 0

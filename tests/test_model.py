@@ -15,7 +15,7 @@ from phi_utils.model import (CheckpointError, ModelConfig, PhiForCausalLM, causa
                              get_model_config, load_checkpoint, save_checkpoint, to_hf_model)
 from phi_utils.model.flops import flops_per_token, matmul_params, mfu, training_flops
 from phi_utils.model.generate import HUMANEVAL_STOP, generate, generate_ids, truncate_at_stop
-from phi_utils.model.fast import FastRotary, TransposableLinear, attention, transposed_weights
+from phi_utils.model.fast import FastRotary, TransposableLinear, attention, install, transposed_weights
 from phi_utils.model.model import apply_rotary
 from phi_utils.model.tokenizer import EOS, _take_chars, load_tokenizer, run_tokenizer, stdlib_texts, train_tokenizer
 from phi_utils.steps import open_run
@@ -34,7 +34,7 @@ SHAPES = {
 
 def _pair(mc: ModelConfig, seed: int = 0) -> tuple[PhiForCausalLM, "transformers.PhiForCausalLM"]:
     torch.manual_seed(seed)
-    model = PhiForCausalLM(mc).eval()
+    model = install(PhiForCausalLM(mc)).eval()  # the model as runs use it (fast paths swapped in)
     with torch.no_grad():  # non-trivial LayerNorms and biases so a mapping mistake shows
         for n, p in model.named_parameters():
             if p.dim() == 1:
@@ -93,13 +93,13 @@ def test_logits_parity_with_transformers(shape: str) -> None:
 
 @pytest.mark.parametrize("shape", ["odd", "full_rotary", "smoke"])
 def test_model_file_alone_equals_the_fast_paths(shape: str) -> None:
-    """`model.py` alone (`fast_paths=False`, the readable path) and with `fast.py` swapped in: the
+    """`model.py` alone (the readable path) and with `fast.py` swapped in: the
     same logits (with left padding, and transformers'), gradients, and KV-cache decoding."""
     from phi_utils.model import fast
 
     mc = SHAPES[shape]
     model, hf = _pair(mc, seed=13)
-    plain = PhiForCausalLM(mc, fast_paths=False).eval()
+    plain = PhiForCausalLM(mc).eval()
     plain.load_state_dict(model.state_dict())
     assert {type(m).__module__ for m in plain.modules()}.isdisjoint({fast.__name__})
     assert type(model.transformer.h[0].attn) is fast.FastCausalSelfAttention
@@ -354,7 +354,7 @@ def test_fp16_attention_does_not_overflow() -> None:
 def test_dropout_only_in_training_and_gradient_checkpointing() -> None:
     mc = get_model_config("smoke", vocab_size=300, attn_pdrop=0.1, resid_pdrop=0.1, embd_pdrop=0.1)
     torch.manual_seed(0)
-    model = PhiForCausalLM(mc)
+    model = install(PhiForCausalLM(mc))
     x = torch.randint(0, 300, (2, 16))
     model.eval()
     with torch.no_grad():
@@ -362,7 +362,7 @@ def test_dropout_only_in_training_and_gradient_checkpointing() -> None:
     model.train()
     with torch.no_grad():
         assert not torch.equal(model(x), model(x))
-    model = PhiForCausalLM(get_model_config("smoke", vocab_size=300)).train()
+    model = install(PhiForCausalLM(get_model_config("smoke", vocab_size=300))).train()
     loss = causal_lm_loss(model(x), x)
     loss.backward()
     g1 = model.lm_head.weight.grad.clone()

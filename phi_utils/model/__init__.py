@@ -4,7 +4,8 @@
     mc = get_model_config("tiny", vocab_size=len(tokenizer))   # presets: phi-1, phi-1-small, tiny, smoke
                                                                # (vocab rounded up to a multiple of 64;
                                                                #  overrides: attn_pdrop=0.1, resid_pdrop=0.1, ...)
-    model = PhiForCausalLM(mc)
+    model = PhiForCausalLM(mc)                                 # model.py alone: the readable path
+    fast.install(model)                                        # its fast paths swapped in, same weights
 
 Forward (returns a plain tensor, never a tuple):
 
@@ -26,14 +27,14 @@ Checkpoints (Hugging Face format, loadable by transformers.AutoModelForCausalLM)
 
 Submodules: `generate` (batched generation with stop sequences), `tokenizer` (load/train,
 `run_tokenizer`), `flops` (`flops_per_token`, `mfu`), `report` (notebook 05: `run_model_card`),
-`fast` (FlashAttention and the CPU kernels, swapped into every new model; `fast_paths=False` for none).
+`fast` (FlashAttention and the CPU kernels: `fast.install(model)`; `load_checkpoint` and the Trainer's
+`build_model` install them).
 """
 
 from .config import PRESET_NAMES, ModelConfig, get_model_config
 from .convert import (CheckpointError, from_hf_model, from_hf_state_dict, load_checkpoint, save_checkpoint,
                       to_hf_model, to_hf_state_dict)
 from .model import KVCache, PhiForCausalLM, causal_lm_loss
-from . import fast  # noqa: F401  (registers the fast paths every new model gets)
 
 __all__ = [
     "PRESET_NAMES", "ModelConfig", "get_model_config", "PhiForCausalLM", "KVCache", "causal_lm_loss",

@@ -21,6 +21,7 @@ import torch
 
 from .config import ModelConfig
 from .model import PhiForCausalLM
+from .fast import install
 
 
 class CheckpointError(RuntimeError):
@@ -105,11 +106,12 @@ def to_hf_model(model: PhiForCausalLM) -> Any:
     return hf.to(model.dtype).eval()
 
 
-def from_hf_model(hf_model: Any) -> PhiForCausalLM:
-    """Our model with the weights of a transformers `PhiForCausalLM` (same dtype and device)."""
+def from_hf_model(hf_model: Any, fast_paths: bool = True) -> PhiForCausalLM:
+    """Our model with the weights of a transformers `PhiForCausalLM` (same dtype and device), with
+    `fast.py`'s paths installed unless `fast_paths=False`."""
     cfg = ModelConfig.from_hf_dict(hf_model.config.to_dict())
     p = next(hf_model.parameters())
-    model = PhiForCausalLM(cfg)
+    model = install(PhiForCausalLM(cfg)) if fast_paths else PhiForCausalLM(cfg)
     model.load_state_dict(from_hf_state_dict(hf_model.state_dict(), "transformers model"))
     return model.to(device=p.device, dtype=p.dtype)
 
@@ -197,9 +199,11 @@ def _read_weights(d: Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None, load_tokenizer: bool = True) -> tuple[PhiForCausalLM, Any]:
+                    dtype: torch.dtype | None = None, load_tokenizer: bool = True,
+                    fast_paths: bool = True) -> tuple[PhiForCausalLM, Any]:
     """Load a transformers Phi checkpoint (a local directory or a hub name such as `microsoft/phi-1`)
-    into our model. Returns `(model.eval(), tokenizer or None)`.
+    into our model, with `fast.py`'s paths installed unless `fast_paths=False`. Returns
+    `(model.eval(), tokenizer or None)`.
 
     Refuses, with a `CheckpointError` naming the file, a missing/corrupt `config.json`, a
     truncated or corrupt weights file, and missing, extra or wrongly shaped tensors.
@@ -230,6 +234,8 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
         if t.shape != expected[k]:
             raise CheckpointError(f"{weights_file}: tensor {k!r} has shape {tuple(t.shape)}, config.json implies {tuple(expected[k])}")
     model.load_state_dict(sd, assign=True)
+    if fast_paths:
+        install(model)
     model = model.to(device=device, dtype=dtype or torch.float32).eval()
     tok = None
     if load_tokenizer and any((d / f).exists() for f in ("tokenizer.json", "vocab.json")):

@@ -1,4 +1,4 @@
-"""The fast paths of `model.py`, swapped in on every new model (same parameters, same state dict).
+"""The fast paths of `model.py`, swapped into a model by `install(model)` (same parameters, same state dict).
 
 `install(model)` changes the class of the model's own modules to the subclasses below, each of
 which computes what its base class computes, faster where it can:
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .cpu_kernels import (chunked_dropout_attention, fused_decode_attention, fused_decode_step, fused_dropout,
                           fused_gelu_tanh, transposed_copy)
-from .model import FAST_PATHS, CausalSelfAttention, KVCache, Rotary
+from .model import CausalSelfAttention, KVCache, Rotary
 
 try:  # optional fast path on GPUs
     from flash_attn import flash_attn_func  # type: ignore[import-not-found]
@@ -383,7 +383,7 @@ def transposed_weights(model: nn.Module) -> Iterator[None]:
             m.weight_t = None
 
 
-# --------------------------------------------------------------------------- the hook
+# --------------------------------------------------------------------------- installing
 SWAPS: dict[type[nn.Module], type[nn.Module]] = {
     Rotary: FastRotary, CausalSelfAttention: FastCausalSelfAttention, nn.Dropout: PhiloxDropout,
     nn.GELU: FusedGELU, nn.Linear: TransposableLinear,
@@ -409,5 +409,3 @@ def remove(model: nn.Module) -> nn.Module:
             m.__class__ = base
     return model
 
-
-FAST_PATHS.append(install)

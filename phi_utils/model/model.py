@@ -17,10 +17,11 @@ touch only the first `rotary_dim` dims of each head (32 of 64 in phi-1); the res
 
 This file is the architecture and nothing else: plain PyTorch modules, attention through
 `torch.nn.functional.scaled_dot_product_attention`. The fast paths (FlashAttention on GPUs, the
-CPU kernels for decoding, GELU and dropout, rotary as one matmul) live in `fast.py`, which swaps
-them in on every new model through the one hook at the end of `PhiForCausalLM.__init__` (same
-parameters and state dict; `PhiForCausalLM(config, fast_paths=False)` runs this file alone, and
-the tests hold both paths to the same logits and gradients). The plain path has no fp16 guard off
+CPU kernels for decoding, GELU and dropout, rotary as one matmul) live in `fast.py`:
+`fast.install(model)` swaps them into a model in place (same parameters and state dict), and the
+code that builds a model to train or run (`train.build_model`, `load_checkpoint`) calls it. A model
+made here and nothing else runs this file alone; the tests hold both paths to the same logits and
+gradients. The plain path has no fp16 guard off
 CUDA: there SDPA's math kernel forms q·kᵀ in fp16, which can overflow (fast.py upcasts).
 
 The state dict uses nanoGPT/litgpt names (`transformer.h.0.attn.qkv.weight`);
@@ -30,18 +31,12 @@ The state dict uses nanoGPT/litgpt names (`transformer.h.0.attn.qkv.weight`);
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
-
-FAST_PATHS: list[Callable[[nn.Module], object]] = []
-"""Installers run on every new model unless `fast_paths=False` (`fast.py` registers its own on import)."""
-
 
 # --------------------------------------------------------------------------- KV cache
 @dataclass
@@ -198,7 +193,7 @@ class Block(nn.Module):
 class PhiForCausalLM(nn.Module):
     """phi-1 language model. `model(input_ids) -> logits (B, T, vocab_size)`; see `forward`."""
 
-    def __init__(self, config: ModelConfig, fast_paths: bool = True) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.transformer = nn.ModuleDict(dict(
@@ -212,8 +207,6 @@ class PhiForCausalLM(nn.Module):
         self.gradient_checkpointing = False
         """Recompute each block in backward (saves activation memory for long sequences)."""
         self.apply(self._init_weights)
-        for install in FAST_PATHS if fast_paths else ():  # the one hook: fast.py's kernels, same weights
-            install(self)
 
     def _init_weights(self, module: nn.Module) -> None:
         # As transformers' PhiPreTrainedModel: N(0, 0.02) weights, zero biases, unit LayerNorms.

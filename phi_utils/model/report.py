@@ -14,6 +14,7 @@ from ..rundir import RunDir
 from .config import ModelConfig, get_model_config
 from .flops import PEAK_FLOPS, flops_per_token, matmul_params, training_flops
 from .model import PhiForCausalLM
+from .fast import install
 
 PAPER_TOKENS = 51e9
 """Tokens seen by phi-1 in all (paper §2.3 / notes: ~8 passes over ~7B tokens incl. finetuning, 50-51B)."""
@@ -92,7 +93,7 @@ def parity_check(mc: ModelConfig, seed: int = 0, batch: int = 2, seq_len: int = 
     from .generate import generate_ids
 
     torch.manual_seed(seed)
-    ours = PhiForCausalLM(mc).eval()
+    ours = install(PhiForCausalLM(mc)).eval()  # the model as runs use it
     hf = to_hf_model(ours).eval()
     T = min(seq_len, mc.block_size)
     x = torch.randint(0, mc.vocab_size, (batch, T))

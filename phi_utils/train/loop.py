@@ -26,7 +26,7 @@ from ..progress import tqdm
 
 from ..config import TrainConfig
 from ..model import ModelConfig, PhiForCausalLM, causal_lm_loss, load_checkpoint, save_checkpoint
-from ..model import flops
+from ..model import fast, flops
 from ..model.fast import linear_cross_entropy
 from ..rundir import write_json_atomic
 from . import checkpoint as ckpt
@@ -77,9 +77,9 @@ def _state_options(**kw: Any) -> Any:
 def build_model(mc: ModelConfig, seed: int = 0, init_from: Path | None = None) -> PhiForCausalLM:
     """The model a run trains, on the CPU: `mc`'s initialisation drawn under `seed` (the same weights on
     every rank), its weights then replaced by those of the Hugging Face checkpoint `init_from` when
-    given (a finetuning run starts from a pretrained model)."""
+    given (a finetuning run starts from a pretrained model). `fast.py`'s paths are installed."""
     torch.manual_seed(seed)
-    model = PhiForCausalLM(mc)
+    model = fast.install(PhiForCausalLM(mc))
     if init_from is not None:
         src, _ = load_checkpoint(init_from, load_tokenizer=False)
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
