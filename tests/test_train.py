@@ -110,7 +110,7 @@ def test_packing_masks_and_split(tmp_path):
                           loss_on_solution_only=True)
     assert meta["loss_on_solution_only"] and meta["dtype"] == "uint16"
     tr, va = PackedData.open(tmp_path, "train"), PackedData.open(tmp_path, "val")
-    assert isinstance(tr.tokens, np.memmap) and tr.tokens.shape[1] == 16
+    assert isinstance(tr.tokens, np.memmap) and tr.tokens.shape[1] == 16 and va.tokens.shape[1] == 16
     assert meta["splits"]["train"]["n_documents"] + meta["splits"]["val"]["n_documents"] == 30
     assert meta["splits"]["val"]["n_documents"] >= 1
     flat_t, flat_m = np.asarray(tr.tokens).ravel(), np.asarray(tr.mask).ravel()

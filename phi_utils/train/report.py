@@ -125,10 +125,10 @@ def loss_figure(data: dict[str, dict[str, list[float]]], title: str) -> Any:
     lr_drawn: set[str] = set()
     for s, d in data.items():
         try:
-            arm, seed = parse_step(s)
+            arm = parse_step(s)[0]
             color, key = COLORS.get(arm.key), arm.key
         except ValueError:
-            color, key, seed = None, s, 0
+            color, key = None, s
         line, = ax.plot(d["tokens"], d["loss"], lw=1, alpha=0.5, color=color, label=f"{_label(s)} train")
         tok_at = dict(zip(d["step"], d["tokens"]))
         ax.plot([tok_at[v] for v in d["val_step"]], d["val_loss"], "o-", color=line.get_color(), ms=3,
