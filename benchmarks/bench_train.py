@@ -358,7 +358,7 @@ def main() -> None:
 
     from phi_utils.model.flops import measure_peak_flops
 
-    peak = max(peak, measure_peak_flops("cpu", torch.float32, n=512, seconds=0.5))  # again: a busy start reads low
+    peak = max(peak, measure_peak_flops("cpu", torch.float32))  # again: a busy start reads low
     for r in results:
         mc = r["mc"]
         r["mfu"] = {k: mfu(v, mc, args.seq, peak_flops=peak) for k, v in r["med"].items()}

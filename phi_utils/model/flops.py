@@ -64,25 +64,31 @@ def gpu_peak_flops(device: torch.device | str | None = None, precision: str = "b
 
 
 def measure_peak_flops(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, n: int = 1024,
-                       seconds: float = 0.5) -> float:
-    """Measured matmul FLOP/s on `device` (an achievable peak, used as the CPU denominator)."""
+                       seconds: float = 0.3, repeats: int = 3) -> float:
+    """Measured matmul FLOP/s on `device` (an achievable peak, used as the CPU denominator): the best of
+    `repeats` windows of `seconds` each, so a window that shared the cores with other work does not
+    set the denominator (a low one makes MFU exceed 1). Below n = 1024 a CPU matmul is far from its
+    peak, so `n` is at least that for a CPU denominator."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
-    iters, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        iters += 1
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n ** 3 * iters / (time.perf_counter() - t0)
+    best = 0.0
+    for _ in range(repeats):
+        iters, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            iters += 1
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n ** 3 * iters / (time.perf_counter() - t0))
+    return best
 
 
 @functools.lru_cache(maxsize=4)
 def _measured_cpu_peak() -> float:
     # fork_rng: measuring draws random matrices, which must not shift a training RNG stream (exact resume)
     with torch.random.fork_rng(devices=[]):
-        return measure_peak_flops("cpu", torch.float32, n=512, seconds=0.3)
+        return measure_peak_flops("cpu", torch.float32)
 
 
 def device_peak_flops(device: torch.device | str, precision: str = "bf16") -> float | None:
