@@ -1,9 +1,9 @@
-"""Benchmark of the data stages on datatrove against the one-process paths they replaced.
+"""Benchmark of the data steps on datatrove against the one-process paths they replaced.
 
 Measures, on the same documents in the same run:
 * documents/s through cleaning + exact + MinHash dedup: the in-memory path (`corpus.build_corpus`:
   one process, one MinHash-LSH in memory; the baseline) vs the datatrove pipeline
-  (`corpus.corpus_stages`) at 1 and at `--tasks` tasks;
+  (`corpus.corpus_jobs`) at 1 and at `--tasks` tasks;
 * peak memory (RSS summed over the process and all its children, sampled every 50 ms) of the
   datatrove pipeline on the tiny corpus (`--n` documents) and on one `--scale` times larger, and of
   the in-memory path on both: the pipeline's should stay flat (within 1.5x), the in-memory path's grows;
@@ -59,9 +59,9 @@ def make_list(path: Path, n: int, scale: int) -> int:
 def _child(mode: str, list_file: str, n_rows: int, tasks: int, work: str) -> None:
     """One measured setting, in this fresh interpreter; prints a JSON line with its seconds and kept count."""
     from phi_utils.config import get_profile
-    from phi_utils.corpus import Candidate, build_corpus, corpus_stages
+    from phi_utils.corpus import Candidate, build_corpus, corpus_jobs
     from phi_utils.datapipe.dedup import read_shards
-    from phi_utils.datapipe.executor import run_stages
+    from phi_utils.datapipe.executor import run_jobs
 
     cfg = get_profile("tiny", **{"data.tasks": tasks, "data.workers": tasks, "corpus.max_files": 0})
     t0 = time.time()
@@ -70,7 +70,7 @@ def _child(mode: str, list_file: str, n_rows: int, tasks: int, work: str) -> Non
             cands = [Candidate(**json.loads(line)) for line in f]
         kept = len(build_corpus(cfg.corpus, candidates=cands).records)
     else:
-        run_stages(corpus_stages(cfg, Path(work), Path(list_file), n_rows), cfg.data, Path(work), desc="bench")
+        run_jobs(corpus_jobs(cfg, Path(work), Path(list_file), n_rows), cfg.data, Path(work), desc="bench")
         kept = sum(1 for _ in read_shards(Path(work) / "kept", tasks))
     print(json.dumps({"seconds": time.time() - t0, "kept": kept}))
 
@@ -106,8 +106,8 @@ def _score_child(mode: str, d: str, tasks: int) -> None:
 
     from phi_utils.config import get_profile
     from phi_utils.filtering.embed import MAX_EMBED_CHARS, load_embedder
-    from phi_utils.filtering.scoring import score_in_batches, scoring_stage, substance_windows
-    from phi_utils.datapipe.executor import run_stages
+    from phi_utils.filtering.scoring import score_in_batches, scoring_job, substance_windows
+    from phi_utils.datapipe.executor import run_jobs
 
     cfg = get_profile("tiny", **{"data.tasks": tasks, "data.workers": tasks, "device": "cpu"})
     t0 = time.time()
@@ -120,8 +120,8 @@ def _score_child(mode: str, d: str, tasks: int) -> None:
         n = len(probs)
     else:
         work = Path(tempfile.mkdtemp(prefix="bench_score_", dir=d))
-        run_stages([scoring_stage(cfg, Path(d) / "corpus", Path(d), Path(d) / "forest.joblib", work, MAX_EMBED_CHARS)],
-                   cfg.data, work, desc="bench")
+        run_jobs([scoring_job(cfg, Path(d) / "corpus", Path(d), Path(d) / "forest.joblib", work, MAX_EMBED_CHARS)],
+                 cfg.data, work, desc="bench")
         n = sum(1 for _ in __import__("phi_utils.datapipe.dedup", fromlist=["read_rows"]).read_rows(work / "scores", tasks))
     print(json.dumps({"seconds": time.time() - t0, "kept": n}))
 

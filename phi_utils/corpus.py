@@ -549,12 +549,12 @@ def _hub_rows(rank: int, world_size: int, cfg: CorpusConfig, seed: int) -> Itera
     return (asdict(c) for c in hub_candidates(cfg, seed, shard=(rank, world_size)))
 
 
-def corpus_stages(cfg: ProfileConfig, work: Path, list_file: Path | None, n_examine: int) -> list:
-    """The corpus's datatrove pipeline: read (a slice of the candidate list, or a shard of the hub
+def corpus_jobs(cfg: ProfileConfig, work: Path, list_file: Path | None, n_examine: int) -> list:
+    """The corpus's datatrove jobs: read (a slice of the candidate list, or a shard of the hub
     stream), drop what `examine` rejects, then exact and MinHash dedup (`datapipe.dedup`)."""
     from functools import partial
 
-    from .datapipe.dedup import DropLog, dedup_stages
+    from .datapipe.dedup import DropLog, dedup_jobs
     from .datapipe.steps import ListShardReader, SkipFilter, StreamShardReader
 
     check = partial(examine_row, cfg=cfg.corpus)
@@ -563,8 +563,8 @@ def corpus_stages(cfg: ProfileConfig, work: Path, list_file: Path | None, n_exam
     else:
         per_task = -(-n_examine // cfg.data.tasks) if n_examine else 0
         reader = StreamShardReader(partial(_hub_rows, cfg=cfg.corpus, seed=cfg.seed), check, limit=per_task)
-    return dedup_stages([reader, SkipFilter(DropLog(work / "dropped" / "clean"))], work, cfg.data.tasks,
-                        cfg.corpus.near_dup_threshold)
+    return dedup_jobs([reader, SkipFilter(DropLog(work / "dropped" / "clean"))], work, cfg.data.tasks,
+                      cfg.corpus.near_dup_threshold)
 
 
 def _work_dir(cfg: ProfileConfig, step_dir: Path, n_examine: int) -> Path:
@@ -583,7 +583,7 @@ def corpus_plan(cfg: ProfileConfig, run_dir: Path) -> list[str]:
     list_file = work.parent / "candidates.jsonl" if cfg.corpus.source == "local" else None
     what = f"the first {n} candidates of the visiting order" if n else "every candidate"
     return [f"corpus pipeline ({cfg.corpus.source}, {what}; first pass):"] + plan(
-        corpus_stages(cfg, work, list_file, n), cfg.data, work)
+        corpus_jobs(cfg, work, list_file, n), cfg.data, work)
 
 
 def _count_kept(work: Path, tasks: int) -> int:
@@ -596,8 +596,8 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> CorpusSta
     """Stage `corpus`: write `corpus/dataset` (path, source, distribution, licence, text, n_chars,
     n_tokens, sha256) and `corpus/licences.json`; returns the manifest's counts, typed.
 
-    The cleaning and deduplication run as a datatrove pipeline (`corpus_stages`) on `cfg.data`'s
-    executor, in `corpus/pipeline/`: a killed stage resumes with its unfinished tasks, and the kept
+    The cleaning and deduplication run as a datatrove pipeline (`corpus_jobs`) on `cfg.data`'s
+    executor, in `corpus/pipeline/`: a killed job resumes with its unfinished tasks, and the kept
     set is the same for any number of tasks. With `max_files`, the first `max_files *
     examine_factor` candidates of the visiting order go through it (doubled until enough survive)
     and the first `max_files` survivors are kept; the counts cover the candidates up to the last
@@ -608,7 +608,7 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> CorpusSta
     import datasets
 
     from .datapipe.dedup import minhash_bands, read_drops, read_shards
-    from .datapipe.executor import run_stages
+    from .datapipe.executor import run_jobs
 
     cfg = rd.view(STEP, cfg)
     with rd.step(STEP, force, config=cfg.corpus) as rec:
@@ -632,12 +632,12 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> CorpusSta
         n_examine = math.ceil(cap * ccfg.examine_factor) if cap else n_total
         if list_file is not None:
             n_examine = min(n_examine, n_total)
-        stage_s: dict[str, float] = {}
+        job_s: dict[str, float] = {}
         while True:
             work = _work_dir(cfg, rec.path, n_examine)
-            for name, sec in run_stages(corpus_stages(cfg, work, list_file, n_examine), cfg.data, work,
-                                        desc=f"corpus ({ccfg.source}, {cfg.data.executor}, {tasks} tasks)").items():
-                stage_s[name] = round(stage_s.get(name, 0.0) + sec, 3)
+            for name, sec in run_jobs(corpus_jobs(cfg, work, list_file, n_examine), cfg.data, work,
+                                      desc=f"corpus ({ccfg.source}, {cfg.data.executor}, {tasks} tasks)").items():
+                job_s[name] = round(job_s.get(name, 0.0) + sec, 3)
             n_survived = _count_kept(work, tasks) if cap else None
             if not cap or n_survived >= cap or list_file is None or n_examine >= n_total:  # type: ignore[operator]
                 break
@@ -696,7 +696,8 @@ def run_corpus(cfg: ProfileConfig, rd: RunDir, force: bool = False) -> CorpusSta
                      "licence_histogram": dict(kept_by_licence.most_common()),
                      "pipeline": {"engine": "datatrove", "executor": cfg.data.executor, "tasks": tasks,
                                   "workers": cfg.data.workers, "examined_by_pipeline": n_examine,
-                                  "minhash": {"bands": bands, "rows": rows, "n_grams": 5}, "stage_s": stage_s,
+                                  "minhash": {"bands": bands, "rows": rows, "n_grams": 5},
+                                  "stage_s": job_s,  # seconds per pipeline job, under the key run directories hold
                                   "work_dir": str(work.relative_to(rec.path))}}
     return CorpusStageResult.from_dict(rd.manifest(STEP)["counts"])
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from phi_utils.config import ConfigError, DataConfig, get_profile
-from phi_utils.corpus import Candidate, build_corpus, corpus_stages, load_corpus, run_corpus
+from phi_utils.corpus import Candidate, build_corpus, corpus_jobs, load_corpus, run_corpus
 from phi_utils.datapipe.dedup import code_shingles, minhash_bands, read_drops, read_shards
-from phi_utils.datapipe.executor import DataPipelineError, PipelineStage, plan, run_stages
+from phi_utils.datapipe.executor import DataPipelineError, PipelineJob, plan, run_jobs
 from phi_utils.datapipe.steps import shard_bounds
 from phi_utils.rundir import write_jsonl_atomic
 from phi_utils.steps import open_run
@@ -52,7 +52,7 @@ def _run_crafted(tmp: Path, tasks: int, executor: str = "local", workers: int = 
     list_file = tmp / "candidates.jsonl"
     write_jsonl_atomic(list_file, (asdict(c) for c in rows))
     work = tmp / f"work{tasks}{executor}"
-    run_stages(corpus_stages(cfg, work, list_file, len(rows)), cfg.data, work, desc="test")
+    run_jobs(corpus_jobs(cfg, work, list_file, len(rows)), cfg.data, work, desc="test")
     kept = [d.metadata["order"] for d in read_shards(work / "kept", tasks)]
     drops = {(d["order"], d["reason"]) for d in read_drops(work / "dropped")}
     return kept, drops
@@ -114,24 +114,24 @@ class _FailRankOnce:
             yield doc
 
 
-def test_a_failed_stage_resumes_only_its_unfinished_task(tmp_path):
+def test_a_failed_job_resumes_only_its_unfinished_task(tmp_path):
     cfg = get_profile("smoke", **{"data.tasks": 2, "data.workers": 1})
     rows = _crafted()
     list_file = tmp_path / "candidates.jsonl"
     write_jsonl_atomic(list_file, (asdict(c) for c in rows))
     work = tmp_path / "work"
-    stages = corpus_stages(cfg, work, list_file, len(rows))
-    stages[0].steps = [stages[0].steps[0], _FailRankOnce(tmp_path / "flag"), *stages[0].steps[1:]]
+    jobs = corpus_jobs(cfg, work, list_file, len(rows))
+    jobs[0].steps = [jobs[0].steps[0], _FailRankOnce(tmp_path / "flag"), *jobs[0].steps[1:]]
     with pytest.raises(DataPipelineError, match="'clean'.*resumes"):
-        run_stages(stages, cfg.data, work, desc="test")
+        run_jobs(jobs, cfg.data, work, desc="test")
     done = work / "clean" / "logs" / "completions"
     assert [p.name for p in done.iterdir()] == ["00000"]
     shard0 = (work / "clean" / "00000.jsonl.gz").stat().st_mtime_ns
-    seconds = run_stages(stages, cfg.data, work, desc="test")
+    seconds = run_jobs(jobs, cfg.data, work, desc="test")
     assert (work / "clean" / "00000.jsonl.gz").stat().st_mtime_ns == shard0  # task 0 was not redone
     assert sorted(p.name for p in done.iterdir()) == ["00000", "00001"]
     assert [d.metadata["order"] for d in read_shards(work / "kept", 2)] == EXPECTED_KEPT
-    assert run_stages(stages, cfg.data, work, desc="test")["clean"] < seconds["clean"] + 1  # all done: nothing runs
+    assert run_jobs(jobs, cfg.data, work, desc="test")["clean"] < seconds["clean"] + 1  # all done: nothing runs
 
 
 def test_minhash_bands_match_datasketch():
@@ -167,12 +167,12 @@ def test_executor_settings_and_plan(tmp_path):
         DataConfig(tasks=0)
     paper = get_profile("paper")
     assert paper.data.executor == "slurm" and paper.data.tasks > 100
-    stages = [PipelineStage("one", [lambda data, rank, ws: data], 3, "nothing")]
+    jobs = [PipelineJob("one", [lambda data, rank, ws: data], 3, "nothing")]
     with pytest.raises(DataPipelineError, match="slurm_partition"):
-        run_stages(stages, paper.data, tmp_path, desc="test")
-    lines = plan(stages, paper.data, tmp_path)
+        run_jobs(jobs, paper.data, tmp_path, desc="test")
+    lines = plan(jobs, paper.data, tmp_path)
     assert "sbatch" in lines[0] and "one: 3 task(s), 0/3 done" in lines[1]
-    assert "Ray at auto" in plan(stages, DataConfig(executor="ray", ray_address="auto"))[0]
+    assert "Ray at auto" in plan(jobs, DataConfig(executor="ray", ray_address="auto"))[0]
     from phi_utils.corpus import corpus_plan
 
     tiny = get_profile("tiny")

@@ -129,7 +129,7 @@ def test_packing_masks_and_split(tmp_path):
 
 
 def test_pipeline_packing_is_byte_identical_for_any_task_count(tmp_path):
-    """Tokenization as a datatrove stage (`train.tokenize`) writes the same files as one process."""
+    """Tokenization as a datatrove job (`train.tokenize`) writes the same files as one process."""
     import datasets
 
     from phi_utils.config import DataConfig

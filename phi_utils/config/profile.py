@@ -36,7 +36,7 @@ class ProfileConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """Raw code corpus."""
     data: DataConfig = field(default_factory=DataConfig)
-    """Where the data stages' pipelines run (datatrove executors)."""
+    """Where the data steps' pipelines run (datatrove executors)."""
     annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
     """Notebook 01."""
     filter: FilterConfig = field(default_factory=FilterConfig)

@@ -615,17 +615,17 @@ class ContaminationConfig:
         _check(self.textbook_ast_docs >= 0, "contamination.textbook_ast_docs must be >= 0")
 
 
-# --------------------------------------------------------------------------- data-stage execution (datatrove)
+# --------------------------------------------------------------------------- data-step execution (datatrove)
 @dataclass
 class DataConfig:
-    """Where the data stages' datatrove pipelines run. None of these fields changes a result: the
+    """Where the data steps' datatrove pipelines run. None of these fields changes a result: the
     pipelines shard in the candidates' global order, so 1 task and 1,000 give the same kept set."""
 
     executor: DataExecutor = "local"
     """`local` (datatrove's LocalPipelineExecutor: processes on this machine), `slurm` (an sbatch job
-    array per pipeline stage) or `ray` (tasks on a Ray cluster)."""
+    array per pipeline job) or `ray` (tasks on a Ray cluster)."""
     tasks: int = 2
-    """Shards of each parallel pipeline stage (datatrove tasks); the merge and cluster stages run as one."""
+    """Shards of each parallel pipeline job (datatrove tasks); the merge and cluster jobs run as one."""
     workers: int = 2
     """Tasks running at once (-1 = all of them)."""
     slurm_partition: str = ""

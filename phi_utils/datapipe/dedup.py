@@ -1,8 +1,8 @@
-"""Exact and near-duplicate removal as datatrove's multi-stage pipelines, sharded in global order.
+"""Exact and near-duplicate removal as a sequence of datatrove jobs, sharded in global order.
 
-`dedup_stages(head, ...)` turns a stage-specific head (a reader and filters that yield documents
+`dedup_jobs(head, ...)` turns a caller-specific head (a reader and filters that yield documents
 carrying `metadata["order"]`, their position in the global order, and `metadata["shard"]`, the
-task that read them) into six pipeline stages:
+task that read them) into six pipeline jobs:
 
 1. `clean` (N tasks): the head, then each task writes its documents to `clean/<rank>.jsonl.gz`
    and their content hashes (datatrove's `ExactDedupSignature`);
@@ -13,7 +13,7 @@ task that read them) into six pipeline stages:
 5. `minhash-cluster` (1): union-find over the pairs, one survivor per cluster;
 6. `minhash-filter` (N): drops the others and writes `kept/<rank>.jsonl.gz`.
 
-Every dropped document is logged as `{"order", "reason"}` in `dropped/<stage>/<rank>.jsonl.gz`.
+Every dropped document is logged as `{"order", "reason"}` in `dropped/<clean|exact|near>/<rank>.jsonl.gz`.
 
 Why the kept set does not depend on N: shards are contiguous slices of the global order, so
 ordering documents by (shard, index in shard) is the global order. MinHash sorts its signatures
@@ -37,7 +37,7 @@ from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from .executor import PipelineStage
+from .executor import PipelineJob
 from .text import CODE_TOKEN_RE
 MAX_SHARDS = 65534
 """Exact dedup ranks duplicates by a 16-bit priority, one value per shard."""
@@ -115,7 +115,7 @@ def code_shingles(text: str, n: int = 5) -> np.ndarray:
 class RankShardReader(PipelineStep):
     """Task `rank` reads exactly `<folder>/<rank>.jsonl.gz` (nothing when that shard is empty).
     datatrove's readers deal files out by list position, which shifts when an empty shard wrote no
-    file, and each dedup stage must see the very documents the same rank saw before."""
+    file, and each dedup job must see the very documents the same rank saw before."""
 
     name = "📖 shard of this rank"
     type = "📖 - READER"
@@ -140,7 +140,7 @@ def read_shard(path: Path) -> Iterator[Document]:
 
 
 def read_rows(folder: Path, tasks: int) -> Iterator[dict[str, Any]]:
-    """The JSON rows of a stage's shards written with a flat adapter, rank by rank (global order)."""
+    """The JSON rows of a job's shards written with a flat adapter, rank by rank (global order)."""
     import gzip
 
     for rank in range(tasks):
@@ -151,7 +151,7 @@ def read_rows(folder: Path, tasks: int) -> Iterator[dict[str, Any]]:
 
 
 def read_shards(folder: Path, tasks: int) -> Iterator[Document]:
-    """All shards of a finished stage, rank by rank: the global order."""
+    """All shards of a finished job, rank by rank: the global order."""
     for rank in range(tasks):
         yield from read_shard(Path(folder) / f"{rank:05d}.jsonl.gz")
 
@@ -188,9 +188,9 @@ def _text_bytes(doc: Document) -> bytes:
     return doc.text.encode("utf-8", errors="surrogatepass")
 
 
-def dedup_stages(head: Sequence[Any], work_dir: Path, tasks: int, near_dup_threshold: float,
-                 num_perm: int = 128, n_grams: int = 5, seed: int = 1) -> list[PipelineStage]:
-    """The six stages above after `head` (datatrove steps yielding documents with `order` and
+def dedup_jobs(head: Sequence[Any], work_dir: Path, tasks: int, near_dup_threshold: float,
+               num_perm: int = 128, n_grams: int = 5, seed: int = 1) -> list[PipelineJob]:
+    """The six jobs above after `head` (datatrove steps yielding documents with `order` and
     `shard` in their metadata); kept documents end in `work_dir/kept/<rank>.jsonl.gz`."""
     if tasks > MAX_SHARDS:
         raise ValueError(f"data.tasks={tasks}: exact dedup orders shards by a 16-bit priority (at most {MAX_SHARDS})")
@@ -200,24 +200,24 @@ def dedup_stages(head: Sequence[Any], work_dir: Path, tasks: int, near_dup_thres
     mh = MinhashConfig(n_grams=n_grams, num_buckets=bands, hashes_per_bucket=rows, seed=seed,
                        hash_config=HashConfig(64, "xxhash"))
     return [
-        PipelineStage("clean", [*head, JsonlWriter(str(w / "clean"), output_filename=SHARD_FILE),
-                                ExactDedupSignature(str(w / "exact_sigs"), exact)], tasks,
-                      "read, clean, write shards and content hashes"),
-        PipelineStage("exact-find", [ExactFindDedups(str(w / "exact_sigs"), str(w / "exact_dups"), exact)], 1,
-                      "duplicate hashes across shards"),
-        PipelineStage("minhash-signatures", [RankShardReader(w / "clean"),
-                                             ExactDedupFilter(str(w / "exact_dups"), exact,
-                                                              exclusion_writer=DropLog(w / "dropped" / "exact", "exact_duplicate")),
-                                             JsonlWriter(str(w / "unique"), output_filename=SHARD_FILE),
-                                             CodeMinhashSignature(str(w / "minhash_sigs"), mh)], tasks,
-                      f"drop exact duplicates; MinHash {bands} bands x {rows} rows of {n_grams}-token shingles"),
-        PipelineStage("minhash-buckets", [MinhashDedupBuckets(str(w / "minhash_sigs"), str(w / "minhash_buckets"), config=mh)],
-                      bands, "pairs whose band signatures collide"),
-        PipelineStage("minhash-cluster", [MinhashDedupCluster(str(w / "minhash_buckets"), str(w / "minhash_remove"), config=mh)],
-                      1, "one survivor per near-duplicate cluster"),
-        PipelineStage("minhash-filter", [RankShardReader(w / "unique"),
-                                         MinhashDedupFilter(str(w / "minhash_remove"),
-                                                            exclusion_writer=DropLog(w / "dropped" / "near", "near_duplicate")),
-                                         JsonlWriter(str(w / "kept"), output_filename=SHARD_FILE)], tasks,
-                      "drop near duplicates; write the kept shards"),
+        PipelineJob("clean", [*head, JsonlWriter(str(w / "clean"), output_filename=SHARD_FILE),
+                              ExactDedupSignature(str(w / "exact_sigs"), exact)], tasks,
+                    "read, clean, write shards and content hashes"),
+        PipelineJob("exact-find", [ExactFindDedups(str(w / "exact_sigs"), str(w / "exact_dups"), exact)], 1,
+                    "duplicate hashes across shards"),
+        PipelineJob("minhash-signatures", [RankShardReader(w / "clean"),
+                                           ExactDedupFilter(str(w / "exact_dups"), exact,
+                                                            exclusion_writer=DropLog(w / "dropped" / "exact", "exact_duplicate")),
+                                           JsonlWriter(str(w / "unique"), output_filename=SHARD_FILE),
+                                           CodeMinhashSignature(str(w / "minhash_sigs"), mh)], tasks,
+                    f"drop exact duplicates; MinHash {bands} bands x {rows} rows of {n_grams}-token shingles"),
+        PipelineJob("minhash-buckets", [MinhashDedupBuckets(str(w / "minhash_sigs"), str(w / "minhash_buckets"), config=mh)],
+                    bands, "pairs whose band signatures collide"),
+        PipelineJob("minhash-cluster", [MinhashDedupCluster(str(w / "minhash_buckets"), str(w / "minhash_remove"), config=mh)],
+                    1, "one survivor per near-duplicate cluster"),
+        PipelineJob("minhash-filter", [RankShardReader(w / "unique"),
+                                       MinhashDedupFilter(str(w / "minhash_remove"),
+                                                          exclusion_writer=DropLog(w / "dropped" / "near", "near_duplicate")),
+                                       JsonlWriter(str(w / "kept"), output_filename=SHARD_FILE)], tasks,
+                    "drop near duplicates; write the kept shards"),
     ]

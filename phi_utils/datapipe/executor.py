@@ -1,15 +1,16 @@
-"""Run datatrove pipeline stages on the executor a profile names, one stage after another.
+"""Run datatrove pipeline jobs on the executor a profile names, one job after another.
 
-A data stage of the project (the corpus, its deduplication, ...) is a list of `PipelineStage`s:
-datatrove steps plus a task count. Each stage has its own folder under the step's work directory
-(`<name>/logs`: datatrove's per-task logs, stats and `completions/` markers), so a stage killed
+A step of the run (`corpus`, the `filtering` step's scoring, a training step's tokenization) runs its
+data work as a list of `PipelineJob`s: each is one datatrove pipeline (its steps) plus a task
+count, run by one executor call. Each job has its own folder under the step's work directory
+(`<name>/logs`: datatrove's per-task logs, stats and `completions/` markers), so a job killed
 halfway resumes with the tasks it had not finished, on any executor.
 
 Executors (`DataConfig.executor`):
 * `local`: datatrove's `LocalPipelineExecutor`, `workers` processes on this machine. Its per-task
-  log lines go to `<name>/logs/console.log`, not to the notebook, which shows one line per stage.
-* `slurm`: `SlurmPipelineExecutor`, one sbatch job array per stage (`slurm_*` settings); this
-  process submits a stage, waits for its completion markers, then submits the next.
+  log lines go to `<name>/logs/console.log`, not to the notebook, which shows one line per job.
+* `slurm`: `SlurmPipelineExecutor`; each job is one sbatch job array (`slurm_*` settings); this
+  process submits a job, waits for its completion markers, then submits the next.
 * `ray`: `RayPipelineExecutor` on the cluster at `ray_address` (empty: a local Ray instance).
 """
 
@@ -28,11 +29,11 @@ from ..progress import tqdm
 
 
 class DataPipelineError(RuntimeError):
-    """A pipeline stage failed; the message names the stage and where its logs are."""
+    """A pipeline job failed; the message names the job and where its logs are."""
 
 
 @dataclass
-class PipelineStage:
+class PipelineJob:
     """One datatrove pipeline: its steps run in order, in `tasks` independent shards."""
 
     name: str
@@ -40,23 +41,23 @@ class PipelineStage:
     steps: Sequence[Any]
     """datatrove `PipelineStep`s (or callables `(data, rank, world_size) -> data`)."""
     tasks: int
-    """Shards; a stage that must see everything at once (a merge, MinHash clustering) has 1."""
+    """Shards; a job that must see everything at once (a merge, MinHash clustering) has 1."""
     what: str = ""
-    """One line for the plan: what the stage does."""
+    """One line for the plan: what the job does."""
 
 
-def stage_logging_dir(work_dir: Path, stage: PipelineStage) -> Path:
-    return Path(work_dir) / stage.name / "logs"
+def job_logging_dir(work_dir: Path, job: PipelineJob) -> Path:
+    return Path(work_dir) / job.name / "logs"
 
 
-def completed_tasks(work_dir: Path, stage: PipelineStage) -> int:
-    """How many of the stage's tasks left a completion marker (datatrove's `completions/<rank>`)."""
-    d = stage_logging_dir(work_dir, stage) / "completions"
-    return sum(1 for p in d.iterdir() if p.name.isdigit() and int(p.name) < stage.tasks) if d.is_dir() else 0
+def completed_tasks(work_dir: Path, job: PipelineJob) -> int:
+    """How many of the job's tasks left a completion marker (datatrove's `completions/<rank>`)."""
+    d = job_logging_dir(work_dir, job) / "completions"
+    return sum(1 for p in d.iterdir() if p.name.isdigit() and int(p.name) < job.tasks) if d.is_dir() else 0
 
 
-def plan(stages: Sequence[PipelineStage], dcfg: DataConfig, work_dir: Path | None = None) -> list[str]:
-    """The task plan (`--dry-run`): one line per stage with its tasks, steps and, when `work_dir` is
+def plan(jobs: Sequence[PipelineJob], dcfg: DataConfig, work_dir: Path | None = None) -> list[str]:
+    """The task plan (`--dry-run`): one line per job with its tasks, steps and, when `work_dir` is
     given, how many tasks are already complete."""
     out = [f"executor {dcfg.executor}: " + {
         "local": f"{dcfg.workers if dcfg.workers != -1 else 'all'} worker process(es) on this machine",
@@ -64,10 +65,10 @@ def plan(stages: Sequence[PipelineStage], dcfg: DataConfig, work_dir: Path | Non
                  f"and {dcfg.slurm_mem_per_cpu_gb} GB/CPU per task, time {dcfg.slurm_time}",
         "ray": f"Ray at {dcfg.ray_address or 'a local instance'}, {dcfg.ray_cpus_per_task} CPU(s) per task",
     }[dcfg.executor]]
-    for i, st in enumerate(stages, 1):
-        steps = " -> ".join(getattr(s, "name", None) or type(s).__name__ for s in st.steps)
-        done = f", {completed_tasks(work_dir, st)}/{st.tasks} done" if work_dir is not None else ""
-        out.append(f"  {i}. {st.name}: {st.tasks} task(s){done}: {steps}" + (f"  ({st.what})" if st.what else ""))
+    for i, job in enumerate(jobs, 1):
+        steps = " -> ".join(getattr(s, "name", None) or type(s).__name__ for s in job.steps)
+        done = f", {completed_tasks(work_dir, job)}/{job.tasks} done" if work_dir is not None else ""
+        out.append(f"  {i}. {job.name}: {job.tasks} task(s){done}: {steps}" + (f"  ({job.what})" if job.what else ""))
     return out
 
 
@@ -103,30 +104,30 @@ FORKSERVER_PRELOAD = ["datatrove.pipeline.dedup.minhash", "datatrove.pipeline.de
 """Imported once by the fork server that local workers start from, not again by every task."""
 
 
-def _executor(stage: PipelineStage, dcfg: DataConfig, logging_dir: Path) -> Any:
-    workers = stage.tasks if dcfg.workers == -1 else min(dcfg.workers, stage.tasks)
+def _executor(job: PipelineJob, dcfg: DataConfig, logging_dir: Path) -> Any:
+    workers = job.tasks if dcfg.workers == -1 else min(dcfg.workers, job.tasks)
     if dcfg.executor == "local":
         import multiprocess
         from datatrove.executor import LocalPipelineExecutor
 
         multiprocess.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
 
-        return LocalPipelineExecutor(pipeline=list(stage.steps), tasks=stage.tasks, workers=workers,
+        return LocalPipelineExecutor(pipeline=list(job.steps), tasks=job.tasks, workers=workers,
                                      logging_dir=str(logging_dir), skip_completed=True)
     if dcfg.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
         if not dcfg.slurm_partition:
             raise DataPipelineError("data.executor='slurm' needs data.slurm_partition (e.g. --set data.slurm_partition=cpu)")
-        return SlurmPipelineExecutor(pipeline=list(stage.steps), tasks=stage.tasks, workers=dcfg.workers,
+        return SlurmPipelineExecutor(pipeline=list(job.steps), tasks=job.tasks, workers=dcfg.workers,
                                      time=dcfg.slurm_time, partition=dcfg.slurm_partition,
                                      cpus_per_task=dcfg.slurm_cpus_per_task, mem_per_cpu_gb=dcfg.slurm_mem_per_cpu_gb,
-                                     qos=dcfg.slurm_qos, job_name=f"phi-{stage.name}",
+                                     qos=dcfg.slurm_qos, job_name=f"phi-{job.name}",
                                      venv_path=dcfg.slurm_venv or None, logging_dir=str(logging_dir),
                                      skip_completed=True)
     from datatrove.executor.ray import RayPipelineExecutor
 
-    return RayPipelineExecutor(pipeline=list(stage.steps), tasks=stage.tasks, workers=workers,
+    return RayPipelineExecutor(pipeline=list(job.steps), tasks=job.tasks, workers=workers,
                                logging_dir=str(logging_dir), cpus_per_task=dcfg.ray_cpus_per_task, skip_completed=True)
 
 
@@ -145,43 +146,43 @@ def _ray_session(dcfg: DataConfig) -> Iterator[None]:
             ray.shutdown()
 
 
-def _wait_for_slurm(work_dir: Path, stage: PipelineStage, poll_s: float = 30.0) -> None:
+def _wait_for_slurm(work_dir: Path, job: PipelineJob, poll_s: float = 30.0) -> None:
     """sbatch returns at once: wait for the job array's completion markers (a failed task leaves none;
-    `squeue`/the stage's logs say why, and re-running resubmits only the unfinished tasks)."""
-    while completed_tasks(work_dir, stage) < stage.tasks:
+    `squeue`/the job's logs say why, and re-running resubmits only the unfinished tasks)."""
+    while completed_tasks(work_dir, job) < job.tasks:
         time.sleep(poll_s)
 
 
-def run_stages(stages: Sequence[PipelineStage], dcfg: DataConfig, work_dir: Path, desc: str,
-               on_stage: Callable[[PipelineStage, float], None] | None = None) -> dict[str, float]:
-    """Run `stages` in order on `dcfg`'s executor under `work_dir`; returns seconds per stage (0 for a
-    stage whose tasks had all completed before). A stage whose tasks do not all complete raises one
+def run_jobs(jobs: Sequence[PipelineJob], dcfg: DataConfig, work_dir: Path, desc: str,
+             on_job: Callable[[PipelineJob, float], None] | None = None) -> dict[str, float]:
+    """Run `jobs` in order on `dcfg`'s executor under `work_dir`; returns seconds per job (0 for a
+    job whose tasks had all completed before). A job whose tasks do not all complete raises one
     `DataPipelineError` naming it and its log folder; finished tasks keep their markers."""
     work_dir = Path(work_dir)
     seconds: dict[str, float] = {}
     with _ray_session(dcfg) if dcfg.executor == "ray" else contextlib.nullcontext():
-        bar = tqdm(total=len(stages), desc=desc, unit="stage")
-        for stage in stages:
-            logging_dir = stage_logging_dir(work_dir, stage)
-            bar.set_postfix_str(f"{stage.name} ({stage.tasks} task{'s' if stage.tasks > 1 else ''})")
+        bar = tqdm(total=len(jobs), desc=desc, unit="job")
+        for job in jobs:
+            logging_dir = job_logging_dir(work_dir, job)
+            bar.set_postfix_str(f"{job.name} ({job.tasks} task{'s' if job.tasks > 1 else ''})")
             t0 = time.time()
-            if completed_tasks(work_dir, stage) < stage.tasks:
-                executor = _executor(stage, dcfg, logging_dir)
+            if completed_tasks(work_dir, job) < job.tasks:
+                executor = _executor(job, dcfg, logging_dir)
                 try:
                     with _console_to(logging_dir / "console.log") if dcfg.executor == "local" else contextlib.nullcontext():
                         executor.run()
                     if dcfg.executor == "slurm":
-                        _wait_for_slurm(work_dir, stage)
-                except Exception as e:  # noqa: BLE001 - one message naming the stage, the cause kept
-                    raise DataPipelineError(f"data pipeline stage {stage.name!r} failed ({type(e).__name__}: {e}); "
+                        _wait_for_slurm(work_dir, job)
+                except Exception as e:  # noqa: BLE001 - one message naming the job, the cause kept
+                    raise DataPipelineError(f"data pipeline job {job.name!r} failed ({type(e).__name__}: {e}); "
                                             f"logs in {logging_dir}; re-running resumes its unfinished tasks") from e
-                if (done := completed_tasks(work_dir, stage)) < stage.tasks:
-                    raise DataPipelineError(f"data pipeline stage {stage.name!r}: {stage.tasks - done} of {stage.tasks} "
+                if (done := completed_tasks(work_dir, job)) < job.tasks:
+                    raise DataPipelineError(f"data pipeline job {job.name!r}: {job.tasks - done} of {job.tasks} "
                                             f"task(s) did not complete; logs in {logging_dir / 'logs'}; "
                                             f"re-running resumes them")
-            seconds[stage.name] = round(time.time() - t0, 3)
-            if on_stage is not None:
-                on_stage(stage, seconds[stage.name])
+            seconds[job.name] = round(time.time() - t0, 3)
+            if on_job is not None:
+                on_job(job, seconds[job.name])
             bar.update(1)
         bar.close()
     return seconds

@@ -1,4 +1,4 @@
-"""Text pieces shared by the data stages (no datatrove import, so `phi_utils.corpus` stays light)."""
+"""Text pieces shared by the data steps (no datatrove import, so `phi_utils.corpus` stays light)."""
 
 import re
 

@@ -1,6 +1,6 @@
 """Educational-value scoring of the whole corpus as a datatrove pipeline (paper §2.1, notebook 02).
 
-One stage of `data.tasks` tasks: each reads its contiguous slice of the corpus dataset, shows the
+One job of `data.tasks` tasks: each reads its contiguous slice of the corpus dataset, shows the
 embedder every file's most informative window (as the teacher saw it), and writes the trained
 forest's probability of "educational" and the file's no-substance reason to
 `<work>/scores/<rank>.jsonl.gz`. Each task loads the embedder once (on the GPU when there is one)
@@ -21,7 +21,7 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from ..config import ProfileConfig
 from ..datapipe.dedup import SHARD_FILE, read_rows
-from ..datapipe.executor import PipelineStage, run_stages
+from ..datapipe.executor import PipelineJob, run_jobs
 from ..datapipe.steps import DatasetShardReader
 
 
@@ -95,17 +95,17 @@ def _score_record(self: Any, doc: Any) -> dict[str, Any]:
     return {"order": m["order"], "path": m.get("path"), "score": m["score"], "no_substance": m["no_substance"]}
 
 
-def scoring_stage(cfg: ProfileConfig, corpus_dir: Path, run_path: Path, classifier_path: Path, work: Path,
-                  max_chars: int) -> PipelineStage:
+def scoring_job(cfg: ProfileConfig, corpus_dir: Path, run_path: Path, classifier_path: Path, work: Path,
+                max_chars: int) -> PipelineJob:
     import os
 
     workers = cfg.data.tasks if cfg.data.workers == -1 else min(cfg.data.workers, cfg.data.tasks)
     threads = max(1, (os.cpu_count() or 1) // workers) if cfg.data.executor == "local" else cfg.data.slurm_cpus_per_task
     scorer = EducationalValueScorer(cfg.filter.embedder, str(run_path), str(classifier_path), cfg.filter.batch_size,
                                     max_chars, threads=threads, device=cfg.device)
-    return PipelineStage("score", [DatasetShardReader(corpus_dir, columns=("path",)), scorer,
-                                   JsonlWriter(str(work / "scores"), output_filename=SHARD_FILE, adapter=_score_record)],
-                         cfg.data.tasks, f"embed each file's window ({cfg.filter.embedder}) and score it")
+    return PipelineJob("score", [DatasetShardReader(corpus_dir, columns=("path",)), scorer,
+                                 JsonlWriter(str(work / "scores"), output_filename=SHARD_FILE, adapter=_score_record)],
+                       cfg.data.tasks, f"embed each file's window ({cfg.filter.embedder}) and score it")
 
 
 @dataclass
@@ -117,15 +117,15 @@ class CorpusScores:
     reasons: list[str | None]
     """Each file's no-substance reason (None = it has substance)."""
     seconds: float
-    """Wall time of the scoring stage (0 when it had finished before)."""
+    """Wall time of the scoring job (0 when it had finished before)."""
     work_dir: Path
 
 
 def score_corpus(cfg: ProfileConfig, corpus_dir: Path, run_path: Path, classifier_path: Path, work: Path,
                  max_chars: int, n_corpus: int) -> CorpusScores:
-    """Run the scoring stage (resuming its unfinished tasks) and read the scores back in order."""
-    stage = scoring_stage(cfg, corpus_dir, run_path, classifier_path, work, max_chars)
-    seconds = run_stages([stage], cfg.data, work, desc=f"scoring ({cfg.data.executor}, {cfg.data.tasks} tasks)")
+    """Run the scoring job (resuming its unfinished tasks) and read the scores back in order."""
+    job = scoring_job(cfg, corpus_dir, run_path, classifier_path, work, max_chars)
+    seconds = run_jobs([job], cfg.data, work, desc=f"scoring ({cfg.data.executor}, {cfg.data.tasks} tasks)")
     probs = np.empty(n_corpus, dtype=np.float64)
     reasons: list[str | None] = [None] * n_corpus
     seen = 0

@@ -1,6 +1,6 @@
 """Tokenization into the trainer's packed format as a datatrove pipeline (§2.3).
 
-Stage `tokenize` (`data.tasks` tasks): each task reads its contiguous slice of the dataset,
+Job `tokenize` (`data.tasks` tasks): each task reads its contiguous slice of the dataset,
 tokenizes it (`data.encode_documents`, `<|endoftext|>` after every document) and appends the
 tokens and loss masks of its documents, unpadded, to `<rank>.<split>.tokens.bin` / `.mask.bin`;
 which split a document goes to is decided by its global index (`data.val_assignment`). The merge
@@ -20,7 +20,7 @@ import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from ..datapipe.executor import PipelineStage, run_stages
+from ..datapipe.executor import PipelineJob, run_jobs
 from ..datapipe.steps import DatasetShardReader
 from ..model.tokenizer import eos_id
 from .data import encode_documents, token_dtype, val_assignment, write_meta
@@ -113,11 +113,11 @@ def pack_with_pipeline(dataset_path: Path, n_docs: int, tokenizer: Any, out_dir:
     (out_dir / "meta.json").unlink(missing_ok=True)
     work = out_dir / "_tokenize" / f"{fingerprint}_tasks{data.tasks}"
     columns = ("prompt", "solution") if exercises else ()
-    stage = PipelineStage("tokenize", [DatasetShardReader(dataset_path, columns=columns),
-                                       TokenizeShard(tokenizer, str(work / "shards"), n_docs, val_fraction, seed,
-                                                     exercises, loss_on_solution_only)],
-                          data.tasks, "tokenize each task's slice into packed streams")
-    run_stages([stage], data, work, desc=f"tokenizing {dataset_path.name} ({data.tasks} tasks)")
+    job = PipelineJob("tokenize", [DatasetShardReader(dataset_path, columns=columns),
+                                   TokenizeShard(tokenizer, str(work / "shards"), n_docs, val_fraction, seed,
+                                                 exercises, loss_on_solution_only)],
+                      data.tasks, "tokenize each task's slice into packed streams")
+    run_jobs([job], data, work, desc=f"tokenizing {dataset_path.name} ({data.tasks} tasks)")
     splits = _merge(work / "shards", data.tasks, out_dir, seq_len, token_dtype(len(tokenizer)), eos_id(tokenizer))
     meta = write_meta(out_dir, splits, tokenizer, seq_len, str(dataset_path), seed, val_fraction,
                       loss_on_solution_only, fingerprint, n_docs)
