@@ -76,7 +76,7 @@ def _child(mode: str, list_file: str, n_rows: int, tasks: int, work: str) -> Non
 
 
 def make_scoring_inputs(d: Path, list_file: Path, n: int) -> None:
-    """A corpus dataset of the first `n` clean rows of `list_file` and a forest trained on 40 of
+    """A corpus dataset of the first `n` clean rows of `list_file` and a forest trained on up to 40 of
     their embeddings with alternating labels (only its cost matters here)."""
     import datasets
     import joblib
@@ -96,7 +96,7 @@ def make_scoring_inputs(d: Path, list_file: Path, n: int) -> None:
                 break
     datasets.Dataset.from_list(rows).save_to_disk(str(d / "corpus"))
     emb = load_embedder("minilm", device="cpu").encode([r["text"][:MAX_EMBED_CHARS] for r in rows[:40]], progress=False)
-    joblib.dump(make_forest(get_profile("tiny").filter, 0).fit(emb, np.arange(40) % 2), d / "forest.joblib")
+    joblib.dump(make_forest(get_profile("tiny").filter, 0).fit(emb, np.arange(len(emb)) % 2), d / "forest.joblib")
 
 
 def _score_child(mode: str, d: str, tasks: int) -> None:
