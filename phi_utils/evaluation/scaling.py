@@ -32,7 +32,7 @@ from ..rundir import RunDir, read_result, write_json_atomic
 from ..sizing import count_params
 from ..stats import Estimate, bootstrap_mean_seeds, paired_difference_seeds
 from ..arms import ARMS, COMPARISONS, budget_divisors, init_step, parse_budget_step, scaling_steps, \
-    step_name, step_train_config
+    step_name
 from .fig21 import BIGRAM, LOSS, POOLED, UNIGRAM, arm_matrix, per_problem_loss
 
 STEP = "scaling"
@@ -120,15 +120,22 @@ NOT_COVERED = ("The intervals resample problems and training seeds only. The dat
                "and with them every difference, by an amount these intervals do not include.")
 
 
-def _flops(cfg: ProfileConfig, rd: RunDir, step: str, vocab_size: int) -> tuple[float, int]:
-    """(training FLOPs up to this model, its own tokens) from the step's manifest and its config."""
-    tc = step_train_config(cfg, step)
-    tokens = int(rd.manifest(step)["counts"]["tokens_seen"])
-    mc = training_model_config(tc.model, vocab_size=vocab_size, min_block_size=tc.seq_len)
-    flops = flops_per_token(mc, tc.seq_len, training=True) * tokens
+def _trained(rd: RunDir, step: str) -> tuple[str, int, int]:
+    """(model preset, sequence length, tokens seen) of a finished training step, from its manifest:
+    what the step trained, whatever the configuration says now."""
+    m = rd.manifest(step)
+    return m["model_preset"], int(m["config"]["seq_len"]), int(m["counts"]["tokens_seen"])
+
+
+def _flops(rd: RunDir, step: str, vocab_size: int) -> tuple[float, int]:
+    """(training FLOPs up to this model, its own tokens) from the manifests of the step and the step
+    it starts from."""
+    preset, seq_len, tokens = _trained(rd, step)
+    mc = training_model_config(preset, vocab_size=vocab_size, min_block_size=seq_len)
+    flops = flops_per_token(mc, seq_len, training=True) * tokens
     parent = init_step(step)
     if parent is not None:
-        flops += _flops(cfg, rd, parent, vocab_size)[0]
+        flops += _flops(rd, parent, vocab_size)[0]
     return flops, tokens
 
 
@@ -184,11 +191,10 @@ def summarize(cfg: ProfileConfig, rd: RunDir, rows: Sequence[dict[str, Any]], vo
             seeds, ids, m = arm_matrix(got, a.key, POOLED, LOSS)
             e = bootstrap_mean_seeds(m, seed=seed)
             step = step_name(a, seeds[0], div)
-            tc = step_train_config(cfg, step)
-            params = count_params(tc.model, vocab_size)
-            flops, tokens = _flops(cfg, rd, step, vocab_size)
-            points.append(ArmPoint(a.key, a.letter, div, tc.model, params.non_embedding, tokens, flops, seeds,
-                                   float(e.mean), _est(e), len(ids)))
+            preset = _trained(rd, step)[0]
+            flops, tokens = _flops(rd, step, vocab_size)
+            points.append(ArmPoint(a.key, a.letter, div, preset, count_params(preset, vocab_size).non_embedding,
+                                   tokens, flops, seeds, float(e.mean), _est(e), len(ids)))
         for first, second, name in COMPARISONS:
             if (first, div) not in by or (second, div) not in by:
                 continue
