@@ -367,7 +367,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bit_exact(fake_run, tmp_path):
+    """`python -m phi_utils.train` SIGKILLed between checkpoints, its newest checkpoint damaged, resumed:
+    the weights and losses of an uninterrupted run. Slow (three training processes); the default run
+    covers its parts in process: test_trainer_state_dict_restores_a_run_exactly,
+    test_resume_reads_an_optimizer_state_numbered_by_the_optimizer and
+    test_checkpoint_verification_skips_corrupt_and_partial."""
     from safetensors.torch import load_file
 
     ref, killed = tmp_path / "ref", tmp_path / "killed"
