@@ -241,9 +241,9 @@ def test_embedded_local_server_and_the_teacher_reference_row(tmp_path: Path) -> 
 
 
 def test_killed_evaluate_resumes_without_regenerating(tmp_path: Path, run_dir: Path) -> None:
-    out, n_problems = tmp_path / "ev", 40
+    out, n_problems = tmp_path / "ev", 12
     cmd = [sys.executable, "-m", "phi_utils", "evaluate", "--model", str(run_dir / "finetune" / "final"),
-           "--limit", str(n_problems), "--batch-size", "1", "--max-new-tokens", "48", "--out", str(out), "--no-progress"]
+           "--limit", str(n_problems), "--batch-size", "1", "--max-new-tokens", "24", "--out", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     samples = out / "humaneval_samples.jsonl"
@@ -259,12 +259,12 @@ def test_killed_evaluate_resumes_without_regenerating(tmp_path: Path, run_dir: P
     k = before.count(b"\n")
     assert 3 <= k < n_problems and before.endswith(b"\n")
     with open(samples, "ab") as f:  # as if killed in the middle of writing a line
-        f.write(b'{"task_id": "HumanEval/39", "compl')
+        f.write(b'{"task_id": "HumanEval/9", "compl')
     assert not (out / "summary.json").exists()
 
     msgs: list[str] = []
     s = evaluate(EvaluateConfig(model=str(run_dir / "finetune" / "final"), limit=n_problems, batch_size=8,
-                                max_new_tokens=48, out=out, progress=False), log=msgs.append)
+                                max_new_tokens=24, out=out, progress=False), log=msgs.append)
     after = samples.read_bytes()
     assert after.startswith(before)  # finished problems kept byte for byte
     rows = [json.loads(x) for x in after.decode().splitlines()]
@@ -276,7 +276,7 @@ def test_killed_evaluate_resumes_without_regenerating(tmp_path: Path, run_dir: P
     assert e["resumed_from"] == k and e["generated_now"] == n_problems - k
     assert any(f"{k}/{n_problems} problems already in" in m and "resuming" in m for m in msgs)
     # a finished evaluation re-run generates nothing
-    s = evaluate(EvaluateConfig(model=str(run_dir / "finetune" / "final"), limit=n_problems, max_new_tokens=48, out=out,
+    s = evaluate(EvaluateConfig(model=str(run_dir / "finetune" / "final"), limit=n_problems, max_new_tokens=24, out=out,
                                 progress=False), log=lambda m: None)
     assert s["benchmarks"]["humaneval"]["generated_now"] == 0 and samples.read_bytes() == after
 

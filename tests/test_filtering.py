@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
@@ -11,8 +12,10 @@ import pytest
 from phi_utils.config import FilterConfig, get_profile
 from phi_utils.filtering.classifier import (FilteringError, binary_labels, keep_threshold, load_filtered,
                                             run_filtering, train_classifier)
-from phi_utils.filtering.embed import (EmbeddingError, cached_embeddings, embed_texts, load_embedder,
+from phi_utils.corpus import DATASET_NAME
+from phi_utils.filtering.embed import (MAX_EMBED_CHARS, EmbeddingError, cached_embeddings, embed_texts, load_embedder,
                                        minilm_model_path)
+from phi_utils.filtering.scoring import score_corpus
 from phi_utils.steps import open_run
 
 
@@ -139,17 +142,22 @@ def test_run_filtering_stage(tmp_path, minilm):
     assert m.tokens_kept_est == sum(filt["n_tokens"])
     assert (rd.path / "filtering" / "classifier.joblib").exists()
     assert run_filtering(cfg, rd) == m  # complete: skipped
-    # The scoring pipeline's tasks each score a contiguous slice: 1 task gives the very same scores.
-    cfg1, rd1 = _crafted_run(tmp_path / "run1", **{"data.tasks": 1, "data.workers": 1})
-    m1 = run_filtering(cfg1, rd1)
-    assert m.world_size == 2 and m1.world_size == 1 and m1.n_kept == m.n_kept
-    assert (rd1.path / "filtering" / "scores.jsonl").read_text() == (rd.path / "filtering" / "scores.jsonl").read_text()
+    # The scoring pipeline's tasks each score a contiguous slice: 1 task gives the very same scores
+    # (the stage's own classifier, scored again by a 1-task pipeline).
+    assert m.world_size == 2
     assert len(list((rd.path / "filtering" / "pipeline" / "tasks2" / "score" / "logs" / "completions").iterdir())) == 2
+    cfg1 = copy.deepcopy(cfg)
+    cfg1.data.tasks, cfg1.data.workers = 1, 1
+    one = score_corpus(cfg1, rd.require("corpus") / DATASET_NAME, rd.path, rd.path / "filtering" / "classifier.joblib",
+                       tmp_path / "tasks1", MAX_EMBED_CHARS, m.n_corpus)
+    rows = [json.loads(line) for line in (rd.path / "filtering" / "scores.jsonl").read_text().splitlines()]
+    assert one.probs.tolist() == [r["score"] for r in rows] and one.reasons == [r["no_substance"] for r in rows]
 
 
 @pytest.mark.distributed
-def test_rank_sharded_embeddings_match_single_process(tmp_path):
-    """Two torchrun-style ranks (RANK/WORLD_SIZE) each embed half and both end with the full matrix."""
+def test_rank_sharded_embeddings_match_single_process(tmp_path, minilm, monkeypatch):
+    """Two torchrun-style ranks (RANK/WORLD_SIZE; rank 1 in a subprocess, rank 0 in this process)
+    each embed half and both end with the full matrix."""
     import os
     import subprocess
     import sys
@@ -158,6 +166,7 @@ def test_rank_sharded_embeddings_match_single_process(tmp_path):
     rd = open_run(cfg, tmp_path / "run")
     rng = random.Random(3)
     texts = [_educational(i, rng) for i in range(6)] + [_boilerplate(i, rng) for i in range(6)]
+    keys = [str(i) for i in range(len(texts))]
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     script = (
         "import json, sys, numpy as np\n"
@@ -167,12 +176,19 @@ def test_rank_sharded_embeddings_match_single_process(tmp_path):
         f"texts = json.load(open({str(tmp_path / 'texts.json')!r}))\n"
         "e = cached_embeddings(texts, [str(i) for i in range(len(texts))], cfg.filter, rd, wait_timeout_s=300)\n"
         "np.save(sys.argv[1], e)\n")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"out{r}.npy")],
-                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"}) for r in range(2)]
-    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    rank1 = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out1.npy")],
+                             env={**os.environ, "RANK": "1", "WORLD_SIZE": "2"})
+    try:
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        e0 = cached_embeddings(texts, keys, cfg.filter, rd, wait_timeout_s=300)
+        assert rank1.wait(timeout=600) == 0
+    finally:
+        rank1.kill()
+        rank1.wait()
     shards = sorted((rd.path / "filtering" / "embeddings").glob("minilm.*.rank*-of-2.npy"))
     assert len(shards) == 2 and [len(np.load(s)) for s in shards] == [6, 6]
-    e0, e1 = np.load(tmp_path / "out0.npy"), np.load(tmp_path / "out1.npy")
+    e1 = np.load(tmp_path / "out1.npy")
     assert e0.shape == (12, 384) and np.array_equal(e0, e1)
-    single = load_embedder("minilm").encode(texts, batch_size=4, progress=False)
+    single = minilm.encode(texts, batch_size=4, progress=False)
     assert np.allclose(e0, single, atol=1e-4)

@@ -373,14 +373,41 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bit_exact(fake_run, tmp_path):
+    """`python -m phi_utils.train` SIGKILLed between checkpoints, its newest checkpoint damaged, resumed:
+    the weights and losses of an uninterrupted run. Slow (three training processes); the default run
+    covers its parts in process: test_trainer_state_dict_restores_a_run_exactly,
+    test_resume_reads_an_optimizer_state_numbered_by_the_optimizer and
+    test_checkpoint_verification_skips_corrupt_and_partial."""
     from safetensors.torch import load_file
 
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     shutil.copytree(fake_run, ref)
     shutil.copytree(fake_run, killed)
-    subprocess.run(_train_cmd(ref), check=True, env=_env(), capture_output=True, timeout=300)
+    # The uninterrupted reference runs alongside the run that is killed (one thread each).
+    with open(tmp_path / "ref.log", "wb") as log:
+        ref_proc = subprocess.Popen(_train_cmd(ref), env=_env(), stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        fallback = _kill_damage_and_resume(killed)
+        assert ref_proc.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-3000:]
+    finally:
+        ref_proc.kill()
+        ref_proc.wait()
 
+    res = json.loads((killed / "pretrain_textbook_s0" / "result.json").read_text())
+    assert res["resumed_from_step"] == fallback and res["steps"] == 12
+    a = load_file(str(ref / "pretrain_textbook_s0" / "final" / "model.safetensors"))
+    b = load_file(str(killed / "pretrain_textbook_s0" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+    la = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(ref / "pretrain_textbook_s0" / "metrics.jsonl")]
+    lb = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(killed / "pretrain_textbook_s0" / "metrics.jsonl")]
+    assert la == lb and len(la) == 12
+
+
+def _kill_damage_and_resume(killed: Path) -> int:
+    """SIGKILL a training run between checkpoints, truncate its newest checkpoint and resume it;
+    returns the step of the checkpoint it must have resumed from."""
     proc = subprocess.Popen(_train_cmd(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = killed / "pretrain_textbook_s0" / "metrics.jsonl"
     deadline = time.time() + 240
@@ -403,15 +430,7 @@ def test_sigkill_and_resume_is_bit_exact(fake_run, tmp_path):
     out = subprocess.run(_train_cmd(killed), env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "skipping bad checkpoint" in out.stderr
-
-    res = json.loads((killed / "pretrain_textbook_s0" / "result.json").read_text())
-    assert res["resumed_from_step"] == fallback and res["steps"] == 12
-    a = load_file(str(ref / "pretrain_textbook_s0" / "final" / "model.safetensors"))
-    b = load_file(str(killed / "pretrain_textbook_s0" / "final" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
-    la = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(ref / "pretrain_textbook_s0" / "metrics.jsonl")]
-    lb = [(r["step"], r["loss"], r.get("val_loss")) for r in read_metrics(metrics)]
-    assert la == lb and len(la) == 12
+    return fallback
 
 
 def test_empty_dataset_error_quotes_the_stage_notes(tmp_path):

@@ -73,11 +73,17 @@ def single(fake_run, tmp_path_factory):
     return d
 
 
-def test_two_gloo_ranks_ddp_equal_single_process(fake_run, single, tmp_path):
-    multi = tmp_path / "ddp"
-    shutil.copytree(fake_run, multi)
-    _run(multi, 2, "ddp")
-    _compare(single, multi)
+@pytest.fixture(scope="module")
+def ddp(fake_run, tmp_path_factory):
+    """The run of two DDP ranks, shared by the comparison and the resume test (which copies it)."""
+    d = tmp_path_factory.mktemp("ddp") / "rd"
+    shutil.copytree(fake_run, d)
+    _run(d, 2, "ddp")
+    return d
+
+
+def test_two_gloo_ranks_ddp_equal_single_process(single, ddp):
+    _compare(single, ddp)
 
 
 @pytest.mark.slow
@@ -107,14 +113,13 @@ def test_fsdp2_resumes_from_a_checkpoint(fake_run, single, tmp_path):
     _compare(single, multi)
 
 
-def test_ddp_resumes_from_a_checkpoint(fake_run, single, tmp_path):
+def test_ddp_resumes_from_a_checkpoint(ddp, single, tmp_path):
     """Two DDP ranks resume as FSDP2 ranks do: rank 0 reads the step-3 checkpoint and sends the weights
     and optimizer state to the other rank; the run ends where one uninterrupted process does."""
     import json
 
     multi = tmp_path / "ddp_resume"
-    shutil.copytree(fake_run, multi)
-    _run(multi, 2, "ddp")
+    shutil.copytree(ddp, multi)
     out = multi / "pretrain_textbook_s0"
     shutil.rmtree(out / "final")
     (out / "_COMPLETE.json").rename(out / "_IN_PROGRESS.json")
