@@ -103,3 +103,27 @@ def test_verdict_is_generated_from_the_numbers():
     assert "resolved at 95% (lower)" in stats.verdict(resolved, "B - A", "nats/token")
     assert "not resolved" in stats.verdict(open_, "B - A")
     assert "664 problems, 3 seeds" in stats.verdict(open_, "B - A")
+
+
+def test_vectorised_auc_equals_sklearn_with_ties_and_any_label_values():
+    """`auc_rows` (the bootstrap's one pass over all resamples) against sklearn's `roc_auc_score`, row by
+    row: tied scores, labels 0/1, booleans or any two values (the larger positive)."""
+    from sklearn.metrics import roc_auc_score
+
+    from phi_utils.stats import auc_rows
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for t in range(300):
+        n = int(rng.integers(2, 50))
+        y = rng.choice([(0, 1), (False, True), (3, 7)][t % 3], n)
+        if len(set(y.tolist())) < 2:
+            continue
+        s = rng.integers(0, 4, n).astype(float) if t % 2 else rng.normal(size=n)
+        assert auc_rows(y, s)[0] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        checked += 1
+    assert checked > 250
+    ys = rng.integers(0, 2, (5, 40))
+    ys[:, 0], ys[:, 1] = 0, 1
+    ss = rng.normal(size=(5, 40))
+    assert auc_rows(ys, ss) == pytest.approx([roc_auc_score(a, b) for a, b in zip(ys, ss)], abs=1e-12)
