@@ -24,6 +24,7 @@ since the project's BPE tokenizer is only trained later (notebook 05).
 from __future__ import annotations
 
 import hashlib
+import functools
 import os
 import random
 import re
@@ -35,7 +36,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .progress import tqdm
 
@@ -270,8 +271,24 @@ def _walk_py(root: Path, skip_dirs: set[str]) -> Iterator[Path]:
                 yield Path(dirpath) / f
 
 
+def _realpath_resolver() -> Callable[[str | Path], str]:
+    """`os.path.realpath` of a file, resolving each directory once (a corpus walk holds ~100k files in a
+    few thousand directories); a file that is itself a link is resolved in full."""
+    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def real(path: str | Path) -> str:
+        path = str(path)
+        if os.path.islink(path):
+            return os.path.realpath(path)
+        head, name = os.path.split(path)
+        return os.path.join(real_dir(head), name)
+
+    return real
+
+
 def local_candidates(cfg: CorpusConfig, counts: Counter) -> tuple[list[Candidate], dict[str, LicenceInfo]]:
     """All local .py files of permissively licensed origin; excluded ones are counted in `counts`."""
+    realpath = _realpath_resolver()
     owner: dict[str, LicenceInfo] = {}
     licences: dict[str, LicenceInfo] = {}
     for dist in metadata.distributions():
@@ -279,7 +296,7 @@ def local_candidates(cfg: CorpusConfig, counts: Counter) -> tuple[list[Candidate
         licences.setdefault(info.distribution, info)
         for f in dist.files or []:
             if str(f).endswith(".py"):
-                owner[os.path.realpath(dist.locate_file(f))] = info
+                owner[realpath(dist.locate_file(f))] = info
     licences[STDLIB_DIST] = LicenceInfo(STDLIB_DIST, sys.version.split()[0], STDLIB_LICENCE, True, "stdlib")
     out: list[Candidate] = []
     seen: set[str] = set()
@@ -287,7 +304,7 @@ def local_candidates(cfg: CorpusConfig, counts: Counter) -> tuple[list[Candidate
         skip = {"__pycache__", "site-packages", "dist-packages"} if source == "stdlib" else {"__pycache__"}
         dir_licence = licence_from_directory(root) if source == "extra" else None
         for p in _walk_py(root, skip):
-            real = os.path.realpath(p)
+            real = realpath(p)
             if real in seen:
                 continue
             seen.add(real)
