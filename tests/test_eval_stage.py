@@ -57,15 +57,20 @@ def _model(tokenizer, seed: int, train_on=None, steps: int = 0) -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def rows(humaneval, tokenizer):
-    """problem_scores rows of two arms x two seeds: `raw` untrained, `textbook` trained on the problems."""
+    """problem_scores rows of two arms x two seeds: `raw` untrained, `textbook` trained on the problems
+    (one thread: the training is bit-reproducible; the previous count is restored for later modules)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = []
-    for arm, steps in (("raw", 0), ("textbook", 24)):
-        for seed in (0, 1):
-            lm = _model(tokenizer, seed, humaneval, steps)
-            for p, (n, v) in zip(humaneval, per_problem_loss(lm, humaneval, batch_tokens=600)):
-                out.append({"model": f"{arm}_s{seed}", "arm": arm, "seed": seed, "benchmark": "humaneval",
-                            "task_id": p.task_id, "loss_tokens": n, LOSS: v, GREEDY: 0.0})
+    try:
+        for arm, steps in (("raw", 0), ("textbook", 24)):
+            for seed in (0, 1):
+                lm = _model(tokenizer, seed, humaneval, steps)
+                for p, (n, v) in zip(humaneval, per_problem_loss(lm, humaneval, batch_tokens=600)):
+                    out.append({"model": f"{arm}_s{seed}", "arm": arm, "seed": seed, "benchmark": "humaneval",
+                                "task_id": p.task_id, "loss_tokens": n, LOSS: v, GREEDY: 0.0})
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
