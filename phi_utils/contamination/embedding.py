@@ -29,12 +29,7 @@ def load(embedder: str = "minilm", rd: RunDir | None = None, max_seq_length: int
     """The shared `Embedder` (see `phi_utils.filtering.embed`), reading at most `max_seq_length` tokens."""
     from ..filtering.embed import load_embedder
 
-    emb = load_embedder(embedder, rd)
-    if max_seq_length and emb.name == "minilm":
-        emb.model.max_seq_length = max_seq_length
-    elif max_seq_length:
-        emb.max_length = max_seq_length
-    return emb
+    return load_embedder(embedder, rd, max_seq_length=max_seq_length)
 
 
 def user_cache_dir() -> Path:

@@ -17,6 +17,7 @@ across processes, and under torchrun (`RANK`/`WORLD_SIZE`) each rank embeds its 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -112,25 +113,38 @@ def _load_hf(name: str, source: str, device: str, max_length: int) -> Embedder:
     return Embedder(name, str(source), model, tok, max_length)
 
 
+@functools.lru_cache(maxsize=4)
+def _minilm(path: str, device: str, max_seq_length: int) -> Any:
+    """The bundled MiniLM as a sentence-transformers model reading at most `max_seq_length` word pieces,
+    loaded once per process, device and length (the filter, the synth stages' diversity and
+    decontamination, and contamination share it; never modified after loading)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path, device=device)
+    model.max_seq_length = max_seq_length
+    return model
+
+
 def _resolve_device(device: str) -> str:
     import torch
 
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-def load_embedder(fcfg: FilterConfig | str, rd: RunDir | None = None, device: str = "auto") -> Embedder:
-    """Load the embedder named by `fcfg.embedder` (or a name) on `device` (auto = CUDA when present);
-    one clear error when it cannot be had."""
+def load_embedder(fcfg: FilterConfig | str, rd: RunDir | None = None, device: str = "auto",
+                  max_seq_length: int | None = None) -> Embedder:
+    """Load the embedder named by `fcfg.embedder` (or a name) on `device` (auto = CUDA when present),
+    reading at most `max_seq_length` tokens of a text (None: the embedder's own, 256 for MiniLM, 512
+    for the others); one clear error when it cannot be had."""
     name = fcfg if isinstance(fcfg, str) else fcfg.embedder
     device = _resolve_device(device)
     if name == "minilm":
-        from sentence_transformers import SentenceTransformer
-
         path = minilm_model_path()
-        return Embedder("minilm", f"all-MiniLM-L6-v2 ({path})", SentenceTransformer(str(path), device=device), None, 256)
+        model = _minilm(str(path), device, max_seq_length or 256)
+        return Embedder("minilm", f"all-MiniLM-L6-v2 ({path})", model, None, model.max_seq_length)
     if name == "codegen":
         try:
-            return _load_hf("codegen", CODEGEN_HUB_NAME, device, 512)
+            return _load_hf("codegen", CODEGEN_HUB_NAME, device, max_seq_length or 512)
         except OSError as e:
             raise EmbeddingError(f"filter.embedder='codegen' needs {CODEGEN_HUB_NAME} from the Hugging Face Hub "
                                  f"(network access or a local HF cache); offline use filter.embedder='minilm' ({e})") from e
@@ -141,7 +155,7 @@ def load_embedder(fcfg: FilterConfig | str, rd: RunDir | None = None, device: st
         if not (path / "config.json").exists():
             raise EmbeddingError(f"filter.embedder='own': no checkpoint at {path}; run the pretraining stage "
                                  f"(notebook 06) first or use filter.embedder='minilm'")
-        return _load_hf("own", str(path), device, 512)
+        return _load_hf("own", str(path), device, max_seq_length or 512)
     raise EmbeddingError(f"filter.embedder unknown: {name!r}")
 
 

