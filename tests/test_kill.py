@@ -128,6 +128,9 @@ def test_sigkill_anywhere_loses_only_the_step_in_progress(tmp_path):
     for name in ("run.json", "tokenizer", "textbooks"):
         src = rd / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, fresh / name)
+    for name in ("corpus", "annotation", "filtering", "exercises"):  # the steps upstream of those, as done
+        (fresh / name).mkdir()
+        shutil.copy2(rd / name / MARKER, fresh / name / MARKER)
     cfg, frd = open_stage("smoke", fresh, None)
     run_step(cfg, frd, "pretrain_textbook_s0", progress=False)
     a = load_file(str(rd / "pretrain_textbook_s0" / "final" / "model.safetensors"))
