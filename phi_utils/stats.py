@@ -56,7 +56,8 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     """Wilson score interval for a rate of `successes` out of `n` (successes may be fractional).
 
     Unlike the normal approximation it stays inside [0, 1] and is informative at 0 of n:
-    0/164 gives [0, 0.023].
+    0/164 gives [0, 0.023]. At 0 and n successes the bound on that side is exactly 0 or 1 (the formula
+    gives it up to a rounding error, which would leave the rate itself outside its interval).
     """
     if n <= 0:
         raise ValueError("wilson_interval needs n >= 1")
@@ -66,7 +67,9 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def rate_estimate(values: Sequence[float]) -> Estimate:

@@ -127,3 +127,14 @@ def test_vectorised_auc_equals_sklearn_with_ties_and_any_label_values():
     ys[:, 0], ys[:, 1] = 0, 1
     ss = rng.normal(size=(5, 40))
     assert auc_rows(ys, ss) == pytest.approx([roc_auc_score(a, b) for a, b in zip(ys, ss)], abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 12, 164, 500])
+def test_wilson_bounds_at_zero_and_n_are_exact_so_the_rate_is_inside(n):
+    """At 0 of n the formula's lower bound comes out a rounding error above 0 for most n (5.6e-17 at
+    n = 3), and at n of n the upper bound a rounding error below 1 (n = 164): the rate would sit outside
+    its own interval."""
+    assert stats.wilson_interval(0, n)[0] == 0.0 and stats.wilson_interval(n, n)[1] == 1.0
+    for values in ([0.0] * n, [1.0] * n):
+        e = stats.rate_estimate(values)
+        assert e.lo <= e.mean <= e.hi

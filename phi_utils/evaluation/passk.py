@@ -54,10 +54,8 @@ class PassAtK:
         return {f"pass@{k}": sum(v.values()) / len(v) for k, v in self.per_problem.items()}
 
     def estimate(self, k: int) -> Estimate:
-        """Mean pass@k over problems with its Wilson 95% interval (`stats.rate_estimate`), the interval
-        widened to hold the mean (Wilson's bound at 0 or n successes can miss it by a rounding error)."""
-        e = rate_estimate(list(self.per_problem[k].values()))
-        return Estimate(e.mean, min(e.lo, e.mean), max(e.hi, e.mean), e.n, e.method)
+        """Mean pass@k over problems with its Wilson 95% interval (`stats.rate_estimate`)."""
+        return rate_estimate(list(self.per_problem[k].values()))
 
 
 def pass_at_k(counts: Mapping[str, tuple[int, int]], ks: Sequence[int] = KS) -> PassAtK:
