@@ -35,12 +35,6 @@ def main() -> None:
     from phi_utils.synth.exercises import _open_rows, exercise_program, generate_exercises, parse_rows, validate_programs
     from phi_utils.synth.textbooks import _check_rows, generate_passages
 
-    def ex_funnel(rows: list) -> dict[str, int]:
-        return funnel(rows, exercises.FILTERS)
-
-    def tb_funnel(rows: list) -> dict[str, int]:
-        return funnel(rows, textbooks.FILTERS)
-
     cfg = get_profile("smoke")
     cfg.teacher.local_model = args.model
     rd = open_run(cfg, Path(tempfile.mkdtemp(prefix="bench_synth_")))
@@ -85,7 +79,7 @@ def main() -> None:
         results.append(("open exercises validated, workers=2", len(progs), time.time() - t0))
         for r, x in zip(ok, res):
             r["status"] = "kept" if x.passed else ("timeout" if x.status == "timed out" else "failed_tests")
-        open_funnel = ex_funnel(rows)
+        open_funnel = funnel(rows, exercises.FILTERS)
     else:
         print(f"open exercise sample absent ({src}); validation speed-up skipped")
 
@@ -108,8 +102,8 @@ def main() -> None:
         for k, v in funnel.items():
             print(f"| {k} | {v} | {v / n:.0%} |")
 
-    share_table(f"textbook passages ({teacher.label})", tb_funnel(tb))
-    share_table(f"exercises ({teacher.label}; contamination/dedup not run here)", ex_funnel(ex))
+    share_table(f"textbook passages ({teacher.label})", funnel(tb, textbooks.FILTERS))
+    share_table(f"exercises ({teacher.label}; contamination/dedup not run here)", funnel(ex, exercises.FILTERS))
     if open_funnel:
         share_table("open exercises (jinaai/code_exercises sample; no tests: kept when they run)", open_funnel)
 

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..hub import HUB, hub_reachable
 from ..rundir import git_sha, write_json_atomic
 from .generation import (BASE_FORMAT, INSTRUCT_FORMAT, GenSettings, LoadedModel, Placement, PromptFormat,
-                         chat_completions, generate_completions, has_chat_template, load_model, teacher_completions)
+                         chat_completions, generate_completions, has_chat_template, load_model, teacher_completions,
+                         write_samples)
 from .harness import check_completions
 from .problems import BENCHMARKS, Problem, ProblemsUnavailable, load_problems
 from .scores import PassRate, TeacherScores
@@ -407,9 +408,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] | None = None) -> d
         timeout = cfg.timeout_s or _default_timeout(b)
         say(f"{b}: scoring {len(rows)} samples of {len(probs)} problems in the sandbox (timeout {timeout:g} s)")
         scores, res_rows = score_rows(probs, rows, cfg.workers, timeout, str(samples), cfg.progress)
-        with open(str(samples) + "_results.jsonl", "w", encoding="utf-8") as f:
-            for r in res_rows:
-                f.write(json.dumps(r) + "\n")
+        write_samples(res_rows, str(samples) + "_results.jsonl")
         summary["benchmarks"][b] = {**scores, "timeout_s": timeout, "samples": str(samples),
                                     "results": str(samples) + "_results.jsonl", **generated[b]}
         p1 = scores.get("pass@1")

@@ -22,7 +22,7 @@ from typing import Any
 from ..config import REPO_ROOT, ProfileConfig
 from ..rundir import RunDir, read_json
 from ..sandbox import isolation
-from ..arms import PAPER_ARMS, parse_step, training_steps
+from ..arms import PAPER_ARMS, parse_step, seeds, training_steps
 from .baselines import KINDS, NgramBaselines, fit_arm_data, score_problems
 from .fig21 import BASELINES, BIGRAM, GREEDY, LOSS, UNIGRAM, model_max_len, per_problem_loss, summarize
 from .generation import (GenSettings, Placement, generate_completions, load_model, settings_dict, teacher_completions,
@@ -88,21 +88,7 @@ def _sampled(cfg: ProfileConfig, name: str) -> bool:
         return True
     if cfg.eval.sample_arms and arm.key not in cfg.eval.sample_arms:
         return False
-    arm_seeds = list(getattr(cfg, arm.config).seeds)
-    return cfg.eval.sample_seeds == 0 or seed in arm_seeds[:cfg.eval.sample_seeds]
-
-
-def _sampled(cfg: ProfileConfig, name: str) -> bool:
-    """Whether model `name` gets sampled completions: its arm is in `eval.sample_arms` (empty = all) and
-    its seed among the arm's first `eval.sample_seeds` (0 = all)."""
-    try:
-        arm, seed = parse_step(name)
-    except ValueError:
-        return True
-    if cfg.eval.sample_arms and arm.key not in cfg.eval.sample_arms:
-        return False
-    arm_seeds = list(getattr(cfg, arm.config).seeds)
-    return cfg.eval.sample_seeds == 0 or seed in arm_seeds[:cfg.eval.sample_seeds]
+    return cfg.eval.sample_seeds == 0 or seed in seeds(cfg, arm)[:cfg.eval.sample_seeds]
 
 
 def _evaluate_model(cfg: ProfileConfig, lm: Any, name: str, problems: dict[str, list[Problem]], out: Path,
