@@ -213,31 +213,59 @@ def clean_notebook(nb: dict[str, Any], replacements: Sequence[tuple[str, str]]) 
     return nb
 
 
-def to_html(nb: dict[str, Any]) -> str:
-    """Static HTML of a notebook (nbconvert's `lab` template; runs offline, images inline)."""
+NOTEBOOK_CSS = "notebook.css"
+"""The stylesheet every published HTML notebook links (nbconvert's `lab` template styles, ~260 KB, the
+same for every notebook: one file instead of one copy per page)."""
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>\s*", re.S)
+
+
+def to_html(nb: dict[str, Any]) -> tuple[str, str]:
+    """Static HTML of a notebook (nbconvert's `lab` template; runs offline, images inline) linking
+    `NOTEBOOK_CSS`, and that stylesheet: the template's styles in the page head. Styles inside outputs
+    (a table's own) stay in the page."""
     import nbformat
     from nbconvert import HTMLExporter
 
     node = nbformat.reads(json.dumps(nb), as_version=4)  # the reader joins multi-line strings
     body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(node)
-    return body
+    head, end, rest = body.partition("</head>")
+    css = "\n".join(m.group(1).strip() for m in _STYLE.finditer(head)) + "\n"
+    link = f'<link href="{NOTEBOOK_CSS}" rel="stylesheet" type="text/css"/>\n'
+    first = _STYLE.search(head)
+    head = head if first is None else head[:first.start()] + link + _STYLE.sub("", head[first.start():])
+    return head + end + rest, css
 
 
-def publish_notebooks(rd: RunDir, stages: Sequence[Stage], root: Path) -> tuple[list[str], list[str]]:
-    """Write `docs/notebooks/<notebook>.ipynb` and `.html` for every stage; drop other files there."""
-    out = root / PUBLISHED_DIR
+def write_notebooks(out: Path, notebooks: dict[str, dict[str, Any]]) -> list[Path]:
+    """`<out>/<name>.ipynb` and `.html` for each published notebook, and the one `NOTEBOOK_CSS` they link;
+    other notebooks in `out` are dropped. Returns the files written, notebooks and pages in order."""
     out.mkdir(parents=True, exist_ok=True)
-    repl = path_replacements(rd.path, root)
     written: list[Path] = []
-    for st in stages:
-        nb = clean_notebook(json.loads((rd.path / "notebooks" / f"{st.notebook}.ipynb").read_text(encoding="utf-8")), repl)
-        ipynb, html = out / f"{st.notebook}.ipynb", out / f"{st.notebook}.html"
+    sheets = set()
+    for name, nb in notebooks.items():
+        ipynb, html = out / f"{name}.ipynb", out / f"{name}.html"
         ipynb.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        html.write_text(to_html(nb), encoding="utf-8")
+        page, css = to_html(nb)
+        html.write_text(page, encoding="utf-8")
+        sheets.add(css)
         written += [ipynb, html]
+    if len(sheets) > 1:
+        raise PublishError(f"the notebooks' HTML templates differ ({len(sheets)} stylesheets); one {NOTEBOOK_CSS} "
+                           "cannot serve them all")
+    if sheets:
+        (out / NOTEBOOK_CSS).write_text(sheets.pop(), encoding="utf-8")
     for p in out.iterdir():
         if p.suffix in (".ipynb", ".html") and p not in written:
             p.unlink()
+    return written
+
+
+def publish_notebooks(rd: RunDir, stages: Sequence[Stage], root: Path) -> tuple[list[str], list[str]]:
+    """Write `docs/notebooks/<notebook>.ipynb` and `.html` for every stage (`write_notebooks`)."""
+    repl = path_replacements(rd.path, root)
+    written = write_notebooks(root / PUBLISHED_DIR, {
+        st.notebook: clean_notebook(json.loads((rd.path / "notebooks" / f"{st.notebook}.ipynb").read_text(encoding="utf-8")), repl)
+        for st in stages})
     rel = [str(p.relative_to(root)) for p in written]
     return [r for r in rel if r.endswith(".ipynb")], [r for r in rel if r.endswith(".html")]
 

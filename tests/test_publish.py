@@ -123,6 +123,10 @@ def test_publish_writes_notebooks_html_figures_and_blocks_and_refuses_what_it_mu
         assert "outputs in <run_dir>/" in streams, streams  # the run directory outside the root: a placeholder
         html = (root / rel).with_suffix(".html").read_text()
         assert "data:image/png;base64" in html and "worked" in html
+        head = html[:html.index("</head>")]  # the template's styles are linked, not copied into each page
+        assert "<style" not in head and head.count('<link href="notebook.css"') == 1
+    css = (root / "docs" / "notebooks" / "notebook.css").read_text()
+    assert ".jp-Notebook" in css and len(css) > 50_000 and "<style" not in css
     assert (root / "figures" / "00_line.png").exists() and (root / "figures" / "01_line.json").exists()
     manifest = json.loads((root / "figures" / "MANIFEST.json").read_text())
     sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
